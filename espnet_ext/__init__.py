@@ -1,0 +1,57 @@
+"""espnet_ext: context-aware dynamic pruning for ESPnet speech foundation models.
+
+Importing this package is cheap (no torch); ``register()`` adds our classes to
+ESPnet's task registries. It also runs by itself whenever ESPnet's S2T or ASR
+task module is imported (see ``espnet_ext.autoregister``).
+"""
+
+__version__ = "0.1.0"
+
+# Registry name -> "module:Class", per ESPnet ClassChoices attribute.
+ENCODERS = {
+    "e_branchformer_token_condition": (
+        "espnet_ext.nets.e_branchformer_token_condition:"
+        "EBranchformerTokenConditionEncoder"
+    ),
+}
+DECODERS = {
+    "transformer_decoder_token_condition": (
+        "espnet_ext.nets.transformer_decoder_token_condition:"
+        "TransformerDecoderTokenCondition"
+    ),
+}
+S2T_MODELS = {}
+
+
+def _load(path: str):
+    import importlib
+
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def register_task(task_module) -> None:
+    """Adds our classes to the ``ClassChoices`` of one ESPnet task module.
+
+    Args:
+        task_module: ``espnet2.tasks.s2t`` or ``espnet2.tasks.asr`` (module object).
+    """
+    tables = [("encoder_choices", ENCODERS), ("decoder_choices", DECODERS)]
+    if task_module.__name__ == "espnet2.tasks.s2t":
+        tables.append(("model_choices", S2T_MODELS))
+    for attr, entries in tables:
+        choices = getattr(task_module, attr)
+        for name, path in entries.items():
+            if name not in choices.classes:
+                choices.classes[name] = _load(path)
+
+
+def register() -> None:
+    """Registers our encoder, decoder and model in ESPnet's S2T and ASR tasks.
+
+    Idempotent: calling it again changes nothing.
+    """
+    from espnet2.tasks import asr, s2t
+
+    register_task(s2t)
+    register_task(asr)

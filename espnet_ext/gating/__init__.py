@@ -1,0 +1,29 @@
+"""Context-aware gating: predictor, straight-through Gumbel gates, schedules."""
+
+from espnet_ext.gating.context import GateContext
+from espnet_ext.gating.gated import (
+    GatedModule,
+    force_gates,
+    gated_branch,
+    gated_modules,
+    gated_residual,
+    pin_gates,
+    set_tau,
+    use_context,
+)
+from espnet_ext.gating.gumbel import sample_gates
+from espnet_ext.gating.predictor import GatePredictor
+
+__all__ = [
+    "GateContext",
+    "GatePredictor",
+    "GatedModule",
+    "force_gates",
+    "gated_branch",
+    "gated_modules",
+    "gated_residual",
+    "pin_gates",
+    "sample_gates",
+    "set_tau",
+    "use_context",
+]

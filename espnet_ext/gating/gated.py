@@ -1,0 +1,193 @@
+"""What gated encoders/decoders share: gate computation, forcing and row skipping.
+
+A gated unit is a residual branch ``x + f(x)``. Closing it for an utterance
+means ``f`` is not computed for that row: rows whose gate is open are gathered,
+``f`` runs on them only, and the result is scattered back. During training the
+gates come from the straight-through estimator and carry a gradient; then
+``f`` runs on every row and is multiplied by the gate, so a closed unit still
+receives the gradient that lets it reopen (its output value is still zero).
+"""
+
+from contextlib import contextmanager
+from typing import Callable, Iterator, List, Optional, Sequence, Union
+
+import torch
+
+from espnet_ext.gating.context import GateContext
+from espnet_ext.gating.predictor import GatePredictor
+
+
+class GatedModule(torch.nn.Module):
+    """Mixin for a module with ``num_layers x len(unit_names)`` gates.
+
+    Subclasses call ``init_gates`` in ``__init__`` and ``compute_gates`` in
+    ``forward``. The model sets ``tau`` (Gumbel temperature) every step.
+    After each forward, ``last_gates`` (#batch, layers, units) holds the
+    decisions (with gradient in training) and ``last_probs`` the noiseless
+    open-probabilities.
+    """
+
+    unit_names: Sequence[str] = ()
+
+    def init_gates(self, input_size: int, num_layers: int, **predictor_conf) -> None:
+        self.num_layers = num_layers
+        self.gate_predictor = GatePredictor(
+            input_size, num_layers * len(self.unit_names), **predictor_conf
+        )
+        self.tau = 1.0
+        self.forced_gates: Union[None, float, torch.Tensor] = None
+        self.scoped_context: Optional[GateContext] = None
+        self.last_gates: Optional[torch.Tensor] = None
+        self.last_probs: Optional[torch.Tensor] = None
+
+    def compute_gates(
+        self, xs: torch.Tensor, mask: torch.Tensor, context: Optional[GateContext]
+    ) -> torch.Tensor:
+        """Gates for a batch.
+
+        Args:
+            xs (torch.Tensor): x_GP (#batch, T, D).
+            mask (torch.Tensor): Valid frames (#batch, T) bool.
+            context (GateContext): Explicit context; falls back to the one set
+                by ``use_context``.
+
+        Returns:
+            torch.Tensor: (#batch, layers, units) hard gates, 1.0 = open.
+        """
+        shape = (xs.size(0), self.num_layers, len(self.unit_names))
+        if isinstance(self.forced_gates, torch.Tensor):
+            gates = self.forced_gates.to(xs).expand(shape)
+            probs = gates
+        elif self.forced_gates is not None:
+            gates = xs.new_full(shape, float(self.forced_gates))
+            probs = gates
+        else:
+            ctx = context if context is not None else self.scoped_context
+            gates, probs = self.gate_predictor(xs, mask, ctx, self.tau)
+            gates, probs = gates.view(shape), probs.view(shape)
+        self.last_gates, self.last_probs = gates, probs
+        return gates
+
+
+def _rows(a, idx: torch.Tensor, batch: int):
+    # Tensors with a batch dim follow the rows; broadcast ones (size 1) and
+    # None pass through unchanged.
+    if isinstance(a, torch.Tensor) and a.size(0) == batch:
+        return a[idx]
+    return a
+
+
+def open_rows(gate: torch.Tensor) -> Optional[torch.Tensor]:
+    """Indices of open rows of a (#batch,) gate; None when every row is open."""
+    is_open = gate > 0.5
+    if bool(is_open.all()):
+        return None
+    return is_open.nonzero(as_tuple=True)[0]
+
+
+def _expand(gate: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return gate.view(-1, *([1] * (like.dim() - 1))).to(like.dtype)
+
+
+def gated_residual(
+    x: torch.Tensor,
+    gate: torch.Tensor,
+    fn: Callable[..., torch.Tensor],
+    *args,
+    scale: float = 1.0,
+) -> torch.Tensor:
+    """``x + scale * gate * fn(x, *args)``, computing ``fn`` on open rows only.
+
+    Args:
+        x (torch.Tensor): Residual stream (#batch, ...).
+        gate (torch.Tensor): (#batch,) 0/1 gates.
+        fn: The unit; called as ``fn(x_rows, *args_rows)``.
+        *args: Batch-first tensors (row-selected with x) or None.
+        scale (float): Residual scale (0.5 for macaron FFNs).
+    """
+    if gate.requires_grad:
+        return x + scale * (_expand(gate, x) * fn(x, *args))
+    idx = open_rows(gate)
+    if idx is None:
+        return x + scale * fn(x, *args)
+    if idx.numel() == 0:
+        return x
+    y = fn(x[idx], *[_rows(a, idx, x.size(0)) for a in args])
+    return x.index_add(0, idx, y, alpha=scale)
+
+
+def gated_branch(
+    gate: torch.Tensor, fn: Callable[..., torch.Tensor], x: torch.Tensor, *args
+) -> Optional[torch.Tensor]:
+    """``gate * fn(x, *args)`` (zeros on closed rows); None if all rows closed."""
+    if gate.requires_grad:
+        return _expand(gate, x) * fn(x, *args)
+    idx = open_rows(gate)
+    if idx is None:
+        return fn(x, *args)
+    if idx.numel() == 0:
+        return None
+    y = fn(x[idx], *[_rows(a, idx, x.size(0)) for a in args])
+    return y.new_zeros((x.size(0),) + y.shape[1:]).index_copy(0, idx, y)
+
+
+def gated_modules(model: torch.nn.Module) -> List[GatedModule]:
+    """Every gated module inside ``model`` (itself included)."""
+    return [m for m in model.modules() if isinstance(m, GatedModule)]
+
+
+@contextmanager
+def _set_attr(model: torch.nn.Module, name: str, value) -> Iterator[None]:
+    modules = gated_modules(model)
+    saved = [getattr(m, name) for m in modules]
+    for m in modules:
+        setattr(m, name, value)
+    try:
+        yield
+    finally:
+        for m, v in zip(modules, saved):
+            setattr(m, name, v)
+
+
+def force_gates(model: torch.nn.Module, value: float):
+    """Context manager: every gate of every gated module in ``model`` = value.
+
+    ``1.0`` opens all (the stock network), ``0.0`` closes all (no gated unit
+    runs). The gate predictors are not called and no context is needed.
+    """
+    if value not in (0.0, 1.0):
+        raise ValueError(f"force_gates value must be 0.0 or 1.0, got {value}")
+    return _set_attr(model, "forced_gates", float(value))
+
+
+@contextmanager
+def pin_gates(module: GatedModule, gates: torch.Tensor) -> Iterator[None]:
+    """Context manager: fixed gates for one gated module.
+
+    Args:
+        module (GatedModule): A gated encoder or decoder.
+        gates (torch.Tensor): (#batch or 1, layers, units) 0/1 gates.
+    """
+    shape = (module.num_layers, len(module.unit_names))
+    if gates.dim() != 3 or tuple(gates.shape[1:]) != shape:
+        raise ValueError(f"gates must be (#batch, {shape[0]}, {shape[1]}), got {tuple(gates.shape)}")
+    saved, module.forced_gates = module.forced_gates, gates.detach()
+    try:
+        yield
+    finally:
+        module.forced_gates = saved
+
+
+def use_context(model: torch.nn.Module, context: Optional[GateContext]):
+    """Context manager: gated modules in ``model`` read their gate context here.
+
+    Lets stock ESPnet code paths (``ESPnetS2TModel.forward``, beam search)
+    call our modules with their stock signatures.
+    """
+    return _set_attr(model, "scoped_context", context)
+
+
+def set_tau(model: torch.nn.Module, tau: float) -> None:
+    """Sets the Gumbel-softmax temperature of every gated module."""
+    for m in gated_modules(model):
+        m.tau = float(tau)

@@ -1,0 +1,216 @@
+"""Gate predictor of context-aware dynamic pruning (ICLR 2025, Algorithm 1).
+
+    x_pooled = pool(x_GP)                    # over valid frames only
+    x = concat(C, x_pooled)                  # C: context embeddings
+    logits = reshape(G(x), (L, 2))           # G: small MLP
+    gates = SGSE(logits)[..., 1]             # straight-through Gumbel-softmax
+"""
+
+from typing import List, Optional, Tuple
+
+import torch
+from typeguard import typechecked
+
+from espnet_ext.gating.context import GateContext
+from espnet_ext.gating.gumbel import sample_gates
+
+CONTEXT_KINDS = ("lang", "task", "spk", "event")
+
+
+class MeanPooling(torch.nn.Module):
+    """Mean over the valid frames of (#batch, T, D) -> (#batch, D)."""
+
+    def forward(self, xs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask.to(xs.dtype).unsqueeze(-1)  # (B, T, 1)
+        return (xs * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+class AttentionPooling(torch.nn.Module):
+    """Learned attention over frames (Interspeech 2025's frame-level context).
+
+    Each frame gets a score ``w^T tanh(W x_t)``; the pooled vector is the
+    softmax-weighted sum over valid frames.
+    """
+
+    def __init__(self, size: int, hidden: int = 128):
+        super().__init__()
+        self.proj = torch.nn.Linear(size, hidden)
+        self.score = torch.nn.Linear(hidden, 1, bias=False)
+
+    def forward(self, xs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        scores = self.score(torch.tanh(self.proj(xs))).squeeze(-1)  # (B, T)
+        scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)
+        return torch.einsum("bt,btd->bd", weights, xs)
+
+
+POOLINGS = {"mean": MeanPooling, "attention": AttentionPooling}
+
+
+class ContextEmbedding(torch.nn.Module):
+    """Maps a ``GateContext`` to the vector C (concat of per-source embeddings).
+
+    ``lang``/``task``: learned embeddings of the token ids (an embedding lookup
+    is the linear projection of a one-hot), then LayerNorm. ``spk``/``event``:
+    Linear + LayerNorm of the given vectors.
+
+    Args:
+        kinds (List[str]): Enabled sources, subset of ("lang", "task", "spk", "event").
+        vocab_size (int): Token vocabulary size (for lang/task).
+        dim (int): Output size of each source.
+        spk_embed_dim (int): Input speaker-embedding size (for spk).
+        event_embed_dim (int): Input event-embedding size (for event).
+    """
+
+    @typechecked
+    def __init__(
+        self,
+        kinds: List[str],
+        vocab_size: Optional[int],
+        dim: int,
+        spk_embed_dim: Optional[int] = None,
+        event_embed_dim: Optional[int] = None,
+    ):
+        super().__init__()
+        unknown = [k for k in kinds if k not in CONTEXT_KINDS]
+        if unknown or len(set(kinds)) != len(kinds):
+            raise ValueError(
+                f"gate_context must be distinct names from {CONTEXT_KINDS}, got {kinds}"
+            )
+        self.kinds = list(kinds)
+        self.proj = torch.nn.ModuleDict()
+        for kind in self.kinds:
+            if kind in ("lang", "task"):
+                if not vocab_size:
+                    raise ValueError(
+                        f"gate_context has '{kind}': set context_vocab_size "
+                        "(the size of the token list)"
+                    )
+                self.proj[kind] = torch.nn.Sequential(
+                    torch.nn.Embedding(vocab_size, dim), torch.nn.LayerNorm(dim)
+                )
+            else:
+                in_dim = spk_embed_dim if kind == "spk" else event_embed_dim
+                if not in_dim:
+                    raise ValueError(
+                        f"gate_context has '{kind}': set {kind}_embed_dim "
+                        "(the size of the extracted embeddings)"
+                    )
+                self.proj[kind] = torch.nn.Sequential(
+                    torch.nn.Linear(in_dim, dim), torch.nn.LayerNorm(dim)
+                )
+        self.output_size = dim * len(self.kinds)
+
+    def forward(self, context: Optional[GateContext]) -> Optional[torch.Tensor]:
+        """Returns C (#batch, output_size), or None if no source is enabled."""
+        if not self.kinds:
+            return None
+        if context is None:
+            raise ValueError(
+                f"the gate predictor needs context {self.kinds} but got none: call "
+                "the model through ESPnetS2TGatedModel / espnet_ext's Speech2Text, "
+                "pass context=GateContext(...), or use espnet_ext.gating.force_gates"
+            )
+        parts = []
+        for kind in self.kinds:
+            if kind in ("lang", "task"):
+                if context.tokens is None:
+                    raise ValueError(f"gate context '{kind}' needs the <lang>/<task> token ids")
+                parts.append(self.proj[kind](context.tokens[:, 0 if kind == "lang" else 1]))
+            else:
+                x = getattr(context, f"{kind}_embed")
+                if x is None:
+                    raise ValueError(
+                        f"gate context '{kind}' is enabled but no {kind}_embed was given "
+                        f"(pass {kind}_embed.scp as '{kind}_embed' data)"
+                    )
+                expected = self.proj[kind][0].in_features
+                if x.dim() != 2 or x.size(1) != expected:
+                    raise ValueError(
+                        f"{kind}_embed must be (#batch, {expected}), got {tuple(x.shape)}"
+                    )
+                parts.append(self.proj[kind](x.to(self.proj[kind][0].weight.dtype)))
+        return torch.cat(parts, dim=-1)
+
+
+class GatePredictor(torch.nn.Module):
+    """Predicts L binary gates per utterance from pooled features and context.
+
+    Args:
+        input_size (int): Feature size D of x_GP.
+        num_gates (int): Number L of gated units.
+        context (List[str]): Enabled context sources (see ``ContextEmbedding``).
+        vocab_size (int): Token vocabulary size (for lang/task context).
+        context_dim (int): Size of each context source's embedding.
+        spk_embed_dim (int): Speaker embedding size (for spk context).
+        event_embed_dim (int): Event embedding size (for event context).
+        pooling (str): "mean" (Algorithm 1) or "attention" (frame-level context).
+        hidden_units (int): 0 = one linear layer G (Algorithm 1), else a
+            2-layer MLP with this hidden size.
+        init_open_bias (float): Initial logit margin in favour of "open", so
+            fine-tuning starts from the pretrained (all-open) network.
+    """
+
+    @typechecked
+    def __init__(
+        self,
+        input_size: int,
+        num_gates: int,
+        context: List[str],
+        vocab_size: Optional[int] = None,
+        context_dim: int = 64,
+        spk_embed_dim: Optional[int] = None,
+        event_embed_dim: Optional[int] = None,
+        pooling: str = "mean",
+        hidden_units: int = 0,
+        init_open_bias: float = 3.0,
+    ):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown gate_pooling: {pooling} (choose from {list(POOLINGS)})")
+        self.num_gates = num_gates
+        self.context = ContextEmbedding(
+            context, vocab_size, context_dim, spk_embed_dim, event_embed_dim
+        )
+        self.pool = POOLINGS[pooling](input_size) if pooling == "attention" else POOLINGS[pooling]()
+        in_dim = input_size + self.context.output_size
+        out = torch.nn.Linear(hidden_units or in_dim, 2 * num_gates)
+        # Small weights: gates start open through the bias, yet gradients
+        # reach the context embeddings from the first step.
+        torch.nn.init.normal_(out.weight, std=0.01)
+        with torch.no_grad():
+            out.bias.view(num_gates, 2).copy_(torch.tensor([0.0, init_open_bias]))
+        self.net = (
+            torch.nn.Sequential(torch.nn.Linear(in_dim, hidden_units), torch.nn.ReLU(), out)
+            if hidden_units
+            else out
+        )
+
+    def logits(
+        self, xs: torch.Tensor, mask: torch.Tensor, context: Optional[GateContext]
+    ) -> torch.Tensor:
+        """Gate logits.
+
+        Args:
+            xs (torch.Tensor): x_GP (#batch, T, D).
+            mask (torch.Tensor): Valid frames (#batch, T) bool.
+            context (GateContext): Context of the batch (rows broadcast from 1).
+
+        Returns:
+            torch.Tensor: (#batch, L, 2) logits of (closed, open).
+        """
+        x = self.pool(xs, mask)
+        c = self.context(context.expand(xs.size(0)) if context is not None else None)
+        if c is not None:
+            x = torch.cat([c.to(x.dtype), x], dim=-1)
+        return self.net(x).view(-1, self.num_gates, 2)
+
+    def forward(
+        self,
+        xs: torch.Tensor,
+        mask: torch.Tensor,
+        context: Optional[GateContext],
+        tau: float = 1.0,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Returns hard gates (#batch, L) and open-probabilities (#batch, L)."""
+        return sample_gates(self.logits(xs, mask, context), tau, self.training)

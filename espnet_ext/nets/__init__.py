@@ -1,0 +1,1 @@
+"""Gated ESPnet encoders and decoders."""

@@ -1,0 +1,244 @@
+"""Transformer decoder with context-aware dynamic gates.
+
+Reference: Someki et al., "Context-aware Dynamic Pruning for Speech Foundation
+Models", ICLR 2025. Registered as ``decoder: transformer_decoder_token_condition``.
+
+Same parameters (and names) as ESPnet's ``TransformerDecoder`` plus
+``gate_predictor.*``. Per layer, 3 gated units: self-attention, source
+attention and FFN; a closed unit is the identity on the residual stream. The
+gates are predicted from the pooled encoder output and the context, once per
+utterance; in incremental decoding every layer, open or not, still appends its
+output to the cache, so ESPnet's (Batch)BeamSearch works unchanged.
+"""
+
+from functools import partial
+from typing import List, Optional, Tuple
+
+import torch
+from typeguard import typechecked
+
+from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
+from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
+from espnet.nets.pytorch_backend.transformer.decoder_layer import DecoderLayer
+from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
+
+from espnet_ext.gating import GateContext, GatedModule, gated_residual
+
+
+def _self_attn(layer: DecoderLayer, last_only: bool, x, kv, mask):
+    kv = layer.norm1(kv)
+    q = kv[:, -1:] if last_only else kv
+    return layer.dropout(layer.self_attn(q, kv, kv, mask))
+
+
+def _src_attn(layer: DecoderLayer, x, memory, memory_mask):
+    return layer.dropout(layer.src_attn(layer.norm2(x), memory, memory, memory_mask))
+
+
+def _ffn(layer: DecoderLayer, x):
+    return layer.dropout(layer.feed_forward(layer.norm3(x)))
+
+
+class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
+    """Transformer decoder whose sub-modules are switched per utterance.
+
+    Args:
+        vocab_size (int): Output vocabulary size (also the context token table).
+        encoder_output_size (int): Encoder output (and decoder) size.
+        gate_context (List[str]): Context of the gate predictor, subset of
+            ("lang", "task", "spk", "event").
+        context_dim (int): Size of each context embedding.
+        spk_embed_dim (int): Speaker embedding size (for "spk").
+        event_embed_dim (int): Acoustic-event embedding size (for "event").
+        gate_pooling (str): "mean" or "attention" pooling of the encoder output.
+        gate_hidden_units (int): 0 = linear gate predictor, else MLP hidden size.
+        gate_init_bias (float): Initial logit margin towards "open".
+        **kwargs: ``TransformerDecoder`` arguments.
+    """
+
+    unit_names = ("self_attn", "src_attn", "ffn")
+
+    @typechecked
+    def __init__(
+        self,
+        vocab_size: int,
+        encoder_output_size: int,
+        gate_context: List[str] = ["lang", "task"],
+        context_dim: int = 64,
+        spk_embed_dim: Optional[int] = None,
+        event_embed_dim: Optional[int] = None,
+        gate_pooling: str = "mean",
+        gate_hidden_units: int = 0,
+        gate_init_bias: float = 3.0,
+        **kwargs,
+    ):
+        super().__init__(vocab_size, encoder_output_size, **kwargs)
+        if not self.normalize_before or kwargs.get("concat_after", False):
+            raise ValueError(
+                "transformer_decoder_token_condition supports normalize_before=true "
+                "and concat_after=false only (as in OWSM)"
+            )
+        self.init_gates(
+            encoder_output_size,
+            len(self.decoders),
+            context=list(gate_context),
+            vocab_size=vocab_size,
+            context_dim=context_dim,
+            spk_embed_dim=spk_embed_dim,
+            event_embed_dim=event_embed_dim,
+            pooling=gate_pooling,
+            hidden_units=gate_hidden_units,
+            init_open_bias=gate_init_bias,
+        )
+
+    def layer_forward(
+        self,
+        layer: DecoderLayer,
+        x: torch.Tensor,
+        tgt_mask: Optional[torch.Tensor],
+        memory: torch.Tensor,
+        memory_mask: Optional[torch.Tensor],
+        gates: torch.Tensor,
+        cache: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """One decoder layer with its units gated.
+
+        Args:
+            layer (DecoderLayer): The stock layer (its modules are used).
+            x (torch.Tensor): Input (#batch, L, D).
+            tgt_mask (torch.Tensor): (#batch or 1, L, L) causal mask.
+            memory (torch.Tensor): Encoder output (#batch, T, D).
+            memory_mask (torch.Tensor): (#batch, 1, T) or None.
+            gates (torch.Tensor): (#batch, 3) gates of this layer.
+            cache (torch.Tensor): (#batch, L-1, D) this layer's previous
+                outputs; then only the last position is computed.
+
+        Returns:
+            torch.Tensor: Output (#batch, L, D).
+        """
+        g_self, g_src, g_ffn = gates.unbind(-1)
+        if cache is None:
+            h, q_mask = x, tgt_mask
+        else:
+            h = x[:, -1:]
+            q_mask = None if tgt_mask is None else tgt_mask[:, -1:, :]
+        h = gated_residual(
+            h, g_self, partial(_self_attn, layer, cache is not None), x, q_mask
+        )
+        h = gated_residual(h, g_src, partial(_src_attn, layer), memory, memory_mask)
+        h = gated_residual(h, g_ffn, partial(_ffn, layer))
+        if cache is not None:
+            h = torch.cat([cache, h], dim=1)
+        return h
+
+    def _gates(
+        self,
+        memory: torch.Tensor,
+        memory_mask: Optional[torch.Tensor],
+        context: Optional[GateContext],
+    ) -> torch.Tensor:
+        valid = (
+            memory_mask.squeeze(1)
+            if memory_mask is not None
+            else memory.new_ones(memory.shape[:2], dtype=torch.bool)
+        )
+        return self.compute_gates(memory, valid, context)
+
+    def forward(
+        self,
+        hs_pad: torch.Tensor,
+        hlens: torch.Tensor,
+        ys_in_pad: torch.Tensor,
+        ys_in_lens: torch.Tensor,
+        return_hs: bool = False,
+        return_all_hs: bool = False,
+        context: Optional[GateContext] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced decoding with gates.
+
+        Args:
+            hs_pad (torch.Tensor): Encoder output (#batch, T, D).
+            hlens (torch.Tensor): (#batch) encoder output lengths.
+            ys_in_pad (torch.Tensor): (#batch, L) input token ids.
+            ys_in_lens (torch.Tensor): (#batch) token lengths.
+            return_hs (bool): Also return the last hidden states.
+            return_all_hs (bool): Also return every layer's output.
+            context (GateContext): Gate context; defaults to the one set with
+                ``espnet_ext.gating.use_context``.
+
+        Returns:
+            torch.Tensor: Logits (#batch, L, vocab) (or with hidden states).
+            torch.Tensor: (#batch,) output lengths.
+        """
+        tgt_mask = (~make_pad_mask(ys_in_lens)[:, None, :]).to(ys_in_pad.device)
+        m = subsequent_mask(tgt_mask.size(-1), device=tgt_mask.device).unsqueeze(0)
+        tgt_mask = tgt_mask & m
+        memory = hs_pad
+        memory_mask = (~make_pad_mask(hlens, maxlen=memory.size(1)))[:, None, :].to(
+            memory.device
+        )
+        gates = self._gates(memory, memory_mask, context)
+
+        x = self.embed(ys_in_pad)
+        intermediate_outs = []
+        for i, layer in enumerate(self.decoders):
+            args = (layer, x, tgt_mask, memory, memory_mask, gates[:, i])
+            if i + 1 in self.gradient_checkpoint_layers:
+                x = torch.utils.checkpoint.checkpoint(
+                    self.layer_forward, *args, use_reentrant=False
+                )
+            else:
+                x = self.layer_forward(*args)
+            if return_all_hs:
+                intermediate_outs.append(x)
+        x = self.after_norm(x)
+        hidden = x
+        if self.output_layer is not None:
+            x = self.output_layer(x)
+        olens = tgt_mask.sum(1)
+        if return_hs:
+            return (x, hidden), olens
+        if return_all_hs:
+            return (x, intermediate_outs), olens
+        return x, olens
+
+    def forward_one_step(
+        self,
+        tgt: torch.Tensor,
+        tgt_mask: torch.Tensor,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor = None,
+        *,
+        cache: List[torch.Tensor] = None,
+        return_hs: bool = False,
+        context: Optional[GateContext] = None,
+    ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """One incremental step (used by ``score`` and ``batch_score``).
+
+        Args:
+            tgt (torch.Tensor): (#batch, L) token ids so far.
+            tgt_mask (torch.Tensor): (#batch or 1, L, L) causal mask.
+            memory (torch.Tensor): Encoder output (#batch, T, D).
+            memory_mask (torch.Tensor): (#batch, 1, T) or None.
+            cache (List[torch.Tensor]): Per layer (#batch, L-1, D).
+            return_hs (bool): Also return the last hidden state.
+            context (GateContext): Gate context (1 row is broadcast).
+
+        Returns:
+            torch.Tensor: Log-probabilities of the next token (#batch, vocab).
+            List[torch.Tensor]: New cache, one (#batch, L, D) per layer.
+        """
+        gates = self._gates(memory, memory_mask, context)
+        x = self.embed(tgt)
+        cache = [None] * len(self.decoders) if cache is None else cache
+        new_cache = []
+        for i, (c, layer) in enumerate(zip(cache, self.decoders)):
+            x = self.layer_forward(layer, x, tgt_mask, memory, memory_mask, gates[:, i], c)
+            new_cache.append(x)
+        y = self.after_norm(x[:, -1])
+        hidden = y
+        if self.output_layer is not None:
+            y = torch.log_softmax(self.output_layer(y), dim=-1)
+        if return_hs:
+            return (y, hidden), new_cache
+        return y, new_cache

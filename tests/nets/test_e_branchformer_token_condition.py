@@ -1,0 +1,204 @@
+import pytest
+import torch
+from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoder
+
+from espnet_ext.gating import GateContext, force_gates, pin_gates
+from espnet_ext.nets.e_branchformer_token_condition import (
+    EBranchformerTokenConditionEncoder,
+)
+
+VOCAB = 12
+CONFS = {
+    "abs_pos": dict(attention_layer_type="selfattn", pos_enc_layer_type="abs_pos"),
+    "rel_pos": dict(attention_layer_type="rel_selfattn", pos_enc_layer_type="rel_pos"),
+    "fast_selfattn": dict(attention_layer_type="fast_selfattn", pos_enc_layer_type="abs_pos"),
+}
+
+
+def conf(pos="abs_pos", macaron=True, **kw):
+    c = dict(
+        output_size=16,
+        attention_heads=2,
+        cgmlp_linear_units=32,
+        cgmlp_conv_kernel=3,
+        linear_units=24,
+        num_blocks=3,
+        use_ffn=macaron,
+        macaron_ffn=macaron,
+        merge_conv_kernel=3,
+        input_layer="conv2d",
+        **CONFS[pos],
+    )
+    c.update(kw)
+    return c
+
+
+def build(pos="abs_pos", macaron=True, **kw):
+    torch.manual_seed(0)
+    stock = EBranchformerEncoder(20, **conf(pos, macaron)).eval()
+    gated = EBranchformerTokenConditionEncoder(
+        20, context_vocab_size=VOCAB, **conf(pos, macaron), **kw
+    ).eval()
+    missing, unexpected = gated.load_state_dict(stock.state_dict(), strict=False)
+    assert unexpected == []
+    assert missing and all(k.startswith("gate_predictor.") for k in missing)
+    return stock, gated
+
+
+def batch(n=3, t=50):
+    torch.manual_seed(1)
+    xs = torch.randn(n, t, 20)
+    lens = torch.tensor([t, t - 12, t - 23][:n])
+    ctx = GateContext(tokens=torch.tensor([[1, 5], [2, 6], [1, 7]][:n]))
+    return xs, lens, ctx
+
+
+def count_calls(modules):
+    calls = {"rows": 0, "n": 0}
+
+    def hook(_m, args, _out):
+        calls["n"] += 1
+        calls["rows"] += args[0].size(0)
+
+    for m in modules:
+        m.register_forward_hook(hook)
+    return calls
+
+
+def units(enc):
+    mods = []
+    for layer in enc.encoders:
+        mods += [layer.attn, layer.cgmlp, layer.merge_proj, layer.depthwise_conv_fusion]
+        mods += [m for m in (layer.feed_forward, layer.feed_forward_macaron) if m is not None]
+    return mods
+
+
+def test_state_dict_keys_are_stock_plus_gate_predictor():
+    stock, gated = build()
+    extra = set(gated.state_dict()) - set(stock.state_dict())
+    assert set(stock.state_dict()) <= set(gated.state_dict())
+    assert extra and all(k.startswith("gate_predictor.") for k in extra)
+
+
+@pytest.mark.parametrize("pos", list(CONFS))
+@pytest.mark.parametrize("macaron", [True, False])
+def test_all_open_equals_stock(pos, macaron):
+    stock, gated = build(pos, macaron)
+    assert gated.unit_names == (("ffn1", "attn", "cgmlp", "ffn2") if macaron else ("attn", "cgmlp"))
+    xs, lens, _ = batch()
+    with torch.no_grad():
+        ref, ref_lens, _ = stock(xs, lens)
+        with force_gates(gated, 1.0):
+            out, out_lens, _ = gated(xs, lens)
+    assert torch.equal(ref_lens, out_lens)
+    assert (ref - out).abs().max().item() < 1e-5
+
+
+def test_interctc_all_open_equals_stock():
+    stock, gated = build(interctc_layer_idx=None)
+    stock.interctc_layer_idx = gated.interctc_layer_idx = [1, 2]
+    xs, lens, _ = batch()
+    with torch.no_grad(), force_gates(gated, 1.0):
+        (ref, ref_mid), _, _ = stock(xs, lens)
+        (out, out_mid), _, _ = gated(xs, lens)
+    assert (ref - out).abs().max() < 1e-5
+    for (i, a), (j, b) in zip(ref_mid, out_mid):
+        assert i == j and (a - b).abs().max() < 1e-5
+
+
+def test_all_closed_runs_no_gated_module():
+    _, gated = build()
+    calls = count_calls(units(gated))
+    xs, lens, _ = batch()
+    with torch.no_grad(), force_gates(gated, 0.0):
+        out, _, _ = gated(xs, lens)
+    assert calls["n"] == 0
+    # only subsampling + per-layer norm_final + after_norm remain
+    with torch.no_grad():
+        x, m = gated.embed(xs, None)
+        for layer in gated.encoders:
+            x = layer.norm_final(x)
+        assert torch.allclose(out, gated.after_norm(x), atol=1e-6)
+    assert gated.forced_gates is None  # restored
+
+
+def test_mixed_gates_skip_rows_and_match_one_by_one():
+    _, gated = build()
+    xs, _, _ = batch()
+    lens = torch.full((3,), xs.size(1))  # ESPnet masks depend on the batch max length
+    gates = torch.ones(3, 3, 4)
+    gates[0, 0, 1] = 0  # row 0: layer 0 attention closed
+    gates[1, 1, :] = 0  # row 1: layer 1 entirely closed
+    gates[2, 2, 1:3] = 0  # row 2: layer 2 both branches closed -> merge skipped
+    attn = count_calls([layer.attn for layer in gated.encoders])
+    merge = count_calls([layer.merge_proj for layer in gated.encoders])
+    with torch.no_grad(), pin_gates(gated, gates):
+        out, out_lens, _ = gated(xs, lens)
+    # 9 (layer, row) pairs: attention closed in 3, both branches closed in 2
+    assert attn["rows"] == 9 - 3
+    assert merge["rows"] == 9 - 2
+    for b in range(3):
+        with torch.no_grad(), pin_gates(gated, gates[b : b + 1]):
+            one, _, _ = gated(xs[b : b + 1, : lens[b]], lens[b : b + 1])
+        n = out_lens[b]
+        assert (one[0, :n] - out[b, :n]).abs().max() < 1e-5
+
+
+def test_predicted_gates_depend_on_context_and_train_through_straight_through():
+    _, gated = build()
+    gated.train()
+    xs, lens, ctx = batch()
+    torch.manual_seed(0)
+    out, olens, _ = gated(xs, lens, context=ctx)
+    assert gated.last_gates.shape == (3, 3, 4)
+    assert set(gated.last_gates.unique().tolist()) <= {0.0, 1.0}
+    loss = out.pow(2).mean() + gated.last_gates.mean()
+    loss.backward()
+    grads = {n: p.grad for n, p in gated.gate_predictor.named_parameters()}
+    assert grads["net.weight"].abs().sum() > 0
+    assert grads["context.proj.lang.0.weight"][1].abs().sum() > 0  # token 1 used
+    assert grads["context.proj.lang.0.weight"][3].abs().sum() == 0  # token 3 unused
+
+
+def test_eval_gates_are_deterministic_and_follow_context():
+    _, gated = build(gate_pooling="attention")
+    torch.nn.init.normal_(gated.gate_predictor.net.weight, std=1.0)
+    xs, lens, ctx = batch()
+    with torch.no_grad():
+        gated(xs, lens, context=ctx)
+        first = gated.last_gates.clone()
+        gated(xs, lens, context=ctx)
+        assert torch.equal(first, gated.last_gates)
+        other = GateContext(tokens=torch.tensor([[3, 9], [4, 10], [3, 11]]))
+        gated(xs, lens, context=other)
+        assert not torch.equal(first, gated.last_gates)
+
+
+def test_missing_context_is_a_clear_error():
+    _, gated = build(gate_context=["lang", "task", "spk"], spk_embed_dim=8)
+    xs, lens, ctx = batch()
+    with pytest.raises(ValueError, match="spk_embed"):
+        gated(xs, lens, context=ctx)
+    with pytest.raises(ValueError, match="needs context"):
+        gated(xs, lens)
+    bad = GateContext(tokens=ctx.tokens, spk_embed=torch.zeros(3, 5))
+    with pytest.raises(ValueError, match=r"\(#batch, 8\)"):
+        gated(xs, lens, context=bad)
+    ok = GateContext(tokens=ctx.tokens, spk_embed=torch.zeros(3, 8))
+    gated(xs, lens, context=ok)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(gate_pooling="max"), "gate_pooling"),
+        (dict(gate_context=["lang", "speaker"]), "gate_context"),
+        (dict(gate_context=["event"]), "event_embed_dim"),
+        (dict(gate_context=["lang"], context_vocab_size=None), "context_vocab_size"),
+    ],
+)
+def test_invalid_gate_conf(kw, match):
+    c = dict(context_vocab_size=VOCAB)
+    c.update(kw)
+    with pytest.raises(ValueError, match=match):
+        EBranchformerTokenConditionEncoder(20, **conf(), **c)
