@@ -20,7 +20,9 @@ DECODERS = {
         "TransformerDecoderTokenCondition"
     ),
 }
-S2T_MODELS = {}
+S2T_MODELS = {
+    "espnet_gated": "espnet_ext.s2t.espnet_model:ESPnetS2TGatedModel",
+}
 
 
 def _load(path: str):
@@ -38,7 +40,10 @@ def register_task(task_module) -> None:
     """
     tables = [("encoder_choices", ENCODERS), ("decoder_choices", DECODERS)]
     if task_module.__name__ == "espnet2.tasks.s2t":
+        from espnet_ext.s2t import task
+
         tables.append(("model_choices", S2T_MODELS))
+        task.install(task_module.S2TTask)
     for attr, entries in tables:
         choices = getattr(task_module, attr)
         for name, path in entries.items():

@@ -1,6 +1,6 @@
 """Gate predictor of context-aware dynamic pruning (ICLR 2025, Algorithm 1).
 
-    x_pooled = pool(x_GP)                    # over valid frames only
+    x_pooled = LayerNorm(pool(x_GP))         # over valid frames only
     x = concat(C, x_pooled)                  # C: context embeddings
     logits = reshape(G(x), (L, 2))           # G: small MLP
     gates = SGSE(logits)[..., 1]             # straight-through Gumbel-softmax
@@ -173,6 +173,9 @@ class GatePredictor(torch.nn.Module):
             context, vocab_size, context_dim, spk_embed_dim, event_embed_dim
         )
         self.pool = POOLINGS[pooling](input_size) if pooling == "attention" else POOLINGS[pooling]()
+        # x_GP's scale varies (e.g. the subsampling output is scaled by sqrt(d));
+        # a LayerNorm keeps the initial logits near their bias whatever the model.
+        self.norm = torch.nn.LayerNorm(input_size)
         in_dim = input_size + self.context.output_size
         out = torch.nn.Linear(hidden_units or in_dim, 2 * num_gates)
         # Small weights: gates start open through the bias, yet gradients
@@ -199,7 +202,7 @@ class GatePredictor(torch.nn.Module):
         Returns:
             torch.Tensor: (#batch, L, 2) logits of (closed, open).
         """
-        x = self.pool(xs, mask)
+        x = self.norm(self.pool(xs, mask))
         c = self.context(context.expand(xs.size(0)) if context is not None else None)
         if c is not None:
             x = torch.cat([c.to(x.dtype), x], dim=-1)

@@ -1,0 +1,164 @@
+"""Analytic multiply-accumulate (MAC) counts of the gated units.
+
+Counts the matrix products that dominate the cost (linear layers,
+convolutions, attention scores and weighted sums); norms, activations and
+softmax are left out, as fvcore does. ``GFLOPs = 2 * MACs / 1e9``. The counts
+are checked against fvcore in ``tests/test_flops.py``.
+
+Used for: the FLOPs-weighted sparsity (``sparsity_weighting: flops``), the
+GFLOPs each decoded utterance actually spends, and the efficiency report.
+"""
+
+from typing import Iterable
+
+import torch
+
+from espnet.nets.pytorch_backend.transformer.attention import MultiHeadedAttention
+
+
+def per_position(modules: Iterable[torch.nn.Module]) -> int:
+    """MACs per position of every Linear and Conv1d layer inside ``modules``."""
+    total = 0
+    for module in modules:
+        for m in module.modules():
+            if isinstance(m, torch.nn.Linear):
+                total += m.in_features * m.out_features
+            elif isinstance(m, torch.nn.Conv1d):
+                total += m.weight.numel()  # out * in / groups * kernel
+    return total
+
+
+def attention(attn: torch.nn.Module, n_query: int, n_key: int) -> int:
+    """MACs of one attention call: projections, scores and weighted sum.
+
+    Args:
+        attn: An ESPnet attention module.
+        n_query (int): Query positions.
+        n_key (int): Key/value positions (K/V projections run on all of them).
+    """
+    if not isinstance(attn, MultiHeadedAttention):  # e.g. FastSelfAttention: linear in T
+        return n_query * per_position([attn])
+    d = attn.linear_q.in_features
+    macs = 2 * n_query * d * d + 2 * n_key * d * d + 2 * n_query * n_key * d
+    if hasattr(attn, "linear_pos"):  # relative positions: 2T-1 of them
+        n_pos = 2 * n_key - 1
+        macs += n_pos * d * d + n_query * n_pos * d
+    return macs
+
+
+def encoder_units(encoder, n_frames: int) -> torch.Tensor:
+    """MACs of each gated unit of a gated E-Branchformer for one utterance.
+
+    The merge runs when either branch is open; its cost is split evenly
+    between the attention and cgMLP units here.
+
+    Args:
+        encoder: ``EBranchformerTokenConditionEncoder``.
+        n_frames (int): Frames after subsampling.
+
+    Returns:
+        torch.Tensor: (layers, units) MACs, float64.
+    """
+    rows = []
+    for layer in encoder.encoders:
+        merge = n_frames * per_position([layer.depthwise_conv_fusion, layer.merge_proj])
+        cost = {
+            "ffn1": n_frames * per_position([layer.feed_forward_macaron])
+            if layer.feed_forward_macaron is not None
+            else 0,
+            "attn": attention(layer.attn, n_frames, n_frames) + merge / 2,
+            "cgmlp": n_frames * per_position([layer.cgmlp]) + merge / 2,
+            "ffn2": n_frames * per_position([layer.feed_forward])
+            if layer.feed_forward is not None
+            else 0,
+        }
+        rows.append([cost[u] for u in encoder.unit_names])
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+def encoder_spent(encoder, n_frames: int, gates: torch.Tensor) -> float:
+    """MACs an encoder pass spends for one utterance with these gates.
+
+    Args:
+        encoder: ``EBranchformerTokenConditionEncoder``.
+        n_frames (int): Frames after subsampling.
+        gates (torch.Tensor): (layers, units) 0/1 gates.
+    """
+    gates = gates.detach().double().cpu()
+    units = dict(zip(encoder.unit_names, range(len(encoder.unit_names))))
+    costs = encoder_units(encoder, n_frames)
+    # encoder_units split the merge into the branches; count it once per open merge
+    merge = torch.tensor(
+        [n_frames * per_position([l.depthwise_conv_fusion, l.merge_proj]) for l in encoder.encoders],
+        dtype=torch.float64,
+    )
+    branch = costs.clone()
+    branch[:, units["attn"]] -= merge / 2
+    branch[:, units["cgmlp"]] -= merge / 2
+    merge_open = 1.0 - (1.0 - gates[:, units["attn"]]) * (1.0 - gates[:, units["cgmlp"]])
+    return float((branch * gates).sum() + (merge * merge_open).sum())
+
+
+def traced(module: torch.nn.Module, *inputs) -> int:
+    """MACs of the Linear/Conv layers in one real forward of ``module``.
+
+    Output shapes are taken from forward hooks, so strides and paddings of
+    e.g. a conv2d subsampling are accounted exactly.
+    """
+    total = 0
+
+    def hook(m, _inp, out):
+        nonlocal total
+        if isinstance(m, torch.nn.Linear):
+            total += out[..., 0].numel() * m.in_features * m.out_features
+        else:  # ConvNd
+            total += out.numel() * (m.in_channels // m.groups) * m.weight[0, 0].numel()
+
+    layers = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)
+    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, layers)]
+    try:
+        with torch.no_grad():
+            module(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+def subsampling(encoder, n_input_frames: int, feat_dim: int) -> int:
+    """MACs of the (never gated) input layer for one utterance.
+
+    Args:
+        encoder: An ESPnet encoder with ``embed`` taking (x, mask).
+        n_input_frames (int): Feature frames before subsampling.
+        feat_dim (int): Feature size (e.g. 80 fbank bins).
+    """
+    p = next(encoder.parameters())
+    x = torch.zeros(1, n_input_frames, feat_dim, dtype=p.dtype, device=p.device)
+    mask = torch.ones(1, 1, n_input_frames, dtype=torch.bool, device=p.device)
+    return traced(encoder.embed, x, mask)
+
+
+def decoder_units(decoder, n_query: int, n_prefix: int, n_memory: int) -> torch.Tensor:
+    """MACs of each gated unit of a gated Transformer decoder for one sequence.
+
+    Args:
+        decoder: ``TransformerDecoderTokenCondition``.
+        n_query (int): Positions computed (L in teacher forcing, 1 per step
+            in incremental decoding).
+        n_prefix (int): Positions attended by self-attention (L, or t).
+        n_memory (int): Encoder frames attended by source attention (its K/V
+            projections are recomputed at every step in ESPnet's decoding).
+
+    Returns:
+        torch.Tensor: (layers, 3) MACs, float64.
+    """
+    rows = [
+        [
+            attention(layer.self_attn, n_query, n_prefix),
+            attention(layer.src_attn, n_query, n_memory),
+            n_query * per_position([layer.feed_forward]),
+        ]
+        for layer in decoder.decoders
+    ]
+    return torch.tensor(rows, dtype=torch.float64)

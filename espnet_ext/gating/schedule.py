@@ -1,0 +1,122 @@
+"""Gumbel temperature and sparsity-target schedules, and the sparsity loss.
+
+tau(step) goes from ``tau_ini`` to ``tau_end`` over ``tau_cooldown_steps`` and
+then stays; the sparsity target s*(step) ramps linearly from ``sparsity_init``
+to ``sparsity_end`` over ``sparsity_warmup_steps``. The step counter is a
+buffer, so it is saved with the model and ``--resume true`` continues both
+schedules where they were.
+"""
+
+import math
+from typing import Optional
+
+import torch
+from typeguard import typechecked
+
+TAU_SCHEDULES = ("linear", "exp")
+SPARSITY_LOSSES = ("abs_squared", "squared")
+
+
+class GateSchedule(torch.nn.Module):
+    """Step-driven schedules of context-aware dynamic pruning.
+
+    Args:
+        tau_ini (float): Initial Gumbel-softmax temperature.
+        tau_end (float): Final temperature.
+        tau_cooldown_steps (int): Optimizer steps from tau_ini to tau_end.
+        tau_schedule (str): "linear" or "exp" (geometric) interpolation.
+        sparsity_init (float): Initial target fraction of closed units.
+        sparsity_end (float): Final target.
+        sparsity_warmup_steps (int): Steps of the linear ramp; None = tau_cooldown_steps.
+        sparsity_loss_weight (float): alpha of the sparsity loss.
+        sparsity_loss_type (str): "abs_squared" = |g - s*| + (g - s*)^2, or
+            "squared" = (g - s*)^2.
+        accum_grad (int): Forward passes per optimizer step.
+    """
+
+    KEYS = (
+        "tau_ini tau_end tau_cooldown_steps tau_schedule sparsity_init sparsity_end "
+        "sparsity_warmup_steps sparsity_loss_weight sparsity_loss_type accum_grad"
+    ).split()
+
+    @typechecked
+    def __init__(
+        self,
+        tau_ini: float = 1.0,
+        tau_end: float = 0.1,
+        tau_cooldown_steps: int = 15000,
+        tau_schedule: str = "linear",
+        sparsity_init: float = 0.0,
+        sparsity_end: float = 0.3,
+        sparsity_warmup_steps: Optional[int] = None,
+        sparsity_loss_weight: float = 1.0,
+        sparsity_loss_type: str = "abs_squared",
+        accum_grad: int = 1,
+    ):
+        super().__init__()
+        self.register_buffer("forwards", torch.zeros((), dtype=torch.long))
+        self.configure(
+            tau_ini=tau_ini,
+            tau_end=tau_end,
+            tau_cooldown_steps=tau_cooldown_steps,
+            tau_schedule=tau_schedule,
+            sparsity_init=sparsity_init,
+            sparsity_end=sparsity_end,
+            sparsity_warmup_steps=sparsity_warmup_steps,
+            sparsity_loss_weight=sparsity_loss_weight,
+            sparsity_loss_type=sparsity_loss_type,
+            accum_grad=accum_grad,
+        )
+
+    def configure(self, **conf) -> None:
+        """Sets schedule options (keys as in ``__init__``); the step is kept."""
+        for key, value in conf.items():
+            if key not in self.KEYS:
+                raise ValueError(f"unknown gate schedule option: {key}")
+            setattr(self, key, value)
+        if self.tau_ini <= 0 or self.tau_end <= 0:
+            raise ValueError(f"tau_ini/tau_end must be > 0, got {self.tau_ini}, {self.tau_end}")
+        if self.tau_schedule not in TAU_SCHEDULES:
+            raise ValueError(f"unknown tau_schedule: {self.tau_schedule} (choose from {TAU_SCHEDULES})")
+        if self.sparsity_loss_type not in SPARSITY_LOSSES:
+            raise ValueError(
+                f"unknown sparsity_loss_type: {self.sparsity_loss_type} (choose from {SPARSITY_LOSSES})"
+            )
+        for key in ("sparsity_init", "sparsity_end"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ValueError(f"{key} must be in [0, 1], got {getattr(self, key)}")
+        if self.accum_grad < 1:
+            raise ValueError(f"accum_grad must be >= 1, got {self.accum_grad}")
+
+    @property
+    def step(self) -> int:
+        """Optimizer steps taken so far."""
+        return int(self.forwards) // self.accum_grad
+
+    def tick(self) -> None:
+        """Counts one training forward pass."""
+        self.forwards += 1
+
+    @staticmethod
+    def _progress(step: int, steps: int) -> float:
+        return 1.0 if steps <= 0 else min(step / steps, 1.0)
+
+    def tau(self, step: Optional[int] = None) -> float:
+        p = self._progress(self.step if step is None else step, self.tau_cooldown_steps)
+        if self.tau_schedule == "exp":
+            return self.tau_ini * math.exp(p * math.log(self.tau_end / self.tau_ini))
+        return self.tau_ini + p * (self.tau_end - self.tau_ini)
+
+    def target(self, step: Optional[int] = None) -> float:
+        steps = self.sparsity_warmup_steps
+        steps = self.tau_cooldown_steps if steps is None else steps
+        p = self._progress(self.step if step is None else step, steps)
+        return self.sparsity_init + p * (self.sparsity_end - self.sparsity_init)
+
+    def loss(self, sparsity: torch.Tensor, target: float) -> torch.Tensor:
+        """alpha * (|g - s*| + (g - s*)^2) (or the squared term only)."""
+        diff = sparsity - target
+        loss = diff.pow(2)
+        if self.sparsity_loss_type == "abs_squared":
+            loss = loss + diff.abs()
+        return self.sparsity_loss_weight * loss

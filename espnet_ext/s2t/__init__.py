@@ -1,0 +1,1 @@
+"""ESPnet S2T glue: the context-conditioned model, task options, inference."""

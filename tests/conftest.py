@@ -1,0 +1,23 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))  # tests/tiny_corpus.py
+
+# Keep torch on the 2 cores of CI and quiet nltk's offline download attempts.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    from tiny_corpus import make_tiny_corpus
+
+    return make_tiny_corpus(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    return ROOT / "conf" / "tiny" / "train_s2t_ebf_gated.yaml"
