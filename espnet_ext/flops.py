@@ -13,7 +13,10 @@ from typing import Iterable
 
 import torch
 
-from espnet.nets.pytorch_backend.transformer.attention import MultiHeadedAttention
+from espnet.nets.pytorch_backend.transformer.attention import (
+    LegacyRelPositionMultiHeadedAttention,
+    MultiHeadedAttention,
+)
 
 
 def per_position(modules: Iterable[torch.nn.Module]) -> int:
@@ -40,10 +43,22 @@ def attention(attn: torch.nn.Module, n_query: int, n_key: int) -> int:
         return n_query * per_position([attn])
     d = attn.linear_q.in_features
     macs = 2 * n_query * d * d + 2 * n_key * d * d + 2 * n_query * n_key * d
-    if hasattr(attn, "linear_pos"):  # relative positions: 2T-1 of them
-        n_pos = 2 * n_key - 1
+    if hasattr(attn, "linear_pos"):  # relative positions: 2T-1 of them (legacy: T)
+        legacy = isinstance(attn, LegacyRelPositionMultiHeadedAttention)
+        n_pos = n_key if legacy else 2 * n_key - 1
         macs += n_pos * d * d + n_query * n_pos * d
     return macs
+
+
+def encoder_unit_names(encoder) -> tuple:
+    """Unit names of a gated or a stock E-Branchformer (same layer structure)."""
+    if hasattr(encoder, "unit_names"):
+        return tuple(encoder.unit_names)
+    first = encoder.encoders[0]
+    names = ("attn", "cgmlp")
+    if first.feed_forward_macaron is not None:
+        names = ("ffn1",) + names
+    return names + (("ffn2",) if first.feed_forward is not None else ())
 
 
 def encoder_units(encoder, n_frames: int) -> torch.Tensor:
@@ -72,7 +87,7 @@ def encoder_units(encoder, n_frames: int) -> torch.Tensor:
             if layer.feed_forward is not None
             else 0,
         }
-        rows.append([cost[u] for u in encoder.unit_names])
+        rows.append([cost[u] for u in encoder_unit_names(encoder)])
     return torch.tensor(rows, dtype=torch.float64)
 
 
@@ -85,7 +100,8 @@ def encoder_spent(encoder, n_frames: int, gates: torch.Tensor) -> float:
         gates (torch.Tensor): (layers, units) 0/1 gates.
     """
     gates = gates.detach().double().cpu()
-    units = dict(zip(encoder.unit_names, range(len(encoder.unit_names))))
+    names = encoder_unit_names(encoder)
+    units = dict(zip(names, range(len(names))))
     costs = encoder_units(encoder, n_frames)
     # encoder_units split the merge into the branches; count it once per open merge
     merge = torch.tensor(
