@@ -5,6 +5,8 @@ language (German words sound an octave lower), so a small model can learn
 ASR (same words) and ST (word-by-word translation) in a few hundred steps.
 """
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +100,12 @@ def train_args(data: dict, config: Path, out_dir: Path) -> list:
             f"--{mode}_shape_file", f"{d}/text_shape.bpe",
         ]
     return args
+
+
+def s2t_train(data: dict, config: Path, out_dir: Path, *extra: str) -> str:
+    """Runs ESPnet's stock ``s2t_train`` entry point; returns its log."""
+    cmd = [sys.executable, "-m", "espnet2.bin.s2t_train"]
+    cmd += train_args(data, config, out_dir) + list(extra)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stderr

@@ -1,24 +1,14 @@
 """Gated fine-tuning through ESPnet's stock training entry point."""
 
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
-from tiny_corpus import train_args
+from tiny_corpus import s2t_train
 
 from espnet_ext.gating.schedule import GateSchedule
 
 pytestmark = pytest.mark.slow
-
-
-def s2t_train(data, config, out_dir, *extra):
-    cmd = [sys.executable, "-m", "espnet2.bin.s2t_train"]
-    cmd += train_args(data, config, out_dir) + list(extra)
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stderr
 
 
 def epoch_stats(log: str, split: str = "train"):
@@ -32,14 +22,7 @@ def epoch_stats(log: str, split: str = "train"):
     return out
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_corpus, tiny_config, tmp_path_factory):
-    exp = tmp_path_factory.mktemp("exp") / "gated"
-    log = s2t_train(tiny_corpus, tiny_config, exp)
-    return exp, log
-
-
-def test_loss_falls_and_sparsity_tracks_target(trained, tiny_config):
+def test_loss_falls_and_sparsity_tracks_target(trained):
     exp, log = trained
     stats = epoch_stats(log)
     assert sorted(stats) == list(range(1, 11))

@@ -1,0 +1,121 @@
+"""Gated decoding: CLI outputs, real skipping, equivalence with stock decoding."""
+
+import subprocess
+import sys
+
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from espnet_ext.gating import force_gates
+from espnet_ext.s2t.inference import Speech2TextGated
+
+pytestmark = pytest.mark.slow
+
+GATE_KEYS = ("gate_context", "context_vocab_size", "context_dim", "spk_embed_dim",
+             "event_embed_dim", "gate_pooling", "gate_hidden_units", "gate_init_bias")
+
+
+def first_wav(data, lang="eng"):
+    for line in (data["valid"] / "wav.scp").read_text().splitlines():
+        utt, path = line.split()
+        if f"_{lang}_" in utt:
+            return utt, sf.read(path, dtype="float32")[0]
+
+
+def decoder(exp, **kw):
+    conf = dict(beam_size=3, maxlenratio=0.0, lang_sym="<eng>", task_sym="<asr>")
+    conf.update(kw)
+    return Speech2TextGated(exp / "config.yaml", exp / "10epoch.pth", device="cpu", **conf)
+
+
+def test_cli_writes_recognition_gates_and_gflops(trained, tiny_corpus, tmp_path):
+    exp, _ = trained
+    scp = tmp_path / "wav.scp"
+    lines = [l for l in (tiny_corpus["valid"] / "wav.scp").read_text().splitlines() if "_deu_st_eng" in l]
+    scp.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "decode"
+    cmd = [
+        sys.executable, "-m", "espnet_ext.bin.s2t_inference", "--ngpu", "0",
+        "--s2t_train_config", str(exp / "config.yaml"), "--s2t_model_file", str(exp / "10epoch.pth"),
+        "--data_path_and_name_and_type", f"{scp},speech,sound", "--lang_sym", "deu",
+        "--task_sym", "st_eng", "--beam_size", "5", "--batch_size", "2", "--output_dir", str(out),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    utts = sorted(l.split()[0] for l in lines)
+    for name in ("1best_recog/text", "1best_recog/token", "1best_recog/score", "gates/encoder",
+                 "gates/decoder", "gflops", "decode_seconds"):
+        rows = dict(l.split(maxsplit=1) for l in (out / name).read_text().splitlines())
+        assert sorted(rows) == utts, name
+    for line in (out / "1best_recog" / "text").read_text().splitlines():
+        assert line.split()[1].startswith("<deu><st_eng><notimestamps>")
+    for line in (out / "gates" / "encoder").read_text().splitlines():
+        groups = line.split()[1:]
+        assert len(groups) == 2 and all(len(g) == 4 and set(g) <= {"0", "1"} for g in groups)
+    units = (out / "gates" / "units").read_text()
+    assert "encoder ffn1 attn cgmlp ffn2" in units and "decoder self_attn src_attn ffn" in units
+    assert all(float(l.split()[1]) > 0 for l in (out / "gflops").read_text().splitlines())
+
+
+def test_closed_units_are_not_run_and_not_counted(trained, tiny_corpus):
+    exp, _ = trained
+    s2t = decoder(exp)
+    layers = s2t.s2t_model.encoder.encoders
+    calls = [0] * len(layers)
+    for i, layer in enumerate(layers):
+        layer.attn.register_forward_hook(lambda *_, i=i: calls.__setitem__(i, calls[i] + 1))
+    _, wav = first_wav(tiny_corpus)
+    s2t(wav)
+    gates, gated_gflops = s2t.gates["encoder"], s2t.meter.gflops
+    assert gates.shape == (2, 4)
+    # the trained model closes units (sparsity ~0.3 in training)
+    assert gates.sum() < gates.numel()
+    for i in range(len(layers)):
+        assert calls[i] == int(gates[i, 1]), (i, gates)
+    with force_gates(s2t.s2t_model, 1.0):
+        s2t(wav)
+    full_gflops = s2t.meter.gflops
+    assert gated_gflops["encoder"] < full_gflops["encoder"]
+    assert s2t.meter.decoder_steps > 0
+
+
+def _stock_copy(exp, out):
+    """The same weights as a stock ESPnet model (gate keys dropped)."""
+    conf = yaml.safe_load((exp / "config.yaml").read_text())
+    conf.update(encoder="e_branchformer", decoder="transformer", model="espnet")
+    for key in ("encoder_conf", "decoder_conf"):
+        conf[key] = {k: v for k, v in conf[key].items() if k not in GATE_KEYS}
+    conf["model_conf"] = {k: v for k, v in conf["model_conf"].items()
+                          if k not in ("prune_scope", "sparsity_weighting")}
+    out.mkdir()
+    (out / "config.yaml").write_text(yaml.safe_dump(conf))
+    state = torch.load(exp / "10epoch.pth", map_location="cpu")
+    torch.save({k: v for k, v in state.items() if not k.startswith("gate_")},
+               out / "model.pth")
+    return out
+
+
+def test_all_open_decoding_equals_stock_speech2text(trained, tiny_corpus, tmp_path):
+    from espnet2.bin.s2t_inference import Speech2Text
+
+    exp, _ = trained
+    stock_dir = _stock_copy(exp, tmp_path / "stock")
+    stock = Speech2Text(stock_dir / "config.yaml", stock_dir / "model.pth", device="cpu",
+                        beam_size=3, lang_sym="<deu>", task_sym="<st_eng>")
+    gated = decoder(exp, lang_sym="<deu>", task_sym="<st_eng>")
+    _, wav = first_wav(tiny_corpus, "deu")
+    ref = stock(wav)
+    with force_gates(gated.s2t_model, 1.0):
+        out = gated(wav)
+    assert [r[2] for r in ref] == [o[2] for o in out]
+    assert all(abs(float(r[4].score) - float(o[4].score)) < 1e-4 for r, o in zip(ref, out))
+
+
+def test_unknown_symbol_is_a_clear_error(trained, tiny_corpus):
+    exp, _ = trained
+    s2t = decoder(exp)
+    _, wav = first_wav(tiny_corpus)
+    with pytest.raises(ValueError, match="unknown lang_sym <xyz>"):
+        s2t(wav, lang_sym="<xyz>")
