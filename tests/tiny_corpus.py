@@ -109,3 +109,26 @@ def s2t_train(data: dict, config: Path, out_dir: Path, *extra: str) -> str:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stderr
+
+
+GATE_KEYS = ("gate_context", "context_vocab_size", "context_dim", "spk_embed_dim",
+             "event_embed_dim", "gate_pooling", "gate_hidden_units", "gate_init_bias")
+
+
+def stock_copy(exp: Path, out: Path) -> Path:
+    """The same weights as a stock ESPnet model (gate keys dropped)."""
+    import torch
+    import yaml
+
+    conf = yaml.safe_load((exp / "config.yaml").read_text())
+    conf.update(encoder="e_branchformer", decoder="transformer", model="espnet")
+    for key in ("encoder_conf", "decoder_conf"):
+        conf[key] = {k: v for k, v in conf[key].items() if k not in GATE_KEYS}
+    conf["model_conf"] = {k: v for k, v in conf["model_conf"].items()
+                          if k not in ("prune_scope", "sparsity_weighting")}
+    out.mkdir()
+    (out / "config.yaml").write_text(yaml.safe_dump(conf))
+    state = torch.load(exp / "10epoch.pth", map_location="cpu")
+    torch.save({k: v for k, v in state.items() if not k.startswith("gate_")},
+               out / "model.pth")
+    return out

@@ -39,6 +39,7 @@ class GatedModule(torch.nn.Module):
         self.scoped_context: Optional[GateContext] = None
         self.last_gates: Optional[torch.Tensor] = None
         self.last_probs: Optional[torch.Tensor] = None
+        self.gate_memo = None  # per-utterance cache of modules called step by step
 
     def compute_gates(
         self, xs: torch.Tensor, mask: torch.Tensor, context: Optional[GateContext]
@@ -178,13 +179,22 @@ def pin_gates(module: GatedModule, gates: torch.Tensor) -> Iterator[None]:
         module.forced_gates = saved
 
 
+@contextmanager
 def use_context(model: torch.nn.Module, context: Optional[GateContext]):
     """Context manager: gated modules in ``model`` read their gate context here.
 
     Lets stock ESPnet code paths (``ESPnetS2TModel.forward``, beam search)
-    call our modules with their stock signatures.
+    call our modules with their stock signatures. Gate memos (see the
+    decoder) live no longer than the scope.
     """
-    return _set_attr(model, "scoped_context", context)
+    for m in gated_modules(model):
+        m.gate_memo = None
+    with _set_attr(model, "scoped_context", context):
+        try:
+            yield
+        finally:
+            for m in gated_modules(model):
+                m.gate_memo = None
 
 
 def set_tau(model: torch.nn.Module, tau: float) -> None:

@@ -137,12 +137,31 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
         memory_mask: Optional[torch.Tensor],
         context: Optional[GateContext],
     ) -> torch.Tensor:
+        # Beam search scores every step against the same encoder output (one
+        # utterance, expanded over hypotheses): in eval mode its gates cannot
+        # change, so predict them once per utterance (memo cleared by
+        # use_context) instead of at every step.
+        one_utt = memory_mask is None and (memory.size(0) == 1 or memory.stride(0) == 0)
+        scoped = context is None and self.scoped_context is not None
+        memo = None
+        if one_utt and scoped and not self.training and self.forced_gates is None:
+            memo = (memory.data_ptr(), tuple(memory.shape[1:]), float(memory[0, 0, 0]))
+            if self.gate_memo is not None and self.gate_memo[0] == memo:
+                gates = self.gate_memo[1].expand(memory.size(0), -1, -1)
+                self.last_gates = self.last_probs = gates
+                return gates
         valid = (
             memory_mask.squeeze(1)
             if memory_mask is not None
             else memory.new_ones(memory.shape[:2], dtype=torch.bool)
         )
-        return self.compute_gates(memory, valid, context)
+        if memo is None:
+            return self.compute_gates(memory, valid, context)
+        gates = self.compute_gates(memory[:1], valid[:1], context)
+        self.gate_memo = (memo, gates)
+        gates = gates.expand(memory.size(0), -1, -1)
+        self.last_gates = gates
+        return gates
 
     def forward(
         self,

@@ -65,24 +65,20 @@ class DecodeMeter:
 
     @contextmanager
     def measure(self):
-        """Counts the decoder steps run inside the block."""
+        """Counts the decoder steps run inside the block.
+
+        Each step only records its shapes and gates; the MACs are summed at
+        the end, so counting adds next to nothing to the decode time.
+        """
         self.reset()
         decoder = self.decoder
         step = decoder.forward_one_step
+        steps = []
 
         def counted(tgt, tgt_mask, memory, *args, **kwargs):
             out = step(tgt, tgt_mask, memory, *args, **kwargs)
-            n, t = tgt.shape
-            units = flops.decoder_units(decoder, 1, t, memory.size(1))
-            if isinstance(decoder, GatedModule):
-                open_rows = decoder.last_gates.detach().double().cpu().sum(0)  # (layers, 3)
-            else:
-                open_rows = torch.full_like(units, float(n))
-            self.macs["decoder"] += float((units * open_rows).sum())
-            if decoder.output_layer is not None:
-                out_layer = decoder.output_layer
-                self.macs["decoder"] += n * out_layer.in_features * out_layer.out_features
-            self.decoder_steps += 1
+            gates = decoder.last_gates if isinstance(decoder, GatedModule) else None
+            steps.append((tgt.size(0), tgt.size(1), memory.size(1), gates))
             return out
 
         decoder.forward_one_step = counted
@@ -90,6 +86,25 @@ class DecodeMeter:
             yield self
         finally:
             del decoder.forward_one_step  # back to the class method
+            self.macs["decoder"] = self._decoder_macs(steps)
+            self.decoder_steps = len(steps)
+
+    def _decoder_macs(self, steps) -> float:
+        if not steps:
+            return 0.0
+        decoder = self.decoder
+        # one query position: unit MACs are linear in the prefix t and frames T
+        base = flops.decoder_units(decoder, 1, 0, 0)
+        per_t = flops.decoder_units(decoder, 1, 1, 0) - base
+        per_frame = flops.decoder_units(decoder, 1, 0, 1) - base
+        total = 0.0
+        for n, t, frames, gates in steps:
+            open_rows = gates.sum(0).double().cpu() if gates is not None else float(n)
+            total += float(((base + t * per_t + frames * per_frame) * open_rows).sum())
+        out_layer = decoder.output_layer
+        if out_layer is not None:
+            total += sum(n for n, *_ in steps) * out_layer.in_features * out_layer.out_features
+        return total
 
     @property
     def gflops(self) -> Dict[str, float]:

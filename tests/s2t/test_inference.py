@@ -5,16 +5,13 @@ import sys
 
 import pytest
 import soundfile as sf
-import torch
-import yaml
+
+from tiny_corpus import stock_copy
 
 from espnet_ext.gating import force_gates
 from espnet_ext.s2t.inference import Speech2TextGated
 
 pytestmark = pytest.mark.slow
-
-GATE_KEYS = ("gate_context", "context_vocab_size", "context_dim", "spk_embed_dim",
-             "event_embed_dim", "gate_pooling", "gate_hidden_units", "gate_init_bias")
 
 
 def first_wav(data, lang="eng"):
@@ -81,27 +78,11 @@ def test_closed_units_are_not_run_and_not_counted(trained, tiny_corpus):
     assert s2t.meter.decoder_steps > 0
 
 
-def _stock_copy(exp, out):
-    """The same weights as a stock ESPnet model (gate keys dropped)."""
-    conf = yaml.safe_load((exp / "config.yaml").read_text())
-    conf.update(encoder="e_branchformer", decoder="transformer", model="espnet")
-    for key in ("encoder_conf", "decoder_conf"):
-        conf[key] = {k: v for k, v in conf[key].items() if k not in GATE_KEYS}
-    conf["model_conf"] = {k: v for k, v in conf["model_conf"].items()
-                          if k not in ("prune_scope", "sparsity_weighting")}
-    out.mkdir()
-    (out / "config.yaml").write_text(yaml.safe_dump(conf))
-    state = torch.load(exp / "10epoch.pth", map_location="cpu")
-    torch.save({k: v for k, v in state.items() if not k.startswith("gate_")},
-               out / "model.pth")
-    return out
-
-
 def test_all_open_decoding_equals_stock_speech2text(trained, tiny_corpus, tmp_path):
     from espnet2.bin.s2t_inference import Speech2Text
 
     exp, _ = trained
-    stock_dir = _stock_copy(exp, tmp_path / "stock")
+    stock_dir = stock_copy(exp, tmp_path / "stock")
     stock = Speech2Text(stock_dir / "config.yaml", stock_dir / "model.pth", device="cpu",
                         beam_size=3, lang_sym="<deu>", task_sym="<st_eng>")
     gated = decoder(exp, lang_sym="<deu>", task_sym="<st_eng>")

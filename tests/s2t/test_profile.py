@@ -1,0 +1,41 @@
+"""The side-by-side profiler on a tiny gated model and its stock twin."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from tiny_corpus import stock_copy
+
+pytestmark = pytest.mark.slow
+
+
+def test_profile_reports_ratios_settings_and_matches_fvcore(trained, tiny_corpus, tmp_path):
+    exp, _ = trained
+    stock = stock_copy(exp, tmp_path / "stock")
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = [l for l in (tiny_corpus["valid"] / "wav.scp").read_text().splitlines() if "_deu_asr" in l]
+    (data / "wav.scp").write_text("\n".join(lines[:2]) + "\n")
+    out = tmp_path / "prof.json"
+    cmd = [
+        sys.executable, "-m", "espnet_ext.bin.profile",
+        "--model", f"full={stock}/config.yaml:{stock}/model.pth",
+        "--model", f"gated={exp}/config.yaml:{exp}/10epoch.pth",
+        "--reference", "full", "--data-dir", str(data), "--lang_sym", "deu", "--task_sym", "asr",
+        "--num_utts", "2", "--warmup", "1", "--repeats", "1", "--beam_size", "2", "--out", str(out),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "GFLOPs/utt" in proc.stdout
+    report = json.loads(out.read_text())
+    s = report["settings"]
+    assert (s["beam_size"], s["batch_size"], s["threads"], s["num_utts"]) == (2, 1, 2, 2)
+    full, gated = report["models"]["full"], report["models"]["gated"]
+    assert full["gflops_ratio"] == full["time_ratio"] == 1.0
+    # the trained gates close units: less compute than the same weights all open
+    assert gated["gflops_mean"] < full["gflops_mean"]
+    for r in (full, gated):
+        assert abs(r["fvcore_encoder_gap"]) < 0.01
+        assert r["peak_rss_mb"] > 100 and r["time_min_s"] <= r["time_median_s"]
+        assert r["settings"]["speech_length_s"] == 2
