@@ -23,6 +23,8 @@ def per_position(modules: Iterable[torch.nn.Module]) -> int:
     """MACs per position of every Linear and Conv1d layer inside ``modules``."""
     total = 0
     for module in modules:
+        if module is None:  # removed by a static export
+            continue
         for m in module.modules():
             if isinstance(m, torch.nn.Linear):
                 total += m.in_features * m.out_features
@@ -39,6 +41,8 @@ def attention(attn: torch.nn.Module, n_query: int, n_key: int) -> int:
         n_query (int): Query positions.
         n_key (int): Key/value positions (K/V projections run on all of them).
     """
+    if attn is None:  # removed by a static export
+        return 0
     if not isinstance(attn, MultiHeadedAttention):  # e.g. FastSelfAttention: linear in T
         return n_query * per_position([attn])
     d = attn.linear_q.in_features

@@ -29,11 +29,34 @@ class GatedModule(torch.nn.Module):
 
     unit_names: Sequence[str] = ()
 
-    def init_gates(self, input_size: int, num_layers: int, **predictor_conf) -> None:
+    def init_gates(
+        self,
+        input_size: int,
+        num_layers: int,
+        fixed_gates: Optional[List[List[int]]] = None,
+        **predictor_conf,
+    ) -> None:
+        """Builds the gate predictor, or fixes the gates (static export).
+
+        Args:
+            input_size (int): Size of x_GP.
+            num_layers (int): Gated layers.
+            fixed_gates: (layers, units) 0/1 gates of a statically pruned
+                model; then there is no predictor and ``remove_closed_units``
+                deletes the closed sub-modules.
+            **predictor_conf: ``GatePredictor`` options.
+        """
         self.num_layers = num_layers
-        self.gate_predictor = GatePredictor(
-            input_size, num_layers * len(self.unit_names), **predictor_conf
-        )
+        shape = (num_layers, len(self.unit_names))
+        if fixed_gates is None:
+            self.fixed_gates = None
+            self.gate_predictor = GatePredictor(input_size, shape[0] * shape[1], **predictor_conf)
+        else:
+            fixed = torch.tensor(fixed_gates, dtype=torch.float32)
+            if tuple(fixed.shape) != shape or not set(fixed.unique().tolist()) <= {0.0, 1.0}:
+                raise ValueError(f"fixed_gates must be {shape[0]} x {shape[1]} 0/1 values, got {fixed_gates}")
+            self.register_buffer("fixed_gates", fixed.unsqueeze(0), persistent=False)
+            self.gate_predictor = None
         self.tau = 1.0
         self.forced_gates: Union[None, float, torch.Tensor] = None
         self.scoped_context: Optional[GateContext] = None
@@ -56,7 +79,10 @@ class GatedModule(torch.nn.Module):
             torch.Tensor: (#batch, layers, units) hard gates, 1.0 = open.
         """
         shape = (xs.size(0), self.num_layers, len(self.unit_names))
-        if isinstance(self.forced_gates, torch.Tensor):
+        if self.fixed_gates is not None:  # static export: closed units are gone
+            gates = self.fixed_gates.to(xs).expand(shape)
+            probs = gates
+        elif isinstance(self.forced_gates, torch.Tensor):
             gates = self.forced_gates.to(xs).expand(shape)
             probs = gates
         elif self.forced_gates is not None:

@@ -96,6 +96,9 @@ class EBranchformerTokenConditionEncoder(EBranchformerEncoder, GatedModule):
             subsampled input) over valid frames.
         gate_hidden_units (int): 0 = linear gate predictor, else MLP hidden size.
         gate_init_bias (float): Initial logit margin towards "open".
+        fixed_gates (List[List[int]]): (layers, units) 0/1 gates of a
+            statically pruned model (``espnet_ext.bin.export``): no gate
+            predictor, and the closed units' modules do not exist.
         **kwargs: ``EBranchformerEncoder`` arguments.
     """
 
@@ -111,6 +114,7 @@ class EBranchformerTokenConditionEncoder(EBranchformerEncoder, GatedModule):
         gate_pooling: str = "mean",
         gate_hidden_units: int = 0,
         gate_init_bias: float = 3.0,
+        fixed_gates: Optional[List[List[int]]] = None,
         **kwargs,
     ):
         super().__init__(input_size, **kwargs)
@@ -136,7 +140,28 @@ class EBranchformerTokenConditionEncoder(EBranchformerEncoder, GatedModule):
             pooling=gate_pooling,
             hidden_units=gate_hidden_units,
             init_open_bias=gate_init_bias,
+            fixed_gates=fixed_gates,
         )
+        if fixed_gates is not None:
+            self.remove_closed_units()
+
+    def remove_closed_units(self) -> None:
+        """Deletes the sub-modules that the fixed gates close (static export)."""
+        modules = {
+            "ffn1": ("feed_forward_macaron", "norm_ff_macaron"),
+            "attn": ("attn", "norm_mha"),
+            "cgmlp": ("cgmlp", "norm_mlp"),
+            "ffn2": ("feed_forward", "norm_ff"),
+            "merge": ("depthwise_conv_fusion", "merge_proj"),
+        }
+        for layer, gates in zip(self.encoders, self.fixed_gates[0]):
+            g = dict(zip(self.unit_names, gates.tolist()))
+            closed = [u for u, v in g.items() if v == 0]
+            if "attn" in closed and "cgmlp" in closed:
+                closed.append("merge")
+            for unit in closed:
+                for name in modules[unit]:
+                    setattr(layer, name, None)
 
     def _embed(self, xs_pad: torch.Tensor, masks: torch.Tensor):
         if isinstance(self.embed, SUBSAMPLING):

@@ -53,6 +53,9 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
         gate_pooling (str): "mean" or "attention" pooling of the encoder output.
         gate_hidden_units (int): 0 = linear gate predictor, else MLP hidden size.
         gate_init_bias (float): Initial logit margin towards "open".
+        fixed_gates (List[List[int]]): (layers, 3) 0/1 gates of a statically
+            pruned model (``espnet_ext.bin.export``): no gate predictor, and
+            the closed units' modules do not exist.
         **kwargs: ``TransformerDecoder`` arguments.
     """
 
@@ -70,6 +73,7 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
         gate_pooling: str = "mean",
         gate_hidden_units: int = 0,
         gate_init_bias: float = 3.0,
+        fixed_gates: Optional[List[List[int]]] = None,
         **kwargs,
     ):
         super().__init__(vocab_size, encoder_output_size, **kwargs)
@@ -89,7 +93,23 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
             pooling=gate_pooling,
             hidden_units=gate_hidden_units,
             init_open_bias=gate_init_bias,
+            fixed_gates=fixed_gates,
         )
+        if fixed_gates is not None:
+            self.remove_closed_units()
+
+    def remove_closed_units(self) -> None:
+        """Deletes the sub-modules that the fixed gates close (static export)."""
+        modules = {
+            "self_attn": ("self_attn", "norm1"),
+            "src_attn": ("src_attn", "norm2"),
+            "ffn": ("feed_forward", "norm3"),
+        }
+        for layer, gates in zip(self.decoders, self.fixed_gates[0]):
+            for unit, value in zip(self.unit_names, gates.tolist()):
+                if value == 0:
+                    for name in modules[unit]:
+                        setattr(layer, name, None)
 
     def layer_forward(
         self,

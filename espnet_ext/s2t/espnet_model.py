@@ -74,6 +74,8 @@ class ESPnetS2TGatedModel(ESPnetS2TModel):
                 "(e_branchformer_token_condition / transformer_decoder_token_condition)"
             )
         for name, m in self.sides.items():
+            if m.gate_predictor is None:  # fixed gates (static export)
+                continue
             table = m.gate_predictor.context.proj
             if "lang" in table or "task" in table:
                 size = (table["lang"] if "lang" in table else table["task"])[0].num_embeddings
@@ -91,7 +93,8 @@ class ESPnetS2TGatedModel(ESPnetS2TModel):
         """Context sources the gated modules need."""
         kinds = []
         for m in self.sides.values():
-            kinds += [k for k in m.gate_predictor.context.kinds if k not in kinds]
+            if m.gate_predictor is not None:
+                kinds += [k for k in m.gate_predictor.context.kinds if k not in kinds]
         return kinds
 
     def make_context(

@@ -134,6 +134,45 @@ class Speech2TextGated(Speech2Text):
             raise ValueError(f"unknown {what} {sym}: not in the token list (special tokens: {known} ...)")
         return self.converter.token2id[sym]
 
+    def context(self, lang_sym: str, task_sym: str, spk_embed=None, event_embed=None):
+        """The gate context of one utterance."""
+        tokens = torch.tensor(
+            [[self._token_id(lang_sym, "lang_sym"), self._token_id(task_sym, "task_sym")]],
+            device=self.device,
+        )
+        spk, event = _as_row(spk_embed), _as_row(event_embed)
+        spk = spk.to(self.device) if spk is not None else None
+        event = event.to(self.device) if event is not None else None
+        if hasattr(self.s2t_model, "make_context"):
+            return self.s2t_model.make_context(tokens, spk, event)
+        return GateContext(tokens=tokens, spk_embed=spk, event_embed=event)
+
+    @torch.no_grad()
+    def predict_gates(
+        self, speech, lang_sym: str, task_sym: str, spk_embed=None, event_embed=None
+    ) -> Dict[str, torch.Tensor]:
+        """Gate decisions for one utterance without decoding it.
+
+        Returns:
+            {"encoder": (layers, units), "decoder": (layers, 3)} for the gated sides.
+        """
+        model = self.s2t_model
+        speech = torch.as_tensor(np.asarray(speech), dtype=torch.float32).reshape(-1)
+        n = int(self.preprocessor_conf["speech_length"] * self.preprocessor_conf["fs"])
+        speech = torch.nn.functional.pad(speech[:n], (0, max(0, n - speech.numel())))
+        speech = speech.unsqueeze(0).to(self.device)
+        lengths = torch.tensor([speech.size(1)], device=self.device)
+        context = self.context(lang_sym, task_sym, spk_embed, event_embed)
+        with use_context(model, context):
+            enc, enc_lens = model.encode(speech, lengths)
+            gates = {}
+            if isinstance(model.encoder, GatedModule):
+                gates["encoder"] = model.encoder.last_gates[0].cpu()
+            if isinstance(model.decoder, GatedModule):
+                valid = torch.ones(enc.shape[:2], dtype=torch.bool, device=enc.device)
+                gates["decoder"] = model.decoder.compute_gates(enc, valid, None)[0].cpu()
+        return gates
+
     @torch.no_grad()
     def __call__(
         self,
@@ -147,18 +186,8 @@ class Speech2TextGated(Speech2Text):
     ):
         lang_sym = lang_sym if lang_sym is not None else self.lang_sym
         task_sym = task_sym if task_sym is not None else self.task_sym
-        tokens = torch.tensor(
-            [[self._token_id(lang_sym, "lang_sym"), self._token_id(task_sym, "task_sym")]],
-            device=self.device,
-        )
         model = self.s2t_model
-        spk, event = _as_row(spk_embed), _as_row(event_embed)
-        spk = spk.to(self.device) if spk is not None else None
-        event = event.to(self.device) if event is not None else None
-        if hasattr(model, "make_context"):
-            context = model.make_context(tokens, spk, event)
-        else:
-            context = GateContext(tokens=tokens, spk_embed=spk, event_embed=event)
+        context = self.context(lang_sym, task_sym, spk_embed, event_embed)
         with use_context(model, context), self.meter.measure():
             results = super().__call__(speech, text_prev, lang_sym, task_sym, predict_time)
         self.gates = {

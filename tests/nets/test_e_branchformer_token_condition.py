@@ -202,3 +202,29 @@ def test_invalid_gate_conf(kw, match):
     c.update(kw)
     with pytest.raises(ValueError, match=match):
         EBranchformerTokenConditionEncoder(20, **conf(), **c)
+
+
+def test_fixed_gates_remove_modules_and_match_pinned_gates():
+    _, gated = build()
+    pattern = torch.tensor([[1, 0, 1, 1], [0, 0, 0, 1], [1, 1, 0, 0]])
+    static = EBranchformerTokenConditionEncoder(
+        20, gate_context=[], fixed_gates=pattern.tolist(), **conf()
+    ).eval()
+    state = gated.state_dict()
+    missing, unexpected = static.load_state_dict(
+        {k: v for k, v in state.items() if k in static.state_dict()}, strict=False
+    )
+    assert missing == [] and static.gate_predictor is None
+    assert static.encoders[0].attn is None and static.encoders[1].merge_proj is None
+    assert static.encoders[2].feed_forward is None and static.encoders[2].cgmlp is None
+    n_static = sum(p.numel() for p in static.parameters())
+    n_stock = sum(p.numel() for n, p in gated.named_parameters() if not n.startswith("gate_"))
+    assert n_static < n_stock
+    xs, lens, _ = batch()
+    with torch.no_grad(), pin_gates(gated, pattern.float().unsqueeze(0)):
+        ref, _, _ = gated(xs, lens)
+    with torch.no_grad():
+        out, _, _ = static(xs, lens)
+    assert (ref - out).abs().max() < 1e-6
+    with pytest.raises(ValueError, match="fixed_gates"):
+        EBranchformerTokenConditionEncoder(20, gate_context=[], fixed_gates=[[1, 1]], **conf())

@@ -167,3 +167,21 @@ def test_unsupported_layer_options():
         TransformerDecoderTokenCondition(VOCAB, D, normalize_before=False)
     with pytest.raises(ValueError, match="concat_after"):
         TransformerDecoderTokenCondition(VOCAB, D, concat_after=True)
+
+
+def test_fixed_gates_remove_modules_and_match_pinned_gates():
+    _, gated = build()
+    pattern = torch.tensor([[0, 1, 1], [1, 1, 0], [0, 0, 0]])
+    static = TransformerDecoderTokenCondition(
+        VOCAB, D, gate_context=[], fixed_gates=pattern.tolist(), **CONF
+    ).eval()
+    static.load_state_dict({k: v for k, v in gated.state_dict().items() if k in static.state_dict()})
+    assert static.decoders[0].self_attn is None and static.decoders[2].feed_forward is None
+    memory, hlens, ys, ylens, _ = data()
+    with torch.no_grad(), pin_gates(gated, pattern.float().unsqueeze(0)):
+        ref, _ = gated(memory, hlens, ys, ylens)
+        ref_step, _ = gated.batch_score(ys[:, :3], [None] * 3, memory)
+    with torch.no_grad():
+        out, _ = static(memory, hlens, ys, ylens)
+        out_step, _ = static.batch_score(ys[:, :3], [None] * 3, memory)
+    assert (ref - out).abs().max() < 1e-6 and (ref_step - out_step).abs().max() < 1e-6
