@@ -14,6 +14,9 @@ $(VENV)/.deps: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade "pip>=23,<25"
 	$(PY) -m pip install ".[test]"
+	# resemblyzer pulls the Python-2-era `typing` backport; the standard library
+	# has it, and the stale copy breaks anything that puts site-packages first.
+	$(PY) -m pip uninstall -y -q typing
 	rm -rf build
 	touch $@
 

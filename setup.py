@@ -16,6 +16,7 @@ install_requires = [
     "jiwer==4.0.0",
     "sentencepiece==0.2.0",
     "resemblyzer==0.1.4",
+    "soxr==1.1.0",
     "tensorboard==2.21.0",
     "matplotlib==3.11.2",
     "tqdm",
@@ -50,7 +51,7 @@ setup(
     python_requires=">=3.10,<3.12",
     packages=find_packages(include=["espnet_ext", "espnet_ext.*"]),
     install_requires=install_requires,
-    extras_require={"test": ["pytest==9.2.0"]},
+    extras_require={"test": ["pytest==9.2.0", "scikit-learn==1.9.1"]},
     cmdclass={"build_py": BuildPyWithPth},
     license="Apache-2.0",
 )
