@@ -41,5 +41,8 @@ test: install sysdeps  ## the whole suite, slow end-to-end tests included (what 
 test-fast: install sysdeps
 	$(PY) -m pytest -m "not slow" tests
 
+demo: install sysdeps  ## the offline mini-corpus recipe, fresh machine to RESULTS.md
+	cd egs2/mini_europarl/s2t1 && ./run.sh --preset demo
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
