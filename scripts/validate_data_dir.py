@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Checks an ESPnet S2T (OWSM-style) Kaldi data directory, as Kaldi's
+validate_data_dir.sh does for ASR, plus what the S2T task needs.
+
+Checks: required files present (wav.scp, text, utt2spk); every table sorted
+in C byte order with unique keys; the utterance ids of text, utt2spk,
+text.ctc, text.prev, spk_embed.scp and event_embed.scp identical; wav.scp
+keys = recordings of segments (or = utterances without segments); segment
+times valid; audio files present (pipes are not run); text lines start with
+``<lang><task>`` and a time token (``<deu><st_eng><notimestamps> ...``);
+embedding npys present, 1-D, one size per file (with --check-npy).
+
+Prints one line per problem (``file:line: what``; the first 20) and exits 1
+if any. Relative audio paths are resolved from the current directory, as
+ESPnet does (run it from the recipe directory).
+
+Usage:
+    python scripts/validate_data_dir.py data/train
+    python scripts/validate_data_dir.py --check-npy --langs eng,deu,fra,ita dump/raw/test
+"""
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+UTT_FILES = ("text", "utt2spk", "text.ctc", "text.prev", "spk_embed.scp", "event_embed.scp")
+PREFIX = re.compile(r"^<([a-z]{2,3})><(asr|st_[a-z]{2,3})>(<notimestamps>|<\d+\.\d\d>)")
+
+
+class Report:
+    def __init__(self):
+        self.problems: List[str] = []
+
+    def __call__(self, where: str, what: str) -> None:
+        self.problems.append(f"{where}: {what}")
+
+
+def read(path: Path, report: Report) -> Optional[Dict[str, str]]:
+    """A Kaldi table; reports unsorted, duplicated and value-less lines."""
+    if not path.is_file():
+        return None
+    table, prev = {}, None
+    for num, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            report(f"{path}:{num}", "empty line")
+            continue
+        key, _, value = line.partition(" ")
+        if not value.strip():
+            report(f"{path}:{num}", f"no value for {key}")
+        if key in table:
+            report(f"{path}:{num}", f"duplicated key {key}")
+        if prev is not None and key.encode() < prev.encode():
+            report(f"{path}:{num}", f"not sorted (LC_ALL=C): {key} after {prev}")
+        table[key], prev = value.strip(), key
+    return table
+
+
+def validate(data_dir: Path, langs: Optional[List[str]] = None, check_npy: bool = False) -> List[str]:
+    report = Report()
+    tables = {}
+    for name in ("wav.scp", "segments") + UTT_FILES:
+        tables[name] = read(data_dir / name, report)
+    for name in ("wav.scp", "text", "utt2spk"):
+        if tables[name] is None:
+            report(str(data_dir / name), "missing (required)")
+    if report.problems and tables["text"] is None:
+        return report.problems
+    utts = set(tables["text"])
+    for name in UTT_FILES[1:]:
+        table = tables[name]
+        if table is None:
+            continue
+        for utt in sorted(utts - set(table))[:5]:
+            report(str(data_dir / name), f"no entry for {utt} (in text)")
+        for utt in sorted(set(table) - utts)[:5]:
+            report(str(data_dir / name), f"{utt} is not in text")
+    wavs, segments = tables["wav.scp"] or {}, tables["segments"]
+    if segments is not None:
+        if set(segments) != utts:
+            report(str(data_dir / "segments"), "utterances differ from text")
+        for utt, value in segments.items():
+            fields = value.split()
+            if len(fields) != 3 or fields[0] not in wavs:
+                report(str(data_dir / "segments"), f"{utt}: bad line or unknown recording: {value}")
+                continue
+            start, end = float(fields[1]), float(fields[2])
+            if start < 0 or (end != -1 and end <= start):
+                report(str(data_dir / "segments"), f"{utt}: bad times {start} {end}")
+    elif wavs and set(wavs) != utts:
+        missing = sorted(utts - set(wavs))[:5]
+        report(str(data_dir / "wav.scp"), f"keys differ from text (e.g. missing {missing})")
+    for key, spec in wavs.items():
+        if not spec.endswith("|") and not Path(spec).is_file():
+            report(str(data_dir / "wav.scp"), f"{key}: no such file {spec}")
+    for utt, text in tables["text"].items():
+        m = PREFIX.match(text)
+        if not m:
+            report(str(data_dir / "text"), f"{utt}: does not start with <lang><task><notimestamps>: {text[:40]!r}")
+        elif langs and m.group(1) not in langs:
+            report(str(data_dir / "text"), f"{utt}: unknown language <{m.group(1)}> (expected {langs})")
+    if check_npy:
+        import numpy as np
+
+        for name in ("spk_embed.scp", "event_embed.scp"):
+            sizes = set()
+            for utt, path in (tables[name] or {}).items():
+                try:
+                    x = np.load(path)
+                except (OSError, ValueError) as e:
+                    report(str(data_dir / name), f"{utt}: cannot read {path}: {e}")
+                    continue
+                if x.ndim != 1 or not np.isfinite(x).all():
+                    report(str(data_dir / name), f"{utt}: {path} must be a finite 1-D vector, got {x.shape}")
+                sizes.add(x.shape)
+            if len(sizes) > 1:
+                report(str(data_dir / name), f"embedding sizes differ: {sorted(sizes)}")
+    return report.problems
+
+
+def main(cmd=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data_dir", type=Path, nargs="+", help="Data directories to check.")
+    p.add_argument("--langs", help="Comma-separated ISO 639-3 codes allowed in text prefixes.")
+    p.add_argument("--check-npy", action="store_true", help="Also load every embedding npy.")
+    args = p.parse_args(cmd)
+    langs = args.langs.split(",") if args.langs else None
+    bad = 0
+    for d in args.data_dir:
+        problems = validate(d, langs, args.check_npy)
+        for line in problems[:20]:
+            print(line, file=sys.stderr)
+        if len(problems) > 20:
+            print(f"... and {len(problems) - 20} more", file=sys.stderr)
+        n = len(read(d / "text", Report()) or {})
+        print(f"{d}: {n} utterances, {'OK' if not problems else f'{len(problems)} problems'}")
+        bad += bool(problems)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
