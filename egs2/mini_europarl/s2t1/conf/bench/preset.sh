@@ -1,0 +1,10 @@
+# Preset "bench": more data, a larger model and more steps, so that the numbers mean
+# something (estimated ~70 minutes on 2 cores; see README.md).
+corpus_sizes=pretrain=800,train=300,dev=20,test=25   # sentences per language per split
+voices_per_lang=8
+nbpe=500
+tagger_clips_per_event=80   # event tagger training clips per label (0: all)
+tagger_opts="--epochs 5 --channels 8 16 32 --embed-dim 64 --crop-seconds 2"
+profile_num_utts=10
+profile_repeats=3
+profile_opts=""

@@ -1,0 +1,345 @@
+#!/usr/bin/env bash
+# Mini Europarl, S2T (OWSM-style ASR + ST): context-aware dynamic pruning end to end, offline,
+# on CPUs. Synthesises the corpus, pre-trains a small OWSM-shaped base model, fine-tunes it
+# fully (baseline) and with gates (lang/task, + speaker, + event context), decodes, scores
+# and writes RESULTS.md.
+#
+# Usage:
+#   ./run.sh --preset demo                      # everything (~20 min on a busy 2-core machine)
+#   ./run.sh --preset demo --stage 7 --stop_stage 8
+#   ./run.sh --preset tiny --datadir /tmp/x/data --dumpdir /tmp/x/dump --expdir /tmp/x/exp
+#
+# Stages: 1 data prep, 2 audio format, 3 context embeddings, 4 token list, 5 stats,
+#   6 training (6a base, 6b full fine-tune, 6c gated, 6d gated+spk, 6e gated+event),
+#   7 decoding, 8 scoring, 9 efficiency + RESULTS.md.
+# Every unit of work leaves a .done file; a rerun skips what is finished, and training
+# resumes from its last checkpoint (--resume true).
+set -euo pipefail
+
+log() {
+    local fname=${BASH_SOURCE[1]##*/}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
+}
+
+# Options (--name value).
+stage=1
+stop_stage=9
+preset=demo          # tiny | demo | bench: conf/<preset>/{preset.sh,train_*.yaml}
+nj=2                 # parallel jobs for corpus synthesis
+ngpu=0               # passed to ESPnet (0: CPU)
+datadir=data         # Kaldi dirs from stage 1, token list
+dumpdir=dump         # formatted data, embeddings
+expdir=exp           # models, decoding, scores, RESULTS.md inputs
+results=RESULTS.md
+__options="stage stop_stage preset nj ngpu datadir dumpdir expdir results"
+
+cd "$(dirname "$0")"
+. ./path.sh
+. scripts/parse_options.sh
+
+[ -f "conf/${preset}/preset.sh" ] || { log "unknown --preset ${preset} (tiny, demo, bench)"; exit 1; }
+. "conf/${preset}/preset.sh"
+conf=conf/${preset}
+mkdir -p "${datadir}" "${dumpdir}" "${expdir}"
+datadir=$(cd "${datadir}" && pwd); dumpdir=$(cd "${dumpdir}" && pwd); expdir=$(cd "${expdir}" && pwd)
+raw=${dumpdir}/raw
+token_dir=${datadir}/token_list/bpe_unigram${nbpe}
+stats_dir=${expdir}/s2t_stats_bpe${nbpe}
+python=python3
+if [ -f "${expdir}/.preset" ] && [ "$(cat "${expdir}/.preset")" != "${preset}" ]; then
+    log "${expdir} was made with --preset $(cat "${expdir}/.preset"); use another --expdir"; exit 1
+fi
+echo "${preset}" > "${expdir}/.preset"
+
+# Models fine-tuned in stage 6 and evaluated in stages 7-9 (name: gate context).
+models="full gated gated_spk gated_event"
+test_sets="test_eng_asr test_deu_asr test_fra_asr test_ita_asr test_deu_st_eng test_fra_st_eng test_ita_st_eng"
+
+# Every python command goes through run, which records it in ${expdir}/commands.sh
+# (RESULTS.md cites them) and marks the current stage as having done work.
+stage_did_work=false
+run() {
+    printf '%q ' "$@" | sed 's/ $/\n/' >> "${expdir}/commands.sh"
+    stage_did_work=true
+    "$@"
+}
+stage_start() {  # stage_start K "what"
+    log "Stage $1: $2"
+    stage_t0=$(date +%s)
+    stage_did_work=false
+}
+stage_end() {  # records the wall time of a stage that did any work
+    local secs=$(( $(date +%s) - stage_t0 ))
+    if ${stage_did_work}; then
+        mkdir -p "${expdir}/stage_times"
+        echo "${secs}" > "${expdir}/stage_times/$1"
+        log "Stage $1 done in ${secs} s"
+    else
+        log "Stage $1: nothing to do (finished before)"
+    fi
+}
+
+wait_all() {  # waits for every background job; fails if one failed
+    local pid rc=0
+    for pid in $(jobs -p); do wait "${pid}" || rc=1; done
+    [ ${rc} -eq 0 ] || { log "a background job failed"; exit 1; }
+}
+
+# Data options of s2t_train for a training set, as s2t.sh stage 10/11 passes them.
+data_opts() {  # data_opts <mode: train|valid> <dir> [<shape dir>] [extra npy names...]
+    local mode=$1 dir=$2 shapes=${3:-} name names
+    names=("${@:4}")
+    echo "--${mode}_data_path_and_name_and_type ${dir}/wav.scp,speech,sound"
+    echo "--${mode}_data_path_and_name_and_type ${dir}/text.prev,text_prev,text"
+    echo "--${mode}_data_path_and_name_and_type ${dir}/text.ctc,text_ctc,text"
+    echo "--${mode}_data_path_and_name_and_type ${dir}/text,text,text"
+    if [ -n "${shapes}" ]; then
+        echo "--${mode}_shape_file ${shapes}/speech_shape"
+        echo "--${mode}_shape_file ${shapes}/text_shape.bpe"
+        echo "--${mode}_shape_file ${shapes}/text_prev_shape.bpe"
+        echo "--${mode}_shape_file ${shapes}/text_ctc_shape.bpe"
+    else
+        echo "--${mode}_shape_file ${dir}/speech_shape"
+    fi
+    for name in "${names[@]}"; do
+        echo "--${mode}_data_path_and_name_and_type ${dir}/${name}.scp,${name},npy"
+    done
+}
+
+if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+    stage_start 1 "Data preparation: synthesise mini Europarl (${corpus_sizes}) -> ${datadir}"
+    if [ ! -f "${datadir}/.done" ]; then
+        run local/data.sh --out "${datadir}" --sizes "${corpus_sizes}" --nj "${nj}" \
+            --voices-per-lang "${voices_per_lang}"
+        touch "${datadir}/.done"
+    fi
+    stage_end 1
+fi
+
+if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
+    stage_start 2 "Format audio: 16 kHz mono check, length filter, speech_shape -> ${raw}"
+    for dset in pretrain train dev test; do
+        [ -f "${raw}/${dset}/.done" ] && continue
+        split_opt=""; [ "${dset}" = test ] && split_opt=--split-by-lang-task
+        run ${python} scripts/format_data.py --data-dir "${datadir}/${dset}" \
+            --out "${raw}/${dset}" --config "${conf}/train_base.yaml" ${split_opt}
+        touch "${raw}/${dset}/.done"
+    done
+    stage_end 2
+fi
+
+if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+    stage_start 3 "Context embeddings: speaker (resemblyzer), event (small tagger)"
+    # One torch thread: these small models (batch 1, LSTM/CNN) ran 3x faster on 1 thread
+    # than on 2 on the 2-core machine.
+    tagger=${expdir}/event_tagger/tagger.pth
+    if [ ! -f "${expdir}/event_tagger/.done" ]; then
+        log "Training the event tagger on pretrain+train (<= ${tagger_clips_per_event} recordings per event)"
+        run ${python} scripts/context.py recordings --out "${expdir}/event_tagger/data" \
+            --max-per-event "${tagger_clips_per_event}" "${raw}/pretrain" "${raw}/train"
+        # shellcheck disable=SC2086
+        run ${python} -m espnet_ext.bin.train_event_tagger \
+            --data-dir "${expdir}/event_tagger/data" --out "${tagger}" \
+            --num-threads 1 ${tagger_opts}
+        touch "${expdir}/event_tagger/.done"
+    fi
+    # Context is only needed by the fine-tuned models: train, dev and test (+ its subsets).
+    for kind in speaker event; do
+        [ -f "${raw}/.done_${kind}" ] && continue
+        model=resemblyzer; [ ${kind} = event ] && model=${tagger}
+        log "Extracting ${kind} embeddings for train, dev, test (one per recording)"
+        # shellcheck disable=SC2046
+        run ${python} scripts/context.py extract --kind ${kind} --model "${model}" \
+            --num-threads 1 "${raw}/train" "${raw}/dev" "${raw}/test" \
+            --subsets $(for t in ${test_sets}; do echo "${raw}/${t}"; done)
+        touch "${raw}/.done_${kind}"
+    done
+    stage_end 3
+fi
+
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+    stage_start 4 "Token list: unigram BPE (${nbpe}) with OWSM special tokens -> ${token_dir}"
+    if [ ! -f "${token_dir}/.done" ]; then
+        run ${python} scripts/make_token_list.py --vocab-size "${nbpe}" --out "${token_dir}" \
+            "${raw}/pretrain" "${raw}/train"
+        touch "${token_dir}/.done"
+    fi
+    stage_end 4
+fi
+
+common_opts="--use_preprocessor true --token_type bpe --bpemodel ${token_dir}/bpe.model
+    --token_list ${token_dir}/tokens.txt --ngpu ${ngpu} --use_tensorboard false
+    --use_matplotlib false"
+
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+    stage_start 5 "Collect stats (shapes, feats_stats.npz for global_mvn)"
+    ntok=$(wc -l < "${token_dir}/tokens.txt")
+    for dset in pretrain train; do  # the two runs in parallel
+        out=${stats_dir}/${dset}
+        [ -f "${out}/.done" ] && continue
+        log "collect_stats: ${dset} (valid: dev) -> ${out} (log: ${out}.log)"
+        stage_did_work=true
+        mkdir -p "${stats_dir}"
+        (
+            # shellcheck disable=SC2046,SC2086
+            run ${python} -m espnet_ext.bin.s2t_train --collect_stats true \
+                --config "${conf}/train_base.yaml" ${common_opts} --output_dir "${out}" \
+                $(data_opts train "${raw}/${dset}") $(data_opts valid "${raw}/dev") \
+                > "${out}.log" 2>&1 || { tail -n 30 "${out}.log"; exit 1; }
+            for mode in train valid; do  # as s2t.sh stage 10: token shapes get the vocab size
+                for f in text text_prev text_ctc; do
+                    awk -v N="${ntok}" '{ print $0 "," N }' "${out}/${mode}/${f}_shape" \
+                        > "${out}/${mode}/${f}_shape.bpe"
+                done
+            done
+            touch "${out}/.done"
+        ) &
+    done
+    wait_all
+    stage_end 5
+fi
+
+# Gate context of each gated model, as overrides of conf/<preset>/train_gated.yaml.
+context_opts() {  # context_opts <model>
+    local spk_dim=256 event_dim
+    case $1 in
+        gated) ;;
+        gated_spk)
+            for side in encoder decoder; do
+                echo "--${side}_conf gate_context=[lang,task,spk] --${side}_conf spk_embed_dim=${spk_dim}"
+            done ;;
+        gated_event)
+            event_dim=$(${python} scripts/context.py dim "${raw}/train/event_embed.scp")
+            for side in encoder decoder; do
+                echo "--${side}_conf gate_context=[lang,task,event] --${side}_conf event_embed_dim=${event_dim}"
+            done ;;
+    esac
+}
+context_names() {  # npy inputs a model reads
+    case $1 in gated_spk) echo spk_embed ;; gated_event) echo event_embed ;; *) echo ;; esac
+}
+model_config() {
+    case $1 in base) echo "${conf}/train_base.yaml" ;; full) echo "${conf}/train_full.yaml" ;;
+        *) echo "${conf}/train_gated.yaml" ;; esac
+}
+
+train_model() {  # train_model <model> <stage label, e.g. 6c> <torch threads>
+    local model=$1 label=$2 threads=$3 out=${expdir}/$1 dset=train names init_opts="" var_opts=""
+    local t0; t0=$(date +%s)
+    [ ${model} = base ] && dset=pretrain
+    names=$(context_names ${model})
+    [ -n "${names}" ] && var_opts="--allow_variable_data_keys true"
+    [ ${model} != base ] && init_opts="--init_param ${expdir}/base/valid.acc.ave.pth"
+    # shellcheck disable=SC2046,SC2086
+    local opts="--config $(model_config ${model}) ${common_opts} ${norm_opts} ${init_opts}
+        $(context_opts ${model}) ${var_opts} --output_dir ${out} --resume true
+        $(data_opts train "${raw}/${dset}" "${stats_dir}/${dset}/train" ${names})
+        $(data_opts valid "${raw}/dev" "${stats_dir}/${dset}/valid" ${names})"
+    mkdir -p "${out}"
+    if [[ ${model} = gated* ]]; then
+        log "Stage ${label}: checking that the base model initialises ${model}"
+        # shellcheck disable=SC2086
+        run ${python} scripts/check_init.py --init "${expdir}/base/valid.acc.ave.pth" -- ${opts} \
+            > "${out}/check_init.log" 2>&1 || { cat "${out}/check_init.log"; return 1; }
+        grep "(check_init)" "${out}/check_init.log" | sed 's/^.*INFO: /  /'
+    fi
+    log "Stage ${label}: training ${model} on ${dset}, ${threads} thread(s) (log: ${out}/train.log)"
+    # Progress: one line per epoch; the whole log is in ${out}/train.log.
+    # shellcheck disable=SC2086
+    if ! OMP_NUM_THREADS=${threads} run ${python} -m espnet_ext.bin.s2t_train ${opts} 2>&1 \
+            | tee "${out}/train.log" \
+            | { grep --line-buffered "epoch results" \
+                | sed -u -E "s/^.*INFO: (.{0,200}).*$/  ${model} \1/" || true; }; then
+        tail -n 30 "${out}/train.log"; log "training ${model} failed"; return 1
+    fi
+    [ -e "${out}/valid.acc.ave.pth" ] || { log "no ${out}/valid.acc.ave.pth"; return 1; }
+    echo $(( $(date +%s) - t0 )) > "${out}/train_seconds"
+    touch "${out}/.done"
+}
+
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+    stage_start 6 "Training: 6a base (pretrain), 6b full fine-tune, 6c-6e gated fine-tunes (train)"
+    norm_opts="--normalize global_mvn --normalize_conf stats_file=${stats_dir}/pretrain/train/feats_stats.npz"
+    if [ ! -f "${expdir}/base/.done" ]; then
+        stage_did_work=true
+        train_model base 6a "${OMP_NUM_THREADS}"
+    fi
+    # The fine-tunes are independent: --nj of them at a time, OMP_NUM_THREADS/nj threads each
+    # (on 2 cores two 1-thread jobs beat one 2-thread job for these small models).
+    # The base model trains alone with OMP_NUM_THREADS threads.
+    threads=$(( OMP_NUM_THREADS / nj )); [ ${threads} -ge 1 ] || threads=1
+    running=0; label=b
+    for model in ${models}; do
+        if [ ! -f "${expdir}/${model}/.done" ]; then
+            stage_did_work=true
+            train_model ${model} 6${label} ${threads} &
+            running=$(( running + 1 ))
+            if [ ${running} -ge ${nj} ]; then wait_all; running=0; fi
+        fi
+        label=$(echo ${label} | tr 'a-d' 'b-e')
+    done
+    wait_all
+    stage_end 6
+fi
+
+if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
+    stage_start 7 "Decoding: beam 5, maxlenratio 0.0, every model x every test subset"
+    # One process per model (ESPnet's import costs more than a small subset), --nj models at
+    # a time with OMP_NUM_THREADS/nj threads each. Stage 9 times the models properly.
+    threads=$(( OMP_NUM_THREADS / nj )); [ ${threads} -ge 1 ] || threads=1
+    running=0
+    for model in ${models}; do
+        todo=""
+        for tset in ${test_sets}; do
+            [ -f "${expdir}/${model}/decode_${tset}/.done" ] || todo="${todo} ${tset}"
+        done
+        [ -n "${todo}" ] || continue
+        stage_did_work=true
+        log "Decoding ${model} on${todo} (log: ${expdir}/${model}/decode.log)"
+        (
+            # shellcheck disable=SC2046,SC2086
+            OMP_NUM_THREADS=${threads} run ${python} scripts/decode.py \
+                --model-dir "${expdir}/${model}" --dump "${raw}" $(context_names ${model} | sed 's/^./--npy &/') \
+                ${todo} -- --config conf/decode_s2t.yaml --ngpu "${ngpu}" --beam_size 5 \
+                --maxlenratio 0.0 > "${expdir}/${model}/decode.log" 2>&1 || {
+                tail -n 30 "${expdir}/${model}/decode.log"; log "decoding ${model} failed"; exit 1; }
+            grep -h "^decoded " "${expdir}/${model}/decode.log" | sed 's/^/  /'
+        ) &
+        running=$(( running + 1 ))
+        if [ ${running} -ge ${nj} ]; then wait_all; running=0; fi
+    done
+    wait_all
+    stage_end 7
+fi
+
+if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
+    stage_start 8 "Scoring: BLEU/chrF (sacrebleu) for ST, WER/CER (jiwer) for ASR"
+    for model in ${models}; do
+        # shellcheck disable=SC2086
+        run ${python} scripts/score.py --exp "${expdir}/${model}" --dump "${raw}" ${test_sets}
+    done
+    stage_end 8
+fi
+
+if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
+    stage_start 9 "Efficiency (GFLOPs, wall-clock; pruned vs full) and ${results}"
+    eff=${expdir}/efficiency/test_deu_st_eng.json
+    if [ ! -f "${eff}" ]; then
+        mkdir -p "${expdir}/efficiency"
+        model_opts=""
+        for model in ${models}; do
+            model_opts="${model_opts} --model ${model}=${expdir}/${model}/config.yaml:${expdir}/${model}/valid.acc.ave.pth"
+        done
+        # shellcheck disable=SC2086
+        run ${python} -m espnet_ext.bin.profile ${model_opts} --reference full \
+            --data-dir "${raw}/test_deu_st_eng" --lang_sym deu --task_sym st_eng \
+            --num_utts "${profile_num_utts}" --threads "${OMP_NUM_THREADS}" --warmup 1 \
+            --repeats "${profile_repeats}" --beam_size 5 ${profile_opts:-} --out "${eff}"
+    fi
+    stage_end 9
+    # shellcheck disable=SC2086
+    ${python} scripts/make_results.py --exp "${expdir}" --preset "${preset}" \
+        --models ${models} --test-sets ${test_sets} --out "${results}"
+    log "Wrote ${results}"
+fi
+log "Finished stages ${stage}-${stop_stage} (preset ${preset})"

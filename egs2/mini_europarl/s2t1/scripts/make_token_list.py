@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""Stage 4: BPE model and ESPnet token list with the OWSM special tokens.
+
+The special symbols (``<na> <nospeech> <eng> <deu> <fra> <ita> <asr> <st_eng>
+<notimestamps> <0.00> <30.00>``, see ``espnet_ext.tokens.special_tokens``) are
+sentencepiece user-defined symbols, so each is one token; the pieces are learnt
+from the targets (``text``) and source transcripts (``text.ctc``) of the given dirs.
+
+Usage:
+    python scripts/make_token_list.py --vocab-size 300 --out data/token_list/bpe_unigram300 \\
+        dump/raw/pretrain dump/raw/train
+"""
+
+import argparse
+import logging
+from pathlib import Path
+
+from espnet_ext.tokens import special_tokens, text_lines, train_bpe
+
+PROG = "make_token_list"
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("data_dirs", nargs="+", type=Path, help="Dirs with text, text.ctc.")
+    parser.add_argument("--out", required=True, type=Path, help="Output dir.")
+    parser.add_argument("--vocab-size", required=True, type=int,
+                        help="sentencepiece vocabulary (special symbols included).")
+    parser.add_argument("--model-type", default="unigram", choices=["unigram", "bpe"],
+                        help="sentencepiece model type (OWSM: unigram).")
+    args = parser.parse_args()
+    logging.basicConfig(level="INFO", format=f"%(asctime)s ({PROG}) %(levelname)s: %(message)s")
+    nlsyms = special_tokens(time_tokens=False)
+    files = [d / n for d in args.data_dirs for n in ("text", "text.ctc")]
+    texts = text_lines(files)
+    tokens = train_bpe(texts, args.out, args.vocab_size, nlsyms, args.model_type)
+    (args.out / "nlsyms.txt").write_text("\n".join(nlsyms) + "\n")
+    n = len(tokens.read_text().split())
+    logging.info(f"{tokens}: {n} tokens from {len(texts)} lines; specials: {' '.join(nlsyms)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Stage 8: scores the decoded test subsets of one model.
+
+ST subsets (``test_<src>_st_<tgt>``): corpus BLEU and chrF with sacrebleu (their
+signatures are printed and saved). ASR subsets (``test_<lang>_asr``): WER and CER
+(percent) with jiwer. Hypotheses are ``<exp>/decode_<subset>/1best_recog/text``,
+references the subset's ``text``; both have every special token (``<...>``)
+removed, then the same normalisation: lower case, punctuation removed (Unicode
+categories P*; apostrophes and hyphens become spaces, as in the corpus), spaces
+collapsed. The mini Europarl references are already normalised this way, so it
+only affects the hypotheses. An utterance without a hypothesis counts as empty.
+
+Writes ``<exp>/scores.json``:
+``{"subsets": {subset: {"lang", "task", "num_utts", "bleu", "chrf" | "wer", "cer"}},
+"signatures": {...}, "normalisation": "..."}``.
+
+Usage:
+    python scripts/score.py --exp exp/gated --dump dump/raw test_deu_st_eng test_eng_asr
+"""
+
+import argparse
+import importlib.metadata
+import json
+import logging
+import math
+import re
+import unicodedata
+from pathlib import Path
+from typing import Dict
+
+PROG = "score"
+SPECIAL = re.compile(r"<[^<>\s]*>")
+NORMALISATION = ("special tokens <...> removed; lower case; apostrophes and hyphens -> space; "
+                 "other punctuation (Unicode P*) removed; whitespace collapsed")
+
+
+def normalise(text: str) -> str:
+    text = SPECIAL.sub(" ", text).lower()
+    text = re.sub(r"['’\-]", " ", text)
+    text = "".join(c for c in text if not unicodedata.category(c).startswith("P"))
+    return " ".join(text.split())
+
+
+def read_text(path: Path) -> Dict[str, str]:
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key, _, value = line.partition(" ")
+        if key:
+            out[key] = value
+    return out
+
+
+def score_subset(exp: Path, dump: Path, subset: str) -> dict:
+    import jiwer
+    import sacrebleu
+
+    _, lang, task = subset.split("_", 2)
+    refs = read_text(dump / subset / "text")
+    hyp_file = exp / f"decode_{subset}" / "1best_recog" / "text"
+    hyps = read_text(hyp_file) if hyp_file.exists() else {}
+    missing = sorted(set(refs) - set(hyps))
+    if missing:
+        logging.warning(f"{subset}: {len(missing)} utterances without hypothesis, "
+                        f"scored as empty, e.g. {missing[:3]}")
+    keys = sorted(refs)
+    ref = [normalise(refs[k]) for k in keys]
+    hyp = [normalise(hyps.get(k, "")) for k in keys]
+    out = {"lang": lang, "task": task, "num_utts": len(keys)}
+    signatures = {}
+    if task.startswith("st_"):
+        bleu, chrf = sacrebleu.metrics.BLEU(), sacrebleu.metrics.CHRF()
+        out["bleu"] = bleu.corpus_score(hyp, [ref]).score
+        out["chrf"] = chrf.corpus_score(hyp, [ref]).score
+        signatures = {"bleu": str(bleu.get_signature()), "chrf": str(chrf.get_signature())}
+    elif task == "asr":
+        out["wer"] = 100 * jiwer.wer(ref, hyp)  # an empty hypothesis: all deletions
+        out["cer"] = 100 * jiwer.cer(ref, hyp)
+        version = importlib.metadata.version("jiwer")
+        signatures = {"wer": f"jiwer {version} wer: words split on whitespace, percent",
+                      "cer": f"jiwer {version} cer: characters incl. spaces, percent"}
+    else:
+        raise ValueError(f"{subset}: unknown task {task}")
+    for k, v in out.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"{subset}: {k} is {v}")
+    return out, signatures
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--exp", required=True, type=Path, help="Model dir (exp/<model>).")
+    parser.add_argument("--dump", required=True, type=Path, help="dump/raw (references).")
+    parser.add_argument("subsets", nargs="+", help="test_<lang>_<task> subset names.")
+    args = parser.parse_args()
+    logging.basicConfig(level="INFO", format=f"%(asctime)s ({PROG}) %(levelname)s: %(message)s")
+    result = {"subsets": {}, "signatures": {}, "normalisation": NORMALISATION}
+    for subset in args.subsets:
+        scores, signatures = score_subset(args.exp, args.dump, subset)
+        result["subsets"][subset] = scores
+        result["signatures"].update(signatures)
+        shown = ", ".join(f"{k} {v:.2f}" for k, v in scores.items() if isinstance(v, float))
+        logging.info(f"{args.exp.name} {subset} ({scores['num_utts']} utts): {shown}")
+    for k, v in sorted(result["signatures"].items()):
+        logging.info(f"signature {k}: {v}")
+    (args.exp / "scores.json").write_text(json.dumps(result, indent=2) + "\n")
+    logging.info(f"wrote {args.exp / 'scores.json'}")
+
+
+if __name__ == "__main__":
+    main()
