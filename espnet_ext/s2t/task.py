@@ -34,6 +34,14 @@ OPTIONS = [
     ),
     ("sparsity_loss_weight", float, 1.0, "alpha: weight of the sparsity loss."),
     (
+        "gate_lr_scale",
+        float,
+        1.0,
+        "Learning-rate multiplier of the gate predictors. With Adam a parameter moves about "
+        "lr per step, so at fine-tuning rates (1e-5) the gate logits barely move from their "
+        "initial open bias unless this is large (e.g. 100).",
+    ),
+    (
         "sparsity_loss_type",
         str,
         "abs_squared",
@@ -53,7 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def schedule_conf(args: argparse.Namespace) -> dict:
     """The schedule options of ``args`` (defaults where a config lacks them)."""
-    conf = {name: getattr(args, name, default) for name, _, default, _ in OPTIONS}
+    conf = {
+        name: getattr(args, name, default)
+        for name, _, default, _ in OPTIONS
+        if name in GateSchedule.KEYS
+    }
     conf["accum_grad"] = getattr(args, "accum_grad", 1) or 1
     return conf
 
@@ -84,6 +96,19 @@ def fill_context_vocab_size(args: argparse.Namespace, task_module) -> None:
     conf["context_vocab_size"] = len(token_list)
 
 
+def scale_gate_lr(optimizer, model, scale: float) -> None:
+    """Moves the gate-predictor parameters of every group of a fresh optimizer
+    into groups of their own with ``lr * scale`` (schedulers keep the ratio)."""
+    gate = {id(p) for n, p in model.named_parameters() if "gate_predictor." in n}
+    for group in list(optimizer.param_groups):
+        mine = [p for p in group["params"] if id(p) in gate]
+        if not mine:
+            continue
+        group["params"] = [p for p in group["params"] if id(p) not in gate]
+        optimizer.add_param_group({**{k: v for k, v in group.items() if k != "params"},
+                                   "params": mine, "lr": group["lr"] * scale})
+
+
 def install(task_cls) -> None:
     """Extends ``task_cls`` (ESPnet's ``S2TTask``) in place, once."""
     if getattr(task_cls, "_espnet_ext_installed", False):
@@ -103,6 +128,16 @@ def install(task_cls) -> None:
             schedule.configure(**schedule_conf(args))
         return model
 
+    build_optimizers = task_cls.build_optimizers.__func__
+
+    def _build_optimizers(cls, args, model):
+        optimizers = build_optimizers(cls, args, model)
+        scale = getattr(args, "gate_lr_scale", 1.0)
+        if scale != 1.0:
+            scale_gate_lr(optimizers[0], model, scale)
+        return optimizers
+
     task_cls.add_task_arguments = classmethod(_add_task_arguments)
     task_cls.build_model = classmethod(_build_model)
+    task_cls.build_optimizers = classmethod(_build_optimizers)
     task_cls._espnet_ext_installed = True
