@@ -28,15 +28,9 @@ from typing import Dict, List
 
 import numpy as np
 
+from espnet_ext.context.audio import read_table
+
 PROG = "context"
-
-
-def read_table(path: Path) -> Dict[str, str]:
-    out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        key, _, value = line.partition(" ")
-        out[key] = value
-    return out
 
 
 def write_table(path: Path, table: Dict[str, str]) -> None:

@@ -25,25 +25,14 @@ from typing import Dict, List
 import soundfile as sf
 import yaml
 
+from espnet_ext.context.audio import read_table
+
 PROG = "format_data"
 FS = 16000
 MIN_SECONDS = 0.1
 # Per-utterance files carried over (when present), all filtered to the kept utterances.
 UTT_FILES = ("wav.scp", "text", "text.ctc", "text.prev", "utt2spk", "utt2lang",
              "utt2task", "utt2event", "utt2snr")
-
-
-def read_table(path: Path) -> Dict[str, str]:
-    """``<key> <value>`` lines -> dict (the value keeps its spaces)."""
-    table = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        key, _, value = line.partition(" ")
-        if not key:
-            raise ValueError(f"{path}:{n}: empty line")
-        if key in table:
-            raise ValueError(f"{path}:{n}: duplicate key {key}")
-        table[key] = value
-    return table
 
 
 def write_table(path: Path, table: Dict[str, str]) -> None:
