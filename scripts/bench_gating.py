@@ -44,7 +44,7 @@ from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoder  # n
 from espnet.nets.batch_beam_search import BatchBeamSearch  # noqa: E402
 
 from espnet_ext import flops  # noqa: E402
-from espnet_ext.gating import force_gates, pin_gates  # noqa: E402
+from espnet_ext.gating import GATE_CONF_KEYS, force_gates, pin_gates  # noqa: E402
 from espnet_ext.nets.e_branchformer_token_condition import (  # noqa: E402
     EBranchformerTokenConditionEncoder,
 )
@@ -53,7 +53,6 @@ from espnet_ext.nets.transformer_decoder_token_condition import (  # noqa: E402
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-GATE_KEYS = ("gate_context", "context_vocab_size", "context_dim", "gate_pooling")
 
 
 def timed(fns: dict, warmup: int, repeats: int) -> dict:
@@ -77,7 +76,7 @@ def pattern(layers: int, units: int, closed: float, seed: int) -> torch.Tensor:
 
 
 def bench_encoder(conf, args, report):
-    enc_conf = {k: v for k, v in conf["encoder_conf"].items() if k not in GATE_KEYS}
+    enc_conf = {k: v for k, v in conf["encoder_conf"].items() if k not in GATE_CONF_KEYS}
     enc_conf.update(num_blocks=args.enc_layers, use_flash_attn=False)
     torch.manual_seed(0)
     stock = EBranchformerEncoder(80, **enc_conf).eval()
@@ -117,7 +116,7 @@ def bench_encoder(conf, args, report):
 
 def bench_decoder(conf, args, report):
     d = conf["encoder_conf"]["output_size"]
-    dec_conf = {k: v for k, v in conf["decoder_conf"].items() if k not in GATE_KEYS}
+    dec_conf = {k: v for k, v in conf["decoder_conf"].items() if k not in GATE_CONF_KEYS}
     dec_conf.update(num_blocks=args.dec_layers, use_flash_attn=False)
     vocab = args.vocab_size
     torch.manual_seed(0)
@@ -166,8 +165,8 @@ def bench_decoder(conf, args, report):
 
 def bench_train(conf, args, report):
     d = conf["encoder_conf"]["output_size"]
-    enc_conf = {k: v for k, v in conf["encoder_conf"].items() if k not in GATE_KEYS}
-    dec_conf = {k: v for k, v in conf["decoder_conf"].items() if k not in GATE_KEYS}
+    enc_conf = {k: v for k, v in conf["encoder_conf"].items() if k not in GATE_CONF_KEYS}
+    dec_conf = {k: v for k, v in conf["decoder_conf"].items() if k not in GATE_CONF_KEYS}
     enc_conf.update(num_blocks=args.train_layers, use_flash_attn=False)
     dec_conf.update(num_blocks=args.train_layers, use_flash_attn=False)
     vocab = args.vocab_size

@@ -27,15 +27,13 @@ espnet_ext.register()
 from espnet2.asr.decoder.transformer_decoder import TransformerDecoder  # noqa: E402
 from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoder  # noqa: E402
 
-from espnet_ext.gating import force_gates  # noqa: E402
+from espnet_ext.gating import GATE_CONF_KEYS, force_gates  # noqa: E402
 from espnet_ext.nets.e_branchformer_token_condition import EBranchformerTokenConditionEncoder  # noqa: E402
 from espnet_ext.nets.transformer_decoder_token_condition import (  # noqa: E402
     TransformerDecoderTokenCondition,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-GATE_KEYS = ("gate_context", "context_vocab_size", "context_dim", "gate_pooling",
-             "spk_embed_dim", "event_embed_dim", "gate_hidden_units", "gate_init_bias")
 
 
 def main(cmd=None):
@@ -49,7 +47,7 @@ def main(cmd=None):
     args = p.parse_args(cmd)
     torch.set_num_threads(2)
     conf = yaml.safe_load(args.config.read_text())
-    strip = lambda c: {k: v for k, v in c.items() if k not in GATE_KEYS}  # noqa: E731
+    strip = lambda c: {k: v for k, v in c.items() if k not in GATE_CONF_KEYS}  # noqa: E731
     enc_conf = dict(strip(conf["encoder_conf"]), num_blocks=args.layers, use_flash_attn=False)
     dec_conf = dict(strip(conf["decoder_conf"]), num_blocks=args.layers, use_flash_attn=False)
     d, v = enc_conf["output_size"], args.vocab_size

@@ -111,19 +111,17 @@ def s2t_train(data: dict, config: Path, out_dir: Path, *extra: str) -> str:
     return proc.stderr
 
 
-GATE_KEYS = ("gate_context", "context_vocab_size", "context_dim", "spk_embed_dim",
-             "event_embed_dim", "gate_pooling", "gate_hidden_units", "gate_init_bias")
-
-
 def stock_copy(exp: Path, out: Path) -> Path:
     """The same weights as a stock ESPnet model (gate keys dropped)."""
     import torch
     import yaml
 
+    from espnet_ext.gating import GATE_CONF_KEYS
+
     conf = yaml.safe_load((exp / "config.yaml").read_text())
     conf.update(encoder="e_branchformer", decoder="transformer", model="espnet")
     for key in ("encoder_conf", "decoder_conf"):
-        conf[key] = {k: v for k, v in conf[key].items() if k not in GATE_KEYS}
+        conf[key] = {k: v for k, v in conf[key].items() if k not in GATE_CONF_KEYS}
     conf["model_conf"] = {k: v for k, v in conf["model_conf"].items()
                           if k not in ("prune_scope", "sparsity_weighting")}
     out.mkdir()

@@ -2,6 +2,7 @@
 
 from espnet_ext.gating.context import GateContext
 from espnet_ext.gating.gated import (
+    GATE_CONF_KEYS,
     GatedModule,
     force_gates,
     gated_branch,
@@ -15,6 +16,7 @@ from espnet_ext.gating.gumbel import sample_gates
 from espnet_ext.gating.predictor import GatePredictor
 
 __all__ = [
+    "GATE_CONF_KEYS",
     "GateContext",
     "GatePredictor",
     "GatedModule",

@@ -17,6 +17,14 @@ from espnet_ext.gating.context import GateContext
 from espnet_ext.gating.predictor import GatePredictor
 
 
+# encoder_conf/decoder_conf keys the gated modules add to the stock ones
+# (``fixed_gates`` aside, which only static exports use).
+GATE_CONF_KEYS = (
+    "gate_context", "context_vocab_size", "context_dim", "spk_embed_dim",
+    "event_embed_dim", "gate_pooling", "gate_hidden_units", "gate_init_bias",
+)
+
+
 class GatedModule(torch.nn.Module):
     """Mixin for a module with ``num_layers x len(unit_names)`` gates.
 

@@ -20,12 +20,9 @@ import torch
 import yaml
 
 from espnet_ext.context.audio import DataDirReader, read_table
+from espnet_ext.gating import GATE_CONF_KEYS
 from espnet_ext.s2t.inference import Speech2TextGated
 
-GATE_KEYS = (
-    "gate_context", "context_vocab_size", "context_dim", "spk_embed_dim",
-    "event_embed_dim", "gate_pooling", "gate_hidden_units", "gate_init_bias",
-)
 MODEL_KEYS = ("prune_scope", "sparsity_weighting")
 
 
@@ -54,7 +51,7 @@ def static_config(config: dict, patterns: Dict[str, torch.Tensor]) -> dict:
     conf = dict(config)
     for side, pattern in patterns.items():
         key = f"{side}_conf"
-        conf[key] = {k: v for k, v in conf[key].items() if k not in GATE_KEYS}
+        conf[key] = {k: v for k, v in conf[key].items() if k not in GATE_CONF_KEYS}
         conf[key]["gate_context"] = []
         conf[key]["fixed_gates"] = pattern.int().tolist()
     conf["model"] = "espnet"
