@@ -23,8 +23,9 @@ Usage:
 import argparse
 import logging
 import os
+import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -59,6 +60,8 @@ def cmd_recordings(args) -> None:
     if args.max_per_event and events:
         by_event: Dict[str, List[str]] = {}
         for utt in sorted(wav_scp):
+            if utt not in events:
+                raise ValueError(f"{utt}: no label in the utt2event of {args.data_dirs}")
             by_event.setdefault(events[utt], []).append(utt)
         rng = np.random.default_rng(args.seed)
         keep = [u for us in by_event.values()
@@ -97,17 +100,24 @@ def cmd_extract(args) -> None:
         logging.info(f"wrote {data_dir / name}.scp ({len(scp)} utterances; {counts})")
     for sub in args.subsets:
         utts = read_table(sub / "wav.scp")
+        missing = sorted(set(utts) - set(utt_scp))
+        if missing:
+            raise ValueError(f"{sub}: {len(missing)} utterance(s) not in the extracted dirs, "
+                             f"e.g. {missing[0]} (a --subsets dir must be a subset of them)")
         write_table(sub / f"{name}.scp", {u: utt_scp[u] for u in utts})
     if args.subsets:
         logging.info(f"wrote {name}.scp in {len(args.subsets)} subset dirs")
 
 
 def cmd_dim(args) -> None:
-    first = next(iter(read_table(args.scp).values()))
+    table = read_table(args.scp)
+    if not table:
+        raise ValueError(f"{args.scp}: empty (rerun stage 3)")
+    first = next(iter(table.values()))
     print(np.load(first).shape[0])
 
 
-def main():
+def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -131,10 +141,21 @@ def main():
     p = sub.add_parser("dim", help="Print the vector size of an npy scp.")
     p.add_argument("scp", type=Path, help="An npy scp.")
     p.set_defaults(func=cmd_dim)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logging.basicConfig(level="INFO", format=f"%(asctime)s ({PROG}) %(levelname)s: %(message)s")
-    args.func(args)
+    from espnet_ext.bin.extract_context import AUDIO_HINT
+    from espnet_ext.context.audio import AudioError
+
+    try:
+        args.func(args)
+    except AudioError as e:
+        print(f"{PROG}: error: {e} ({AUDIO_HINT})", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as e:  # missing/bad tables, unknown --model
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,9 +6,10 @@ Writes ``<out>/<name>/<utt_id>.npy`` (float32, shape (dim,)) and
 ``--kind event``. The scp feeds ESPnet as
 ``--train_data_path_and_name_and_type <out>/spk_embed.scp,spk_embed,npy``.
 
-A rerun skips utterances whose npy already exists and is valid, so an
-interrupted run resumes. Unreadable or empty audio stops the run with one
-error line naming the utterance and the file; npys already written stay.
+A rerun skips utterances whose npy already exists, is valid and is newer than
+its audio file, so an interrupted run resumes (and changed audio is redone).
+Unreadable or empty audio stops the run with one error line naming the
+utterance and the file; npys already written stay.
 
 Usage:
     # speaker embeddings with resemblyzer (offline, weights in its wheel)
@@ -42,6 +43,8 @@ import numpy as np
 from espnet_ext.context.base import DATA_NAMES, EXTRACTORS
 
 PROG = "extract_context"
+AUDIO_HINT = ("fix the file, or drop the utterance with scripts/format_data.py --skip_bad_utts; "
+              "finished npys are kept and a rerun resumes")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -99,6 +102,14 @@ def is_valid(path: Path, dim: int) -> bool:
     return x.dtype == np.float32 and x.shape == (dim,) and bool(np.isfinite(x).all())
 
 
+def is_stale(path: Path, source: str) -> bool:
+    """Whether the audio file ``source`` changed after ``path`` was written."""
+    try:
+        return os.path.getmtime(source) > os.path.getmtime(path)
+    except OSError:  # a piped wav.scp entry: no file to compare with
+        return False
+
+
 def save_npy(path: Path, x: np.ndarray) -> None:
     """Writes an npy atomically (a crash never leaves a truncated file)."""
     tmp = path.with_name(path.name + ".tmp")
@@ -149,7 +160,8 @@ def extract(
         if "/" in utt or utt in (".", ".."):
             raise ValueError(f"utterance id {utt!r} cannot be a file name")
     paths = {utt: npy_dir / f"{utt}.npy" for utt in utts}
-    todo = [u for u in utts if not is_valid(paths[u], extractor.dim)]
+    todo = [u for u in utts if not is_valid(paths[u], extractor.dim)
+            or is_stale(paths[u], reader.source(u))]
     logging.info(
         f"{len(utts)} utterances, {len(utts) - len(todo)} already done, "
         f"{len(todo)} to extract with {extractor}"
@@ -186,6 +198,9 @@ def main(argv: Optional[List[str]] = None) -> None:
             args.kind, args.model, args.data_dir, args.out, args.batch_size, args.device
         )
     except AudioError as e:
+        print(f"{PROG}: error: {e} ({AUDIO_HINT})", file=sys.stderr)
+        sys.exit(1)
+    except (OSError, ValueError) as e:  # missing/bad data dir, unknown --model
         print(f"{PROG}: error: {e}", file=sys.stderr)
         sys.exit(1)
     logging.info(

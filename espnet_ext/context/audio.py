@@ -45,9 +45,11 @@ def read_table(path: Union[str, Path]) -> "OrderedDict[str, str]":
             key, _, value = line.partition(" ")
             value = value.strip()
             if not value:
-                raise ValueError(f"{path}:{num}: no value for key {key!r}")
+                raise ValueError(
+                    f"{path}:{num}: no value for key {key!r} (give it one or delete the line)"
+                )
             if key in table:
-                raise ValueError(f"{path}:{num}: duplicated key {key!r}")
+                raise ValueError(f"{path}:{num}: duplicated key {key!r} (keep one line per key)")
             table[key] = value
     return table
 
@@ -140,6 +142,11 @@ class DataDirReader:
             self._cache = (rec, wav[:, 0], rate)
         return self._cache[1], self._cache[2]
 
+    def source(self, utt: str) -> str:
+        """The ``wav.scp`` entry (path or command) an utterance is read from."""
+        rec = self.segments[utt][0] if self.segments else utt
+        return self.recordings[rec]
+
     def read(self, utt: str) -> np.ndarray:
         """Returns the waveform of one utterance.
 
@@ -182,3 +189,31 @@ class DataDirReader:
     def __iter__(self) -> Iterator[Tuple[str, np.ndarray]]:
         for utt in self.utt_ids:
             yield utt, self.read(utt)
+
+
+# Frames the encoder's input layer needs (ESPnet's check_short_utt): fewer raise
+# TooShortUttError during training, or give an empty encoder output.
+MIN_FRAMES = {"conv1d1": 5, "conv1d2": 5, "conv1d3": 7, "conv2d": 7, "conv2d1": 5,
+              "conv2d2": 7, "conv2d6": 11, "conv2d8": 15}
+
+
+def min_samples_for(train_config: dict) -> Tuple[int, str]:
+    """Shortest waveform (samples) the model of a training config can encode.
+
+    With ESPnet's default frontend (STFT, ``center=True``) ``T`` samples give
+    ``T // hop_length + 1`` frames, and the encoder's subsampling input layer
+    needs ``MIN_FRAMES[input_layer]`` of them.
+
+    Args:
+        train_config: A parsed training YAML (``frontend_conf``, ``encoder_conf``).
+
+    Returns:
+        (samples, why): the minimum and a phrase explaining it.
+    """
+    frontend = train_config.get("frontend") or "default"
+    layer = (train_config.get("encoder_conf") or {}).get("input_layer", "conv2d")
+    frames = MIN_FRAMES.get(layer, 1)
+    if frontend != "default" or frames == 1:
+        return 1, "at least one sample"
+    hop = int((train_config.get("frontend_conf") or {}).get("hop_length", 128))
+    return (frames - 1) * hop, f"{frames} frames of hop {hop} for input_layer {layer}"

@@ -41,3 +41,25 @@ def test_each_problem_is_named(tiny_corpus, tmp_path, break_it, message):
     proc = run(bad, cwd=tiny_corpus["valid"].parents[1])
     assert proc.returncode == 1
     assert message in proc.stderr, proc.stderr
+
+
+def test_config_tasks_and_audio_checks(tiny_corpus, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_corpus["valid"], bad)
+    root = tiny_corpus["valid"].parents[1]
+    config = tmp_path / "conf.yaml"
+    config.write_text("frontend_conf:\n  hop_length: 160\nencoder_conf:\n  input_layer: conv2d\n")
+    wavs = [line.split(" ", 1) for line in (bad / "wav.scp").read_text().splitlines()]
+    short = bad / "short.wav"
+    sf.write(short, np.zeros(900, "float32"), 16000)  # < 960 = 7 frames of hop 160
+    wavs[0][1] = str(short)
+    (bad / "wav.scp").write_text("".join(f"{u} {w}\n" for u, w in wavs))
+    proc = run(bad, "--tasks", "asr", "--check-audio", "--config", config, cwd=root)
+    assert proc.returncode == 1
+    assert (f"{bad}: {wavs[0][0]}: 900 samples, shorter than the 960 the encoder needs "
+            "(7 frames of hop 160 for input_layer conv2d)") in proc.stderr, proc.stderr
+    assert "speech_shape: " in proc.stderr and "but " + str(short) + " has 900" in proc.stderr
+    assert "unknown task <st_eng> (expected ['asr'])" in proc.stderr
