@@ -76,3 +76,25 @@ def test_unknown_yaml_key_or_wrong_type_is_one_line_naming_it(tiny_corpus, tiny_
     text = tiny_config.read_text()
     assert edit(text) != text
     assert last_line in parse_error(tiny_corpus, tmp_path, capsys, edit(text))
+
+
+@pytest.mark.parametrize("override, names", [
+    ("foo_bar=3", "unexpected keyword argument 'foo_bar' (check the *_conf keys of --config)"),
+    ("cgmlp_conv_kernel=wide", "cgmlp_conv_kernel"),
+])
+def test_bad_nested_conf_entry_is_one_line_naming_it(tiny_corpus, tiny_config, tmp_path,
+                                                     override, names):
+    """Keys inside encoder_conf only fail when ESPnet builds the model: still one line."""
+    import subprocess
+    import sys
+
+    from tiny_corpus import train_args
+
+    cmd = [sys.executable, "-m", "espnet_ext.bin.s2t_train"]
+    cmd += train_args(tiny_corpus, tiny_config, tmp_path / "exp")
+    cmd += ["--encoder_conf", override]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("s2t_train: error: ") and names in last, last
+    assert "Traceback" not in proc.stderr
