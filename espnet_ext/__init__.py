@@ -13,6 +13,10 @@ ENCODERS = {
         "espnet_ext.nets.e_branchformer_token_condition:"
         "EBranchformerTokenConditionEncoder"
     ),
+    "transformer_token_condition": (
+        "espnet_ext.nets.transformer_encoder_token_condition:"
+        "TransformerTokenConditionEncoder"
+    ),
 }
 DECODERS = {
     "transformer_decoder_token_condition": (
@@ -22,6 +26,9 @@ DECODERS = {
 }
 S2T_MODELS = {
     "espnet_gated": "espnet_ext.s2t.espnet_model:ESPnetS2TGatedModel",
+}
+ASR_MODELS = {
+    "espnet_gated": "espnet_ext.asr.espnet_model:ESPnetASRGatedModel",
 }
 
 
@@ -44,6 +51,11 @@ def register_task(task_module) -> None:
 
         tables.append(("model_choices", S2T_MODELS))
         task.install(task_module.S2TTask)
+    elif task_module.__name__ == "espnet2.tasks.asr":
+        from espnet_ext.s2t import task
+
+        tables.append(("model_choices", ASR_MODELS))
+        task.install(task_module.ASRTask)  # the same top-level options (tau_ini, ...)
     for attr, entries in tables:
         choices = getattr(task_module, attr)
         for name, path in entries.items():

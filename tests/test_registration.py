@@ -50,7 +50,8 @@ def test_stock_interpreter_registers_without_any_import_of_ours():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "['e_branchformer_token_condition'] True"
+    assert out.stdout.strip().splitlines()[-1] == (
+        "['e_branchformer_token_condition', 'transformer_token_condition'] True")
 
 
 def test_spawned_workers_are_registered():

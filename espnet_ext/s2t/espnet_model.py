@@ -7,8 +7,8 @@ and decoder, and adds the sparsity loss ``alpha * (|g - s*| + (g - s*)^2)``,
 where g is the fraction of gated units closed (ICLR 2025).
 """
 
-from contextlib import ExitStack
-from typing import Dict, List, Optional, Tuple
+import re
+from typing import Dict, Optional, Tuple
 
 import torch
 from typeguard import typechecked
@@ -16,21 +16,16 @@ from typeguard import typechecked
 from espnet2.s2t.espnet_model import ESPnetS2TModel
 from espnet2.torch_utils.device_funcs import force_gatherable
 
-from espnet_ext import flops
-from espnet_ext.gating import (
-    GateContext,
-    GatedModule,
-    force_gates,
-    set_tau,
-    use_context,
-)
-from espnet_ext.gating.schedule import GateSchedule
+from espnet_ext.gating import GateContext, use_context
+from espnet_ext.gating.loss import PRUNE_SCOPES, WEIGHTINGS, GatedModelMixin  # noqa: F401
 
-PRUNE_SCOPES = ("both", "encoder", "decoder")
-WEIGHTINGS = ("count", "flops")
+# <lang>/<task> tokens of OWSM token lists: <eng>, <zh>, ...; <asr>, <st_eng>, ...
+LANG_TOKEN = re.compile(r"^<[a-z]{2,3}>$")
+TASK_TOKEN = re.compile(r"^<(asr|st_[a-z]{2,3})>$")
+NOT_LANG_TOKENS = ("<unk>", "<sos>", "<eos>", "<sop>", "<na>", "<asr>")
 
 
-class ESPnetS2TGatedModel(ESPnetS2TModel):
+class ESPnetS2TGatedModel(ESPnetS2TModel, GatedModelMixin):
     """``ESPnetS2TModel`` whose gated encoder/decoder follow the utterance context.
 
     Args:
@@ -54,25 +49,7 @@ class ESPnetS2TGatedModel(ESPnetS2TModel):
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
-        if prune_scope not in PRUNE_SCOPES:
-            raise ValueError(f"unknown prune_scope: {prune_scope} (choose from {PRUNE_SCOPES})")
-        if sparsity_weighting not in WEIGHTINGS:
-            raise ValueError(
-                f"unknown sparsity_weighting: {sparsity_weighting} (choose from {WEIGHTINGS})"
-            )
-        self.prune_scope = prune_scope
-        self.sparsity_weighting = sparsity_weighting
-        self.gate_schedule = GateSchedule()
-        self.sides = {
-            name: m
-            for name, m in (("enc", self.encoder), ("dec", self.decoder))
-            if isinstance(m, GatedModule)
-        }
-        if not self.sides:
-            raise ValueError(
-                "model: espnet_gated needs a gated encoder or decoder "
-                "(e_branchformer_token_condition / transformer_decoder_token_condition)"
-            )
+        self.init_gating(prune_scope, sparsity_weighting)
         for name, m in self.sides.items():
             if m.gate_predictor is None:  # fixed gates (static export)
                 continue
@@ -87,21 +64,22 @@ class ESPnetS2TGatedModel(ESPnetS2TModel):
         self.special_ids = torch.tensor(
             [i for i, t in enumerate(self.token_list) if t.startswith("<") and t.endswith(">")]
         )
-
-    @property
-    def context_kinds(self) -> List[str]:
-        """Context sources the gated modules need."""
-        kinds = []
-        for m in self.sides.values():
-            if m.gate_predictor is not None:
-                kinds += [k for k in m.gate_predictor.context.kinds if k not in kinds]
-        return kinds
+        # The first two text tokens must be a <lang> and a <task> token (checked per batch).
+        self.task_ids = torch.tensor(
+            [i for i, t in enumerate(self.token_list) if TASK_TOKEN.match(t)], dtype=torch.long
+        )
+        self.lang_ids = torch.tensor(
+            [i for i, t in enumerate(self.token_list)
+             if LANG_TOKEN.match(t) and t not in NOT_LANG_TOKENS and not TASK_TOKEN.match(t)],
+            dtype=torch.long,
+        )
 
     def make_context(
         self,
         tokens: torch.Tensor,
         spk_embed: Optional[torch.Tensor] = None,
         event_embed: Optional[torch.Tensor] = None,
+        embed_lengths: Optional[Dict[str, Optional[torch.Tensor]]] = None,
     ) -> GateContext:
         """Checks and bundles the context of a batch.
 
@@ -109,6 +87,13 @@ class ESPnetS2TGatedModel(ESPnetS2TModel):
             tokens (torch.Tensor): (#batch, 2) <lang>/<task> token ids.
             spk_embed (torch.Tensor): (#batch, D_spk) or None.
             event_embed (torch.Tensor): (#batch, D_event) or None.
+            embed_lengths (dict): "spk"/"event" -> (#batch,) sizes of each row's
+                npy before ESPnet's collate padded them (``spk_embed_lengths``).
+
+        Raises:
+            ValueError: A missing embedding, an embedding whose size is not the
+                configured ``<side>_conf.<kind>_embed_dim``, or a text that does
+                not start with a <lang> and a <task> token.
         """
         kinds = self.context_kinds
         for kind, value in (("spk", spk_embed), ("event", event_embed)):
@@ -118,14 +103,20 @@ class ESPnetS2TGatedModel(ESPnetS2TModel):
                     f"--train_data_path_and_name_and_type <dump>/{kind}_embed.scp,{kind}_embed,npy "
                     "(and valid/inference data alike) with --allow_variable_data_keys true"
                 )
+            if kind in kinds and value is not None:
+                self._check_embed_dim(kind, value, (embed_lengths or {}).get(kind))
         if "lang" in kinds or "task" in kinds:
-            bad = ~torch.isin(tokens.cpu(), self.special_ids)
+            tokens_cpu = tokens.cpu()
+            bad = ~torch.isin(tokens_cpu[:, 0], self.lang_ids)
+            bad |= ~torch.isin(tokens_cpu[:, 1], self.task_ids)
             if bad.any():
-                row = int(bad.any(1).nonzero()[0])
+                row = int(bad.nonzero()[0])
                 found = [self.token_list[int(i)] if 0 <= i < len(self.token_list) else int(i) for i in tokens[row]]
                 raise ValueError(
-                    f"text must start with <lang><task> tokens (e.g. '<deu><st_eng><notimestamps> ...'), "
-                    f"found {found} in batch row {row}"
+                    f"text must start with a <lang> and a <task> token of the token list "
+                    f"(e.g. '<deu><st_eng><notimestamps> ...'), found {found} in batch row "
+                    f"{row}: find the utterance with scripts/validate_data_dir.py --langs ... "
+                    f"--tasks ... (or a language missing from the token list)"
                 )
         return GateContext(
             tokens=tokens,
@@ -133,45 +124,28 @@ class ESPnetS2TGatedModel(ESPnetS2TModel):
             event_embed=None if event_embed is None or "event" not in kinds else event_embed.float(),
         )
 
-    def _out_of_scope(self) -> List[GatedModule]:
-        keep = {"both": ("enc", "dec"), "encoder": ("enc",), "decoder": ("dec",)}[self.prune_scope]
-        return [m for name, m in self.sides.items() if name not in keep]
-
-    def _unit_weights(self, name: str, gates: torch.Tensor, lengths: Dict[str, float]):
-        if self.sparsity_weighting == "count":
-            return torch.ones_like(gates[0])
-        m = self.sides[name]
-        if name == "enc":
-            w = flops.encoder_units(m, int(lengths["enc"]))
-        else:
-            n = int(lengths["dec"])
-            w = flops.decoder_units(m, n, n, int(lengths["enc"]))
-        return w.to(gates)
-
-    def sparsity(
-        self, lengths: Dict[str, float]
-    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        """Fraction of gated units closed, from the last forward's gates.
-
-        Args:
-            lengths (dict): Mean encoder frames ("enc") and decoder tokens
-                ("dec") of the batch (for FLOPs weighting).
-
-        Returns:
-            torch.Tensor: Scalar g over the in-scope sides (differentiable).
-            dict: Per side g ("enc", "dec"), detached.
-        """
-        out_of_scope = self._out_of_scope()
-        closed, total, per_side = 0.0, 0.0, {}
+    def _check_embed_dim(
+        self, kind: str, value: torch.Tensor, lengths: Optional[torch.Tensor]
+    ) -> None:
+        """Raises a ValueError naming the data key and both sizes on a dim mismatch."""
         for name, m in self.sides.items():
-            gates = m.last_gates  # (B, layers, units)
-            w = self._unit_weights(name, gates, lengths)
-            open_w = (gates * w).sum((1, 2)).mean()
-            per_side[name] = (1.0 - open_w / w.sum()).detach()
-            if m not in out_of_scope:
-                closed = closed + (w.sum() - open_w)
-                total = total + w.sum()
-        return closed / total, per_side
+            proj = None if m.gate_predictor is None else m.gate_predictor.context.proj
+            if proj is None or kind not in proj:
+                continue
+            expected = proj[kind][0].in_features
+            sizes = {int(value.size(-1))} if value.dim() == 2 else {-1}
+            if lengths is not None:
+                sizes = {int(n) for n in lengths.reshape(-1).tolist()}
+            if value.dim() != 2 or sizes != {expected}:
+                side = "encoder_conf" if name == "enc" else "decoder_conf"
+                actual = sorted(sizes - {expected}) or tuple(value.shape)
+                raise ValueError(
+                    f"{kind}_embed: the batch's vectors have size {actual} but "
+                    f"{side}.{kind}_embed_dim is {expected}: the npys of {kind}_embed.scp come "
+                    f"from another extractor (re-extract them, recipe stage 3, "
+                    f"or set {side}.{kind}_embed_dim; scripts/validate_data_dir.py --check-npy "
+                    f"names the utterances)"
+                )
 
     def forward(
         self,
@@ -198,17 +172,11 @@ class ESPnetS2TGatedModel(ESPnetS2TModel):
             spk_embed (torch.Tensor): (#batch, D_spk), if the gates use "spk".
             event_embed (torch.Tensor): (#batch, D_event), if they use "event".
         """
-        context = self.make_context(text[:, :2], spk_embed, event_embed)
-        schedule = self.gate_schedule
-        step = schedule.step
-        tau, target = schedule.tau(step), schedule.target(step)
-        if self.training and torch.is_grad_enabled():
-            schedule.tick()
-        set_tau(self, tau)
-        with ExitStack() as stack:
-            stack.enter_context(use_context(self, context))
-            for m in self._out_of_scope():
-                stack.enter_context(force_gates(m, 1.0))
+        context = self.make_context(
+            text[:, :2], spk_embed, event_embed,
+            embed_lengths={"spk": spk_embed_lengths, "event": event_embed_lengths},
+        )
+        with self.gating_step() as step, use_context(self, context):
             loss, stats, weight = super().forward(
                 speech,
                 speech_lengths,
@@ -221,19 +189,7 @@ class ESPnetS2TGatedModel(ESPnetS2TModel):
                 **kwargs,
             )
         lengths = {"enc": self._enc_frames, "dec": float(text_lengths.float().mean()) + 1}
-        g, per_side = self.sparsity(lengths)
-        loss_sparsity = schedule.loss(g, target)
-        loss = loss + loss_sparsity
-        stats.update(
-            loss=loss.detach(),
-            loss_sparsity=loss_sparsity.detach(),
-            sparsity=g.detach(),
-            sparsity_target=torch.tensor(target),
-            tau=torch.tensor(tau),
-            gate_step=torch.tensor(float(step)),
-        )
-        for name, value in per_side.items():
-            stats[f"sparsity_{name}"] = value
+        loss = self.add_sparsity_loss(loss, stats, step, lengths)
         return force_gatherable((loss, stats, weight), loss.device)
 
     def encode(

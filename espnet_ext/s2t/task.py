@@ -1,4 +1,4 @@
-"""Top-level training options of dynamic pruning for ESPnet's S2T task.
+"""Top-level training options of dynamic pruning for ESPnet's S2T and ASR tasks.
 
 The paper's keys are valid verbatim at the top level of a training YAML::
 
@@ -8,12 +8,13 @@ The paper's keys are valid verbatim at the top level of a training YAML::
     sparsity_init: 0.0
     sparsity_end: 0.3
 
-``install(S2TTask)`` (run by ``espnet_ext.register``) adds them to the task's
+``install(S2TTask)`` / ``install(ASRTask)`` (run by ``espnet_ext.register``) adds them to the task's
 parser and hands them to ``ESPnetS2TGatedModel.gate_schedule`` when the task
 builds the model, for training and for loading a trained model alike.
 """
 
 import argparse
+import inspect
 
 from espnet2.utils.types import int_or_none
 
@@ -85,7 +86,9 @@ def fill_context_vocab_size(args: argparse.Namespace, task_module) -> None:
     conf = args.encoder_conf
     if not issubclass(encoder_class, GatedModule) or conf.get("context_vocab_size"):
         return
-    if not {"lang", "task"} & set(conf.get("gate_context", ["lang", "task"])):
+    default = inspect.signature(encoder_class).parameters.get("gate_context")
+    default = default.default if default is not None else ["lang", "task"]
+    if not {"lang", "task"} & set(conf.get("gate_context", default)):
         return
     token_list = args.token_list
     if isinstance(token_list, str):
@@ -135,6 +138,9 @@ def install(task_cls) -> None:
         scale = getattr(args, "gate_lr_scale", 1.0)
         if scale != 1.0:
             scale_gate_lr(optimizers[0], model, scale)
+        split = getattr(model, "split_param_groups", None)  # e.g. espnet_l0's masks/multipliers
+        if callable(split):
+            split(optimizers[0])
         return optimizers
 
     task_cls.add_task_arguments = classmethod(_add_task_arguments)

@@ -1,0 +1,1 @@
+"""Dynamic pruning for ESPnet's ASR task (``espnet2.tasks.asr``)."""

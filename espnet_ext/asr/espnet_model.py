@@ -1,0 +1,117 @@
+"""ESPnet ASR model with input-dependent dynamic pruning (I3D / ICLR 2025).
+
+Registered as ``model: espnet_gated`` in ESPnet's ASR task. It hands the
+optional gate context (``spk_embed``/``event_embed`` npy inputs; ASR texts
+have no ``<lang>``/``<task>`` tokens) to the gated encoder/decoder and adds
+the sparsity loss ``alpha * (|g - s*| + (g - s*)^2)`` of
+``espnet_ext.gating.loss``, exactly as the S2T model does.
+"""
+
+from typing import Dict, Optional, Tuple
+
+import torch
+from typeguard import typechecked
+
+from espnet2.asr.espnet_model import ESPnetASRModel
+from espnet2.torch_utils.device_funcs import force_gatherable
+
+from espnet_ext.gating import GateContext, use_context
+from espnet_ext.gating.loss import GatedModelMixin
+
+
+class ESPnetASRGatedModel(ESPnetASRModel, GatedModelMixin):
+    """``ESPnetASRModel`` with gated encoder and/or decoder.
+
+    Args:
+        prune_scope (str): Gated modules that may close units: "both",
+            "encoder" or "decoder"; the other side is kept fully open.
+        sparsity_weighting (str): "count" (every unit counts 1) or "flops"
+            (each unit weighted by its MACs for the batch's lengths).
+        *args, **kwargs: ``ESPnetASRModel`` arguments.
+
+    The schedule options (``tau_ini``, ``sparsity_end``, ...) are top-level
+    training options (``espnet_ext.s2t.task.install`` adds them to the ASR
+    task as to the S2T one).
+    """
+
+    @typechecked
+    def __init__(
+        self,
+        *args,
+        prune_scope: str = "both",
+        sparsity_weighting: str = "count",
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.init_gating(prune_scope, sparsity_weighting)
+        token_context = {"lang", "task"} & set(self.context_kinds)
+        if token_context:
+            raise ValueError(
+                f"gate_context {sorted(token_context)} needs <lang>/<task> tokens, which ASR "
+                "texts do not have: use [] (the input alone) or [spk] / [event]"
+            )
+
+    def make_context(
+        self,
+        spk_embed: Optional[torch.Tensor] = None,
+        event_embed: Optional[torch.Tensor] = None,
+    ) -> Optional[GateContext]:
+        """Checks and bundles the context of a batch (None when no context is used).
+
+        Args:
+            spk_embed (torch.Tensor): (#batch, D_spk) or None.
+            event_embed (torch.Tensor): (#batch, D_event) or None.
+        """
+        kinds = self.context_kinds
+        if not kinds:
+            return None
+        given = {"spk": spk_embed, "event": event_embed}
+        for kind in kinds:
+            if given[kind] is None:
+                raise ValueError(
+                    f"gate_context has '{kind}' but the batch has no '{kind}_embed': pass "
+                    f"--train_data_path_and_name_and_type <dump>/{kind}_embed.scp,{kind}_embed,npy "
+                    "(and valid/inference data alike) with --allow_variable_data_keys true"
+                )
+        return GateContext(
+            **{f"{k}_embed": given[k].float() for k in kinds if k in ("spk", "event")}
+        )
+
+    def forward(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+        spk_embed: Optional[torch.Tensor] = None,
+        spk_embed_lengths: Optional[torch.Tensor] = None,
+        event_embed: Optional[torch.Tensor] = None,
+        event_embed_lengths: Optional[torch.Tensor] = None,
+        **kwargs,
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+        """ASR loss (CTC + attention, unchanged) + sparsity loss.
+
+        Args:
+            speech (torch.Tensor): (#batch, samples).
+            speech_lengths (torch.Tensor): (#batch,).
+            text (torch.Tensor): (#batch, L) token ids.
+            text_lengths (torch.Tensor): (#batch,).
+            spk_embed (torch.Tensor): (#batch, D_spk), if the gates use "spk".
+            event_embed (torch.Tensor): (#batch, D_event), if they use "event".
+        """
+        context = self.make_context(spk_embed, event_embed)
+        with self.gating_step() as step, use_context(self, context):
+            loss, stats, weight = super().forward(
+                speech, speech_lengths, text, text_lengths, **kwargs
+            )
+        lengths = {"enc": self._enc_frames, "dec": float(text_lengths.float().mean()) + 1}
+        loss = self.add_sparsity_loss(loss, stats, step, lengths)
+        return force_gatherable((loss, stats, weight), loss.device)
+
+    def encode(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Frontend + gated encoder (context from ``use_context``)."""
+        enc, enc_lens = super().encode(speech, speech_lengths)
+        self._enc_frames = float(enc_lens.float().mean())
+        return enc, enc_lens

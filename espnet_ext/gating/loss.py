@@ -1,0 +1,166 @@
+"""The sparsity loss and statistics that every gated ESPnet model adds.
+
+g = fraction of gated units closed (averaged over the batch, over the
+in-scope gated modules, optionally weighted by each unit's MACs); the loss is
+``alpha * (|g - s*| + (g - s*)^2)`` with the target s* and the Gumbel
+temperature from ``GateSchedule`` (ICLR 2025). ``GatedModelMixin`` holds this
+for the S2T model (``espnet_ext.s2t.espnet_model``) and the ASR model
+(``espnet_ext.asr.espnet_model``) alike.
+"""
+
+from contextlib import ExitStack, contextmanager
+from typing import Dict, Iterator, List, Tuple
+
+import torch
+
+from espnet_ext import flops
+from espnet_ext.gating.gated import GatedModule, force_gates, set_tau
+from espnet_ext.gating.schedule import GateSchedule
+
+PRUNE_SCOPES = ("both", "encoder", "decoder")
+WEIGHTINGS = ("count", "flops")
+
+
+class GatedModelMixin:
+    """Sparsity machinery of an ESPnet model (``torch.nn.Module``) with gated
+    ``self.encoder`` and/or ``self.decoder``.
+
+    Call ``init_gating`` at the end of ``__init__``; in ``forward``, run the
+    stock loss inside ``with self.gating_step() as step:`` and then
+    ``self.add_sparsity_loss(loss, stats, step, lengths)``.
+    """
+
+    def init_gating(self, prune_scope: str = "both", sparsity_weighting: str = "count") -> None:
+        """Validates the options and finds the gated sides.
+
+        Args:
+            prune_scope (str): Gated modules that may close units: "both",
+                "encoder" or "decoder"; the other side is kept fully open.
+            sparsity_weighting (str): "count" (every unit counts 1) or "flops"
+                (each unit weighted by its MACs for the batch's lengths).
+        """
+        if prune_scope not in PRUNE_SCOPES:
+            raise ValueError(f"unknown prune_scope: {prune_scope} (choose from {PRUNE_SCOPES})")
+        if sparsity_weighting not in WEIGHTINGS:
+            raise ValueError(
+                f"unknown sparsity_weighting: {sparsity_weighting} (choose from {WEIGHTINGS})"
+            )
+        self.prune_scope = prune_scope
+        self.sparsity_weighting = sparsity_weighting
+        self.gate_schedule = GateSchedule()
+        self.sides = {
+            name: m
+            for name, m in (("enc", self.encoder), ("dec", self.decoder))
+            if isinstance(m, GatedModule)
+        }
+        if not self.sides:
+            raise ValueError(
+                f"model: {type(self).__name__} needs a gated encoder or decoder "
+                "(e_branchformer_token_condition / transformer_token_condition / "
+                "transformer_decoder_token_condition)"
+            )
+
+    @property
+    def context_kinds(self) -> List[str]:
+        """Context sources the gated modules need."""
+        kinds = []
+        for m in self.sides.values():
+            if m.gate_predictor is not None:
+                kinds += [k for k in m.gate_predictor.context.kinds if k not in kinds]
+        return kinds
+
+    def _out_of_scope(self) -> List[GatedModule]:
+        keep = {"both": ("enc", "dec"), "encoder": ("enc",), "decoder": ("dec",)}[self.prune_scope]
+        return [m for name, m in self.sides.items() if name not in keep]
+
+    def _unit_weights(self, name: str, gates: torch.Tensor, lengths: Dict[str, float]):
+        if self.sparsity_weighting == "count":
+            return torch.ones_like(gates[0])
+        m = self.sides[name]
+        if hasattr(m, "unit_costs"):  # a unit that knows its own cost
+            w = m.unit_costs(int(lengths[name]))
+        elif name == "enc":
+            w = flops.encoder_units(m, int(lengths["enc"]))
+        else:
+            n = int(lengths["dec"])
+            w = flops.decoder_units(m, n, n, int(lengths["enc"]))
+        return w.to(gates)
+
+    def sparsity(
+        self, lengths: Dict[str, float]
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """Fraction of gated units closed, from the last forward's gates.
+
+        Args:
+            lengths (dict): Mean encoder frames ("enc") and decoder tokens
+                ("dec") of the batch (for FLOPs weighting).
+
+        Returns:
+            torch.Tensor: Scalar g over the in-scope sides (differentiable).
+            dict: Per side g ("enc", "dec"), detached.
+        """
+        out_of_scope = self._out_of_scope()
+        closed, total, per_side = 0.0, 0.0, {}
+        for name, m in self.sides.items():
+            gates = m.last_gates  # (B, layers, units)
+            w = self._unit_weights(name, gates, lengths)
+            open_w = (gates * w).sum((1, 2)).mean()
+            per_side[name] = (1.0 - open_w / w.sum()).detach()
+            if m not in out_of_scope:
+                closed = closed + (w.sum() - open_w)
+                total = total + w.sum()
+        return closed / total, per_side
+
+    @contextmanager
+    def gating_step(self) -> Iterator[Dict[str, float]]:
+        """Scope of one forward: sets tau, counts a training step, keeps the
+        out-of-scope side open.
+
+        Yields:
+            dict: "step", "tau" and "target" (s*) of this forward.
+        """
+        schedule = self.gate_schedule
+        step = schedule.step
+        info = {"step": step, "tau": schedule.tau(step), "target": schedule.target(step)}
+        if self.training and torch.is_grad_enabled():
+            schedule.tick()
+        set_tau(self, info["tau"])
+        with ExitStack() as stack:
+            for m in self._out_of_scope():
+                stack.enter_context(force_gates(m, 1.0))
+            yield info
+
+    def add_sparsity_loss(
+        self,
+        loss: torch.Tensor,
+        stats: Dict[str, torch.Tensor],
+        step: Dict[str, float],
+        lengths: Dict[str, float],
+    ) -> torch.Tensor:
+        """Adds alpha * (|g - s*| + (g - s*)^2) to ``loss`` and the gate stats to ``stats``.
+
+        Args:
+            loss (torch.Tensor): The stock model's loss.
+            stats (dict): The stock model's stats (updated in place: loss,
+                loss_sparsity, sparsity, sparsity_target, tau, gate_step,
+                sparsity_<side>).
+            step (dict): What ``gating_step`` yielded.
+            lengths (dict): Mean encoder frames ("enc") and decoder tokens ("dec").
+
+        Returns:
+            torch.Tensor: The total loss.
+        """
+        g, per_side = self.sparsity(lengths)
+        loss_sparsity = self.gate_schedule.loss(g, step["target"])
+        loss = loss + loss_sparsity
+        stats.update(
+            loss=loss.detach(),
+            loss_sparsity=loss_sparsity.detach(),
+            sparsity=g.detach(),
+            sparsity_target=torch.tensor(step["target"]),
+            tau=torch.tensor(step["tau"]),
+            gate_step=torch.tensor(float(step["step"])),
+        )
+        for name, value in per_side.items():
+            stats[f"sparsity_{name}"] = value
+        return loss

@@ -1,0 +1,93 @@
+"""Gated ASR decoding (espnet_ext.asr.inference): gate records and encoder GFLOPs."""
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+import yaml
+from espnet2.tasks.asr import ASRTask
+
+from espnet_ext import flops
+from espnet_ext.asr.inference import Speech2TextGated, main
+from espnet_ext.gating import force_gates, pin_gates
+from espnet_ext.nets.transformer_encoder_token_condition import transformer_unit_costs
+
+from test_asr_model import CONF, TOKENS  # tests/asr/test_asr_model.py
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("asr")
+    parser = ASRTask.get_parser()
+    args = parser.parse_args(["--config", str(CONF / "train_asr_transformer_gated.yaml"),
+                              "--token_list", ",".join(TOKENS), "--output_dir", str(out),
+                              "--encoder_conf", "gate_predictor=local"])
+    args.token_list = list(TOKENS)
+    torch.manual_seed(0)
+    model = ASRTask.build_model(args)
+    (out / "config.yaml").write_text(yaml.safe_dump(vars(args)))
+    torch.save(model.state_dict(), out / "model.pth")
+    return out
+
+
+def s2t(model_dir):
+    return Speech2TextGated(asr_train_config=str(model_dir / "config.yaml"),
+                            asr_model_file=str(model_dir / "model.pth"), beam_size=2,
+                            ctc_weight=0.3, lm_weight=0.0, maxlenratio=0.3)
+
+
+def test_gflops_count_the_open_units_only(model_dir):
+    dec = s2t(model_dir)
+    enc = dec.asr_model.encoder
+    speech = np.random.default_rng(0).standard_normal(12000).astype("float32")
+    sub = flops.subsampling(enc, 12000 // 160 + 1, 20)
+    seen = {}
+    for value in (1.0, 0.0):
+        with force_gates(dec.asr_model, value):
+            dec(speech)
+        seen[value] = dec.encoder_gflops
+        assert torch.equal(dec.gates, torch.full((2, 2), value, dtype=torch.float64))
+    n_frames = int(enc.embed(torch.zeros(1, 12000 // 160 + 1, 20), None)[0].size(1))
+    units = transformer_unit_costs(enc, n_frames)
+    assert seen[0.0] == pytest.approx(2 * sub / 1e9)
+    assert seen[1.0] == pytest.approx(2 * (sub + float(units.sum())) / 1e9)
+    pattern = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    with pin_gates(enc, pattern):
+        dec(speech)
+    expected = sub + float(units[0, 0] + units[1, 1])
+    assert dec.encoder_gflops == pytest.approx(2 * expected / 1e9)
+
+
+def test_cli_writes_text_gates_and_gflops_per_set(model_dir, tmp_path):
+    sets = []
+    for name, n in (("a", 2), ("b", 3)):
+        d = tmp_path / name
+        d.mkdir()
+        lines = []
+        for i in range(n):
+            wav = d / f"u{i}.flac"
+            soundfile.write(wav, np.random.default_rng(i).standard_normal(9000 + 800 * i) * 0.1,
+                            16000)
+            lines.append(f"{name}{i} {wav}")
+        (d / "wav.scp").write_text("\n".join(lines) + "\n")
+        sets.append(d)
+    conf = tmp_path / "decode.yaml"
+    conf.write_text("beam_size: 2\nctc_weight: 0.3\nlm_weight: 0.0\nmaxlenratio: 0.3\n")
+    outs = [tmp_path / f"dec_{d.name}" for d in sets]
+    argv = ["--asr_train_config", str(model_dir / "config.yaml"), "--asr_model_file",
+            str(model_dir / "model.pth"), "--config", str(conf),
+            "--wav_scp", *[str(d / "wav.scp") for d in sets],
+            "--output_dir", *[str(o) for o in outs]]
+    assert main(argv) == 0
+    for d, out, n in zip(sets, outs, (2, 3)):
+        keys = [f"{d.name}{i}" for i in range(n)]
+        assert [l.split()[0] for l in (out / "1best_recog/text").read_text().splitlines()] == keys
+        gates = [l.split(maxsplit=1) for l in (out / "gates").read_text().splitlines()]
+        assert [k for k, _ in gates] == keys
+        assert all(len(b.split()) == 2 and set(b.replace(" ", "")) <= {"0", "1"} for _, b in gates)
+        gf = [float(l.split()[1]) for l in (out / "gflops").read_text().splitlines()]
+        assert len(gf) == n and all(v > 0 for v in gf)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("beam: 2\n")
+    with pytest.raises(SystemExit):
+        main(argv[:4] + ["--config", str(bad)] + argv[6:])

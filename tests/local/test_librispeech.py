@@ -1,0 +1,132 @@
+"""LibriSpeech data preparation, BPE and scoring (local/librispeech/) on a miniature tree."""
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "local/librispeech" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+prepare, bpe, score, make_mini = (load(n) for n in ("prepare", "bpe", "score", "make_mini"))
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory):
+    if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
+        pytest.skip("needs espeak-ng and sox")
+    out = tmp_path_factory.mktemp("ls")
+    make_mini.make_mini(out, utts=2)
+    return out
+
+
+def table(path: Path) -> dict:
+    return dict(line.split(maxsplit=1) for line in path.read_text().splitlines())
+
+
+def test_mini_tree_has_the_official_layout(mini):
+    root = mini / "LibriSpeech"
+    trans = sorted(root.glob("*/*/*/*.trans.txt"))
+    assert {t.parts[-4] for t in trans} == set(prepare.PARTS)
+    for t in trans:
+        spk, chapter = t.parent.parent.name, t.parent.name
+        assert t.name == f"{spk}-{chapter}.trans.txt"
+        for line in t.read_text().splitlines():
+            utt, text = line.split(maxsplit=1)
+            assert utt.startswith(f"{spk}-{chapter}-") and text == text.upper()
+            info = soundfile.info(str(t.parent / f"{utt}.flac"))
+            assert (info.samplerate, info.channels, info.format) == (16000, 1, "FLAC")
+
+
+def test_prepare_writes_sorted_kaldi_dirs_and_dev(mini, tmp_path):
+    assert prepare.main(["--root", str(mini), "--out", str(tmp_path)]) == 0
+    for part in prepare.PARTS:
+        d = tmp_path / part.replace("-", "_")
+        lines = (d / "wav.scp").read_text().splitlines()
+        assert lines == sorted(lines)
+        wav, text, u2s = table(d / "wav.scp"), table(d / "text"), table(d / "utt2spk")
+        assert set(wav) == set(text) == set(u2s)
+        for utt, spk in u2s.items():
+            assert utt.split("-")[0] == spk and Path(wav[utt]).is_file()
+    train = table(tmp_path / "train_clean_100/text")
+    assert len(train) == 4 and table(tmp_path / "train_clean_100/spk2utt").keys() == {"103", "1034"}
+    dev = table(tmp_path / "dev/text")
+    assert dev == {**table(tmp_path / "dev_clean/text"), **table(tmp_path / "dev_other/text")}
+    assert len(dev) == 4
+
+
+def test_prepare_skips_and_reports_bad_utterances(mini, tmp_path, caplog):
+    src = tmp_path / "src"
+    shutil.copytree(mini, src)
+    d = src / "LibriSpeech/train-clean-100/103/100"
+    (d / "103-100-0000.flac").unlink()  # transcript without audio
+    soundfile.write(d / "103-100-0001.flac", np.zeros(8000, "float32"), 8000)  # 8 kHz
+    soundfile.write(d / "103-100-0099.flac", np.zeros(16000, "float32"), 16000)  # no transcript
+    out = tmp_path / "data"
+    assert prepare.main(["--root", str(src / "LibriSpeech"), "--out", str(out),
+                         "--parts", "train-clean-100"]) == 0
+    assert sorted(table(out / "train_clean_100/text")) == ["1034-101-0000", "1034-101-0001"]
+    msgs = "\n".join(r.getMessage() for r in caplog.records)
+    assert "no audio 103-100-0000.flac" in msgs
+    assert "103-100-0001.flac: 8000 Hz, expected 16000" in msgs
+    assert "103-100-0099.flac: not in 103-100.trans.txt" in msgs
+    # a part with no usable utterance is an error
+    for utt in ("1034-101-0000", "1034-101-0001"):
+        (src / f"LibriSpeech/train-clean-100/1034/101/{utt}.flac").unlink()
+    assert prepare.main(["--root", str(src), "--out", str(out), "--parts", "train-clean-100"]) == 1
+    assert "no usable utterance" in caplog.text
+
+
+def test_prepare_fails_clearly_on_a_missing_part(mini, tmp_path, caplog):
+    src = tmp_path / "src"
+    shutil.copytree(mini, src)
+    shutil.rmtree(src / "LibriSpeech/test-other")
+    assert prepare.main(["--root", str(src), "--out", str(tmp_path / "d")]) == 1
+    assert "test-other: missing" in caplog.text
+    with pytest.raises(FileNotFoundError, match="no LibriSpeech parts"):
+        prepare.find_root(tmp_path / "d")
+
+
+def test_bpe_writes_an_espnet_asr_token_list(tmp_path):
+    text = tmp_path / "text"
+    text.write_text("".join(f"u{i} THE CAT SAT ON THE MAT NUMBER {i % 7}\n" for i in range(50)))
+    assert bpe.main(["--vocab-size", "40", "--out", str(tmp_path / "bpe"), str(text)]) == 0
+    tokens = (tmp_path / "bpe/tokens.txt").read_text().split("\n")[:-1]
+    assert tokens[:2] == ["<blank>", "<unk>"] and tokens[-1] == "<sos/eos>"
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "bpe/bpe.model"))
+    # <unk> <s> </s> of sentencepiece -> <blank> <unk> ... <sos/eos>
+    assert tokens[2:-1] == [sp.id_to_piece(i) for i in range(3, sp.get_piece_size())]
+    assert len(set(tokens)) == len(tokens) <= 40
+
+
+def test_score_counts_wer_and_writes_the_table(tmp_path):
+    data, exp = tmp_path / "data", tmp_path / "exp"
+    (data / "test_clean").mkdir(parents=True)
+    (data / "test_clean/text").write_text("a A B C D\nb E F\n")
+    dec = exp / "gated/decode_test_clean"
+    (dec / "1best_recog").mkdir(parents=True)
+    (dec / "1best_recog/text").write_text("a a x c\n")  # b missing: 2 deletions
+    (dec / "gates").write_text("a 11 10\n")
+    (dec / "gflops").write_text("a 0.5\n")
+    out = tmp_path / "RESULTS.md"
+    assert score.main(["--exp", str(exp), "--data", str(data), "--models", "gated",
+                       "--sets", "test_clean", "--out", str(out)]) == 0
+    res = json.loads((dec / "wer.json").read_text())
+    # 6 words: B->X (sub), D deleted, E F deleted -> 4 / 6
+    assert (res["sub"], res["del"], res["ins"], res["ref_words"]) == (1, 3, 0, 6)
+    assert res["wer"] == pytest.approx(400 / 6) and res["missing"] == ["b"]
+    rows = out.read_text().splitlines()
+    assert rows[-1] == "| gated | 66.67 | 0.5 | 0.250 |"
