@@ -67,7 +67,7 @@ def read(path: Path, report: Report) -> Optional[Dict[str, str]]:
 
 def validate(data_dir: Path, langs: Optional[List[str]] = None, check_npy: bool = False,
              check_audio: bool = False, min_samples: Optional[Tuple[int, str]] = None,
-             tasks: Optional[List[str]] = None) -> List[str]:
+             tasks: Optional[List[str]] = None, asr: bool = False) -> List[str]:
     """Problems of one data dir, one ``where: what`` line each (empty: valid).
 
     Args:
@@ -76,6 +76,7 @@ def validate(data_dir: Path, langs: Optional[List[str]] = None, check_npy: bool 
         check_npy: Load every embedding npy.
         check_audio: Open every audio file (16 kHz mono, non-empty).
         min_samples: (samples, why) from ``espnet_ext.context.audio.min_samples_for``.
+        asr: Plain ASR text (ESPnet's asr task): no ``<lang><task>`` prefix expected.
     """
     report = Report()
     tables = {}
@@ -114,6 +115,8 @@ def validate(data_dir: Path, langs: Optional[List[str]] = None, check_npy: bool 
         if not spec.endswith("|") and not Path(spec).is_file():
             report(str(data_dir / "wav.scp"), f"{key}: no such file {spec}")
     for utt, text in tables["text"].items():
+        if asr:  # an empty transcript is already reported by read()
+            continue
         m = PREFIX.match(text)
         if not m:
             report(str(data_dir / "text"), f"{utt}: does not start with <lang><task><notimestamps>: {text[:40]!r}")
@@ -188,6 +191,8 @@ def main(cmd=None) -> int:
     p.add_argument("data_dir", type=Path, nargs="+", help="Data directories to check.")
     p.add_argument("--langs", help="Comma-separated ISO 639-3 codes allowed in text prefixes.")
     p.add_argument("--tasks", help="Comma-separated task tokens allowed (e.g. asr,st_eng).")
+    p.add_argument("--asr", action="store_true",
+                   help="Plain ASR dirs (asr task): text has no <lang><task> prefix.")
     p.add_argument("--check-npy", action="store_true", help="Also load every embedding npy.")
     p.add_argument("--check-audio", action="store_true",
                    help="Also open every audio file (readable, non-empty, 16 kHz mono).")
@@ -205,7 +210,8 @@ def main(cmd=None) -> int:
         min_samples = min_samples_for(yaml.safe_load(args.config.read_text()))
     bad = 0
     for d in args.data_dir:
-        problems = validate(d, langs, args.check_npy, args.check_audio, min_samples, tasks)
+        problems = validate(d, langs, args.check_npy, args.check_audio, min_samples, tasks,
+                            args.asr)
         for line in problems[:20]:
             print(line, file=sys.stderr)
         if len(problems) > 20:

@@ -63,3 +63,17 @@ def test_config_tasks_and_audio_checks(tiny_corpus, tmp_path):
             "(7 frames of hop 160 for input_layer conv2d)") in proc.stderr, proc.stderr
     assert "speech_shape: " in proc.stderr and "but " + str(short) + " has 900" in proc.stderr
     assert "unknown task <st_eng> (expected ['asr'])" in proc.stderr
+
+
+def test_asr_dirs_need_no_prefix_but_a_transcript(tiny_corpus, tmp_path):
+    asr = tmp_path / "asr"
+    shutil.copytree(tiny_corpus["valid"], asr)
+    lines = (asr / "text").read_text().splitlines()
+    plain = [line.split(" ", 1)[0] + " " + line.split("> ", 1)[-1] for line in lines]
+    plain[1] = plain[1].split(" ", 1)[0] + " "
+    (asr / "text").write_text("".join(f"{line}\n" for line in plain))
+    root = tiny_corpus["valid"].parents[1]
+    assert "does not start with <lang><task>" in run(asr, cwd=root).stderr
+    proc = run(asr, "--asr", cwd=root)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"{asr / 'text'}:2: no value for {plain[1].split()[0]}"
