@@ -13,6 +13,7 @@ ENCODERS = {
         "espnet_ext.nets.e_branchformer_token_condition:"
         "EBranchformerTokenConditionEncoder"
     ),
+    "e_branchformer_l0": "espnet_ext.pruning.structured:EBranchformerL0Encoder",
     "transformer_token_condition": (
         "espnet_ext.nets.transformer_encoder_token_condition:"
         "TransformerTokenConditionEncoder"
@@ -23,9 +24,11 @@ DECODERS = {
         "espnet_ext.nets.transformer_decoder_token_condition:"
         "TransformerDecoderTokenCondition"
     ),
+    "transformer_decoder_l0": "espnet_ext.pruning.structured:TransformerDecoderL0",
 }
 S2T_MODELS = {
     "espnet_gated": "espnet_ext.s2t.espnet_model:ESPnetS2TGatedModel",
+    "espnet_l0": "espnet_ext.pruning.espnet_model:ESPnetS2TL0Model",
 }
 ASR_MODELS = {
     "espnet_gated": "espnet_ext.asr.espnet_model:ESPnetASRGatedModel",

@@ -39,7 +39,67 @@ DESCRIPTIONS = {
     "gated": "gated fine-tune, context lang+task",
     "gated_spk": "gated fine-tune, context lang+task+speaker (resemblyzer)",
     "gated_event": "gated fine-tune, context lang+task+event (tagger)",
+    "l0": "static baseline: L0 structured pruning (HardConcrete masks + FLOPs Lagrangian), "
+          "units removed -> stock model",
+    "layerprune": "static baseline: convexity-based layer pruning + fine-tune (stock model)",
 }
+
+
+def baselines_section(exp: Path, out: Path) -> List[str]:
+    """The static baselines' budget and what they removed, and the plots (if any)."""
+    md = []
+    target = exp / "baseline_target.json"
+    l0 = exp / "l0" / "l0_export.json"
+    lp = exp / "layerprune_init" / "layer_prune.json"
+    if target.exists() or l0.exists() or lp.exists():
+        md += ["## Static pruning baselines", "",
+               "Both baselines are plain ESPnet models after pruning (docs/baselines.md). "
+               "\"Analytic one-pass\" counts one teacher-forced pass (20 tokens); the decode GFLOPs "
+               "measured in stages 7 and 9 are in the efficiency tables above."]
+        if target.exists():
+            t = json.loads(target.read_text())
+            md += ["", f"- FLOPs budget: the gated model's measured decode GFLOPs / the full model's "
+                   f"on {t['utterances']} utterances of `{Path(t['data_dir']).name}`: "
+                   f"{t['gflops']['model']:.3f} / {t['gflops']['reference']:.3f} = **{t['fraction']:.3f}**"]
+        if l0.exists():
+            r = json.loads(l0.read_text())
+            kept = "; ".join(f"{side}: " + ", ".join(f"{g} {r['kept'][side][g]}/{r['total'][side][g]}"
+                                                    for g in r["kept"][side]) for side in r["kept"])
+            md += [f"- l0: units kept per layer ({kept}); params {r['params_m']['masked']:.2f} M -> "
+                   f"{r['params_m']['pruned']:.2f} M; analytic one-pass GFLOPs {r['gflops']['full']:.3f} -> "
+                   f"{r['gflops']['pruned']:.3f} ({100 * r['flops_fraction']:.1f}%); pruned == masked "
+                   f"outputs (max abs diff {r['max_abs_diff']:.1e})"]
+        if lp.exists():
+            r = json.loads(lp.read_text())
+            curve = r.get("convexity") or {}
+            md += [f"- layerprune: kept encoder {r['keep']['encoder']}/{r['layers']['encoder']}, decoder "
+                   f"{r['keep']['decoder']}/{r['layers']['decoder']} layers ({100 * r['flops_fraction']:.1f}% "
+                   "of the analytic one-pass GFLOPs)"]
+            for side, scores in curve.items():
+                md += [f"  - {side} convexity per layer (base model, dev): "
+                       + ", ".join(f"{x:.3f}" for x in scores)]
+        md += [""]
+    plots = sorted((exp / "plots").glob("*.png")) if (exp / "plots").is_dir() else []
+    if plots:
+        md += ["## Plots", ""]
+        for png in plots:
+            rel = os.path.relpath(png, out.resolve().parent)
+            md += [f"![{png.stem}]({rel})", ""]
+        factors = sorted((exp / "plots").glob("gate_factors_*.json"))
+        for f in factors:
+            r = json.loads(f.read_text())
+            if not r.get("varying_gates", 1):
+                md += [f"Gate patterns ({r['model']}): every gate took the same decision on all "
+                       f"{r['utterances']} utterances ({100 * r['closed_fraction']:.1f}% closed), so "
+                       "no context factor explains them.", ""]
+                continue
+            ranked = sorted(r["factors"].items(), key=lambda kv: -(kv[1]["eta2"] or 0.0))
+            md += [f"Gate variance explained by each factor ({r['model']}, eta^2 adjusted for the "
+                   f"number of groups, {r['utterances']} utterances, {r['varying_gates']}/{r['gates']} "
+                   "gates vary; `scripts/plot_gates.py`): "
+                   + ", ".join(f"{k} {'n/a' if v['eta2'] is None else format(v['eta2'], '.3f')}"
+                               for k, v in ranked), ""]
+    return md
 
 
 def read_values(path: Path) -> Dict[str, str]:
@@ -155,6 +215,7 @@ def main():
                   f"{fmt(ratio(g['seconds'], ref['seconds']), 3)} |")
     md += [""]
 
+    md += baselines_section(exp, args.out)
     md += ["## Wall time per stage", "", "| stage | what | seconds |", "| --- | --- | ---: |"]
     total = 0
     for k, what in STAGES.items():

@@ -31,7 +31,9 @@ datadir=data         # Kaldi dirs from stage 1, token list
 dumpdir=dump         # formatted data, embeddings
 expdir=exp           # models, decoding, scores, RESULTS.md inputs
 results=RESULTS.md
-__options="stage stop_stage preset nj ngpu datadir dumpdir expdir results"
+baselines=auto       # static pruning baselines l0 + layerprune (6f-6h): true | false | auto (bench)
+skip_bad_utts=false  # stage 2: leave bad utterances out (listed in dump/raw/<set>/bad_utts)
+__options="stage stop_stage preset nj ngpu datadir dumpdir expdir results baselines skip_bad_utts"
 
 cd "$(dirname "$0")"
 . ./path.sh
@@ -53,6 +55,11 @@ echo "${preset}" > "${expdir}/.preset"
 
 # Models fine-tuned in stage 6 and evaluated in stages 7-9 (name: gate context).
 models="full gated gated_spk gated_event"
+# Static pruning baselines at the gated model's measured FLOPs (docs/baselines.md): trained in
+# stages 6f-6h after full and gated, then decoded, scored and reported like the others.
+[ "${baselines}" = auto ] && { baselines=false; [ "${preset}" = bench ] && baselines=true; }
+case ${baselines} in true) models="${models} l0 layerprune" ;; false) ;;
+    *) log "--baselines must be true, false or auto, got ${baselines}"; exit 1 ;; esac
 test_sets="test_eng_asr test_deu_asr test_fra_asr test_ita_asr test_deu_st_eng test_fra_st_eng test_ita_st_eng"
 
 # Every python command goes through run, which records it in ${expdir}/commands.sh
@@ -77,6 +84,21 @@ stage_end() {  # records the wall time of a stage that did any work
     else
         log "Stage $1: nothing to do (finished before)"
     fi
+}
+
+# The .done file of stages 1-4 holds a hash of the unit's inputs (options, configs, input
+# tables, the script): a rerun with the same inputs skips the unit, changed inputs redo it.
+inputs_hash() {  # inputs_hash <file or literal>...: md5 of the files' contents and the literals
+    local x
+    for x in "$@"; do if [ -f "${x}" ]; then cat "${x}"; else echo "${x}"; fi; done \
+        | md5sum | cut -d' ' -f1
+}
+audio_stamp() {  # audio_stamp <wav.scp>: path, size and mtime of each audio file (pipes: none)
+    cut -d' ' -f2- "$1" | grep -v '|$' | sort -u \
+        | xargs -r -d '\n' stat -c '%n %s %Y' 2>/dev/null || true
+}
+is_done() {  # is_done <.done file> <hash>
+    [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]
 }
 
 wait_all() {  # waits for every background job; fails if one failed
@@ -108,10 +130,13 @@ data_opts() {  # data_opts <mode: train|valid> <dir> [<shape dir>] [extra npy na
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     stage_start 1 "Data preparation: synthesise mini Europarl (${corpus_sizes}) -> ${datadir}"
-    if [ ! -f "${datadir}/.done" ]; then
+    hash=$(inputs_hash "sizes=${corpus_sizes}" "voices=${voices_per_lang}")
+    if ! is_done "${datadir}/.done" "${hash}"; then
         run local/data.sh --out "${datadir}" --sizes "${corpus_sizes}" --nj "${nj}" \
             --voices-per-lang "${voices_per_lang}"
-        touch "${datadir}/.done"
+        run ${python} scripts/validate_data_dir.py --langs eng,deu,fra,ita --tasks asr,st_eng \
+            "${datadir}"/{pretrain,train,dev,test}
+        echo "${hash}" > "${datadir}/.done"
     fi
     stage_end 1
 fi
@@ -119,11 +144,21 @@ fi
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     stage_start 2 "Format audio: 16 kHz mono check, length filter, speech_shape -> ${raw}"
     for dset in pretrain train dev test; do
-        [ -f "${raw}/${dset}/.done" ] && continue
         split_opt=""; [ "${dset}" = test ] && split_opt=--split-by-lang-task
+        ${skip_bad_utts} && split_opt="${split_opt} --skip_bad_utts"
+        hash=$(inputs_hash "${split_opt}" "${conf}/train_base.yaml" scripts/format_data.py \
+            "${datadir}/${dset}"/{wav.scp,text,text.ctc,text.prev,utt2spk,utt2lang,utt2task} \
+            "$(audio_stamp "${datadir}/${dset}/wav.scp")")
+        is_done "${raw}/${dset}/.done" "${hash}" && continue
+        # shellcheck disable=SC2086
         run ${python} scripts/format_data.py --data-dir "${datadir}/${dset}" \
-            --out "${raw}/${dset}" --config "${conf}/train_base.yaml" ${split_opt}
-        touch "${raw}/${dset}/.done"
+            --out "${raw}/${dset}" --config "${conf}/train_base.yaml" ${split_opt} \
+            --langs eng,deu,fra,ita --tasks asr,st_eng
+        # shellcheck disable=SC2046
+        run ${python} scripts/validate_data_dir.py --config "${conf}/train_base.yaml" \
+            --langs eng,deu,fra,ita --tasks asr,st_eng "${raw}/${dset}" \
+            $([ "${dset}" = test ] && for t in ${test_sets}; do echo "${raw}/${t}"; done)
+        echo "${hash}" > "${raw}/${dset}/.done"
     done
     stage_end 2
 fi
@@ -145,24 +180,27 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     fi
     # Context is only needed by the fine-tuned models: train, dev and test (+ its subsets).
     for kind in speaker event; do
-        [ -f "${raw}/.done_${kind}" ] && continue
         model=resemblyzer; [ ${kind} = event ] && model=${tagger}
+        hash=$(inputs_hash "${model}" "${raw}"/{train,dev,test}/wav.scp \
+            $([ ${kind} = event ] && echo "${tagger}"))
+        is_done "${raw}/.done_${kind}" "${hash}" && continue
         log "Extracting ${kind} embeddings for train, dev, test (one per recording)"
         # shellcheck disable=SC2046
         run ${python} scripts/context.py extract --kind ${kind} --model "${model}" \
             --num-threads 1 "${raw}/train" "${raw}/dev" "${raw}/test" \
             --subsets $(for t in ${test_sets}; do echo "${raw}/${t}"; done)
-        touch "${raw}/.done_${kind}"
+        echo "${hash}" > "${raw}/.done_${kind}"
     done
     stage_end 3
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     stage_start 4 "Token list: unigram BPE (${nbpe}) with OWSM special tokens -> ${token_dir}"
-    if [ ! -f "${token_dir}/.done" ]; then
+    hash=$(inputs_hash "${nbpe}" "${raw}"/{pretrain,train}/{text,text.ctc})
+    if ! is_done "${token_dir}/.done" "${hash}"; then
         run ${python} scripts/make_token_list.py --vocab-size "${nbpe}" --out "${token_dir}" \
             "${raw}/pretrain" "${raw}/train"
-        touch "${token_dir}/.done"
+        echo "${hash}" > "${token_dir}/.done"
     fi
     stage_end 4
 fi
@@ -204,6 +242,8 @@ context_opts() {  # context_opts <model>
     local spk_dim=256 event_dim
     case $1 in
         gated) ;;
+        l0_train) echo "--model_conf target_flops=$(cat "${expdir}/baseline_target")" ;;
+        layerprune) cat "${expdir}/layerprune_init/train_opts" ;;
         gated_spk)
             for side in encoder decoder; do
                 echo "--${side}_conf gate_context=[lang,task,spk] --${side}_conf spk_embed_dim=${spk_dim}"
@@ -220,6 +260,7 @@ context_names() {  # npy inputs a model reads
 }
 model_config() {
     case $1 in base) echo "${conf}/train_base.yaml" ;; full) echo "${conf}/train_full.yaml" ;;
+        l0_train) echo "${conf}/train_l0.yaml" ;; layerprune) echo "${conf}/train_layerprune.yaml" ;;
         *) echo "${conf}/train_gated.yaml" ;; esac
 }
 
@@ -230,6 +271,7 @@ train_model() {  # train_model <model> <stage label, e.g. 6c> <torch threads>
     names=$(context_names ${model})
     [ -n "${names}" ] && var_opts="--allow_variable_data_keys true"
     [ ${model} != base ] && init_opts="--init_param ${expdir}/base/valid.acc.ave.pth"
+    [ ${model} = layerprune ] && init_opts="--init_param ${expdir}/layerprune_init/model.pth"
     # shellcheck disable=SC2046,SC2086
     local opts="--config $(model_config ${model}) ${common_opts} ${norm_opts} ${init_opts}
         $(context_opts ${model}) ${var_opts} --output_dir ${out} --resume true
@@ -270,6 +312,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     threads=$(( OMP_NUM_THREADS / nj )); [ ${threads} -ge 1 ] || threads=1
     running=0; label=b
     for model in ${models}; do
+        case ${model} in l0|layerprune) continue ;; esac  # the baselines: 6f-6h below
         if [ ! -f "${expdir}/${model}/.done" ]; then
             stage_did_work=true
             train_model ${model} 6${label} ${threads} &
@@ -279,6 +322,51 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
         label=$(echo ${label} | tr 'a-d' 'b-e')
     done
     wait_all
+    if ${baselines}; then
+        target=${expdir}/baseline_target
+        if [ ! -s "${target}" ]; then
+            stage_did_work=true
+            log "Stage 6f: FLOPs target of the baselines = gated / full GFLOPs, measured on dev"
+            run ${python} -m espnet_ext.bin.match_flops --reference "${expdir}/full" \
+                --model "${expdir}/gated" --data-dir "${raw}/dev" --num-utts "${profile_num_utts}" \
+                --out "${target}.json" --fraction-out "${target}.tmp" > "${target}.log" 2>&1 \
+                || { tail -n 30 "${target}.log"; exit 1; }
+            mv "${target}.tmp" "${target}"
+        fi
+        log "  baselines' FLOPs target: $(cat "${target}") of the full model (${target}.json)"
+        init=${expdir}/layerprune_init
+        if [ ! -f "${init}/.done" ]; then
+            stage_did_work=true
+            mkdir -p "${init}"
+            log "Stage 6h: per-layer convexity of the base model on dev, layers to keep -> ${init}"
+            run ${python} -m espnet_ext.bin.convexity --config "${expdir}/base/config.yaml" \
+                --model_file "${expdir}/base/valid.acc.ave.pth" --data-dir "${raw}/dev" \
+                --max-tokens 2000 --out "${init}/convexity.json" > "${init}/convexity.txt" \
+                2> "${init}/convexity.log" || { tail -n 30 "${init}/convexity.log"; exit 1; }
+            grep -v "Flash Attention" "${init}/convexity.txt" | sed 's/^/  /'
+            run ${python} -m espnet_ext.bin.layer_prune --config "${expdir}/base/config.yaml" \
+                --model_file "${expdir}/base/valid.acc.ave.pth" --convexity "${init}/convexity.json" \
+                --target-fraction "$(cat "${target}")" --out-dir "${init}" 2> "${init}/layer_prune.log" \
+                | grep -v "Flash Attention" | sed 's/^/  /'
+            touch "${init}/.done"
+        fi
+        for model in l0_train layerprune; do  # 6g: L0 masks + Lagrangian; 6h: layer-pruned fine-tune
+            [ -f "${expdir}/${model}/.done" ] && continue
+            stage_did_work=true
+            label=6g; [ ${model} = layerprune ] && label=6h
+            train_model ${model} ${label} ${threads} &
+        done
+        wait_all
+        if [ ! -f "${expdir}/l0/.done" ]; then
+            stage_did_work=true
+            log "Stage 6g: removing the pruned units -> stock ESPnet model in ${expdir}/l0"
+            run ${python} -m espnet_ext.bin.l0_export --config "${expdir}/l0_train/config.yaml" \
+                --model_file "${expdir}/l0_train/valid.acc.ave.pth" --out-dir "${expdir}/l0" \
+                2> "${expdir}/l0_train/export.log" | grep -v "Flash Attention" | sed 's/^/  /'
+            cp "${expdir}/l0_train/train_seconds" "${expdir}/l0/train_seconds"
+            touch "${expdir}/l0/.done"
+        fi
+    fi
     stage_end 6
 fi
 
@@ -337,6 +425,14 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
             --repeats "${profile_repeats}" --beam_size 5 ${profile_opts:-} --out "${eff}"
     fi
     stage_end 9
+    # Plots (PNG, ${expdir}/plots): quality vs measured GFLOPs of every model, and the gated
+    # model's gate patterns per language, task, speaker and event (RESULTS.md shows them).
+    # shellcheck disable=SC2086
+    ${python} scripts/plot_tradeoff.py --exp "${expdir}" --models ${models} \
+        --test-sets ${test_sets} --out "${expdir}/plots/tradeoff.png"
+    # shellcheck disable=SC2086
+    ${python} scripts/plot_gates.py --exp "${expdir}" --model gated --dump "${raw}" \
+        --test-sets ${test_sets} --out-dir "${expdir}/plots" | sed 's/^/  /'
     # shellcheck disable=SC2086
     ${python} scripts/make_results.py --exp "${expdir}" --preset "${preset}" \
         --models ${models} --test-sets ${test_sets} --out "${results}"

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""FLOPs target of the static baselines: the dynamic model's measured GFLOPs / the full model's.
+
+Usage:
+    python -m espnet_ext.bin.match_flops --reference exp/full --model exp/gated \\
+        --data-dir dump/raw/dev --num-utts 20 --out exp/baseline_target.json
+
+Decodes the same utterances (beam search, each with its own ``<lang><task>``)
+with both models and writes ``{"fraction": gated / full, "gflops": {...}}``
+(and the bare fraction to ``--fraction-out``). ``run.sh`` passes it to the L0 model
+(``--model_conf target_flops=...``) and to ``espnet_ext.bin.layer_prune
+--target-fraction``.
+"""
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import espnet_ext
+
+espnet_ext.register()
+
+from espnet_ext.pruning.match import measured_gflops  # noqa: E402
+
+
+def main(cmd=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--reference", required=True, type=Path, help="exp/<full model> (config.yaml inside).")
+    p.add_argument("--model", required=True, type=Path, help="exp/<dynamic model>.")
+    p.add_argument("--model-file", default="valid.acc.ave.pth", help="Checkpoint name in both dirs.")
+    p.add_argument("--data-dir", required=True, type=Path, help="Kaldi dir (wav.scp, text).")
+    p.add_argument("--num-utts", type=int, default=20, help="First N utterances.")
+    p.add_argument("--beam-size", type=int, default=5, help="Beam size.")
+    p.add_argument("--out", required=True, type=Path, help="JSON to write.")
+    p.add_argument("--fraction-out", type=Path, help="Also write the bare fraction to this file.")
+    args = p.parse_args(cmd)
+    logging.basicConfig(level="INFO", format="%(asctime)s (match_flops) %(levelname)s: %(message)s")
+    res = {}
+    for name, d in (("reference", args.reference), ("model", args.model)):
+        res[name] = measured_gflops(d / "config.yaml", d / args.model_file, args.data_dir,
+                                    args.num_utts, args.beam_size)
+    fraction = res["model"]["gflops"] / res["reference"]["gflops"]
+    out = {"fraction": fraction, "reference": str(args.reference), "model": str(args.model),
+           "data_dir": str(args.data_dir), "gflops": {k: v["gflops"] for k, v in res.items()},
+           "utterances": res["model"]["utterances"]}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1))
+    if args.fraction_out:
+        args.fraction_out.write_text(f"{fraction:.4f}\n")
+    print(f"FLOPs fraction {fraction:.4f} (GFLOPs/utt {out['gflops']['model']:.4f} / "
+          f"{out['gflops']['reference']:.4f} on {out['utterances']} utterances)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,109 @@
+"""Lagrangian constraint on the expected model size (DPHuBERT, arXiv 2302.14132).
+
+The size constraint "expected size s equals target t" enters the loss as
+
+    L_size = lambda1 * (s - t) + lambda2 * (s - t)^2,
+
+minimised by the model (so s moves towards t) and *maximised* by the
+multipliers lambda1, lambda2 (gradient ascent: lambda1 grows with the sign of
+s - t, lambda2 grows while s != t), which makes the penalty as strong as it
+has to be to reach the target. The target is ramped linearly from
+``target_init`` to ``target_end`` over ``warmup_steps`` optimizer steps.
+
+Gradient ascent: ``param_groups`` puts lambda1, lambda2 into an optimizer
+parameter group of their own with ``maximize=True`` (torch's Adam/AdamW/SGD
+option) and no weight decay.
+"""
+
+from typing import List
+
+import torch
+
+
+class Lagrangian(torch.nn.Module):
+    """lambda1 * (s - t) + lambda2 * (s - t)^2 with a linearly ramped target.
+
+    Args:
+        target_end (float): Final target of s (e.g. a FLOPs fraction, 0.7).
+        target_init (float): Target at step 0 (1.0 = the unpruned size).
+        warmup_steps (int): Optimizer steps of the linear ramp.
+
+    The step counter is a buffer (saved with the model, so ``--resume``
+    continues the ramp); the model calls ``tick()`` once per training step.
+    """
+
+    def __init__(self, target_end: float, target_init: float = 1.0, warmup_steps: int = 0):
+        super().__init__()
+        for name, v in (("target_end", target_end), ("target_init", target_init)):
+            if not 0.0 < v <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1], got {v}")
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        self.target_end = target_end
+        self.target_init = target_init
+        self.warmup_steps = warmup_steps
+        self.lambda1 = torch.nn.Parameter(torch.zeros(()))
+        self.lambda2 = torch.nn.Parameter(torch.zeros(()))
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    def target(self, step: int = None) -> float:
+        """The target t at ``step`` (default: the current step)."""
+        step = int(self.step) if step is None else step
+        if self.warmup_steps == 0 or step >= self.warmup_steps:
+            return self.target_end
+        frac = step / self.warmup_steps
+        return self.target_init + (self.target_end - self.target_init) * frac
+
+    def tick(self) -> None:
+        self.step += 1
+
+    def forward(self, size: torch.Tensor, target: float = None) -> torch.Tensor:
+        """The penalty for expected size ``size`` (scalar tensor)."""
+        t = self.target() if target is None else target
+        diff = size - t
+        return self.lambda1 * diff + self.lambda2 * diff * diff
+
+
+def param_groups(
+    optimizer: torch.optim.Optimizer, model: torch.nn.Module, lr: float, lambda_lr: float = None
+) -> List[dict]:
+    """Moves the HardConcrete ``log_alpha`` and the multipliers into groups of their own.
+
+    ``log_alpha``: plain descent with learning rate ``lr`` and no weight decay;
+    ``lambda1``/``lambda2``: ascent (``maximize=True``) with ``lambda_lr``
+    (default ``lr``), no weight decay. (DPHuBERT trains both with its
+    "reg_learning_rate", 0.02.) Call on a fresh optimizer, before a scheduler
+    is built, so schedulers see the groups.
+
+    Returns:
+        The two new groups.
+    """
+    from espnet_ext.pruning.hardconcrete import HardConcrete
+
+    masks = {id(m.log_alpha) for m in model.modules() if isinstance(m, HardConcrete)}
+    lambdas = {id(p) for m in model.modules() if isinstance(m, Lagrangian)
+               for p in (m.lambda1, m.lambda2)}
+    if "maximize" not in optimizer.defaults:
+        raise ValueError(f"{type(optimizer).__name__} has no 'maximize' option: use adam/adamw/sgd")
+    moved = {"masks": [], "lambdas": []}
+    for group in list(optimizer.param_groups):
+        keep = []
+        for p in group["params"]:
+            if id(p) in masks:
+                moved["masks"].append(p)
+            elif id(p) in lambdas:
+                moved["lambdas"].append(p)
+            else:
+                keep.append(p)
+        group["params"] = keep
+    base = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
+    new = []
+    lrs = {"masks": lr, "lambdas": lr if lambda_lr is None else lambda_lr}
+    for name, maximize in (("masks", False), ("lambdas", True)):
+        if moved[name]:
+            group = {**base, "params": moved[name], "lr": lrs[name], "weight_decay": 0.0,
+                     "maximize": maximize}
+            optimizer.add_param_group(group)
+            new.append(optimizer.param_groups[-1])
+    optimizer.param_groups[:] = [g for g in optimizer.param_groups if g["params"]]
+    return new

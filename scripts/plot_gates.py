@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Gate patterns of a dynamic model: how often each gate is open, per context group.
+
+Reads the hard gate decisions stage 7 wrote for every decoded utterance
+(``<exp>/<model>/decode_<subset>/gates/{encoder,decoder,units}``, one group of
+0/1 per layer, see ``espnet_ext.s2t.inference.format_gates``) and the labels
+of the utterances: language and task from the subset name
+(``test_<lang>_<task>``), speaker from ``<dump>/<subset>/utt2spk``, acoustic
+event from ``<dump>/<subset>/utt2event``. Writes, per factor (language, task,
+speaker, event), a PNG of heatmaps (layer x unit, one per group, encoder and
+decoder) of the fraction of utterances with the gate open, and
+``gate_factors.json`` with the numbers and, per factor, how much of the gate
+variance it explains (correlation ratio eta^2 = between-group variance /
+total variance of the 0/1 decisions, adjusted for the number of groups,
+averaged over the gates that vary).
+
+Usage:
+    python scripts/plot_gates.py --exp exp --model gated --dump dump/raw \\
+        --test-sets test_eng_asr test_deu_st_eng ... --out-dir exp/plots
+"""
+
+import argparse
+import json
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+PROG = "plot_gates"
+FACTORS = ("language", "task", "speaker", "event")
+
+
+def read_table(path: Path) -> Dict[str, str]:
+    if not path.is_file():
+        return {}
+    return dict(line.rstrip("\n").split(" ", 1) for line in path.open(encoding="utf-8") if " " in line)
+
+
+def parse_bits(value: str) -> np.ndarray:
+    """'1111 1011' -> (layers, units) 0/1 array."""
+    return np.array([[int(c) for c in group] for group in value.split()], dtype=np.float64)
+
+
+def load(exp: Path, model: str, dump: Path, subsets: List[str]):
+    """Gate arrays and labels of every decoded utterance.
+
+    Returns:
+        gates: {side: (N, layers, units)}, units: {side: [names]},
+        labels: {factor: [N labels]}.
+    """
+    gates, units, labels = defaultdict(list), {}, defaultdict(list)
+    for subset in subsets:
+        d = exp / model / f"decode_{subset}" / "gates"
+        tables = {side: read_table(d / side) for side in ("encoder", "decoder")}
+        tables = {s: t for s, t in tables.items() if t}
+        if not tables:
+            logging.warning(f"{d}: no gate decisions (not decoded, or not a gated model)")
+            continue
+        for side, names in read_table(d / "units").items():
+            units[side] = names.split()
+        _, lang, task = subset.split("_", 2)
+        spk = read_table(dump / subset / "utt2spk")
+        event = read_table(dump / subset / "utt2event")
+        utts = sorted(set.intersection(*(set(t) for t in tables.values())))
+        for utt in utts:
+            for side, t in tables.items():
+                gates[side].append(parse_bits(t[utt]))
+            labels["language"].append(lang)
+            labels["task"].append(task)
+            labels["speaker"].append(spk.get(utt, "?"))
+            labels["event"].append(event.get(utt, "?"))
+    if not labels:
+        raise SystemExit(f"{PROG}: no gate decisions under {exp / model}/decode_*/gates")
+    for side in list(gates):
+        units.setdefault(side, ["ffn1", "attn", "cgmlp", "ffn2"] if side == "encoder" else
+                         ["self_attn", "src_attn", "ffn"])
+    return {s: np.stack(v) for s, v in gates.items()}, units, {k: np.array(v) for k, v in labels.items()}
+
+
+def eta_squared(bits: np.ndarray, groups: np.ndarray, adjusted: bool = True) -> Optional[float]:
+    """Between-group / total variance of 0/1 decisions, mean over varying gates.
+
+    Many small groups explain variance by chance (one utterance per group
+    explains everything), so by default each gate's ratio is adjusted for the
+    number of groups k like R^2: ``1 - (1 - eta2) (N - 1) / (N - k)``.
+
+    Args:
+        bits: (N, G) 0/1 decisions of G gates.
+        groups: (N,) group labels.
+        adjusted (bool): Adjust for the number of groups.
+
+    Returns:
+        The mean (adjusted, floored at 0) ratio, or None when no gate varies
+        (nothing to explain) or there are no more utterances than groups.
+    """
+    total = bits.var(0)
+    varying = total > 0
+    if not varying.any():
+        return None
+    mean = bits.mean(0)
+    between = np.zeros_like(mean)
+    values = np.unique(groups)
+    for g in values:
+        sel = groups == g
+        between += sel.mean() * (bits[sel].mean(0) - mean) ** 2
+    ratio = between[varying] / total[varying]
+    if adjusted:
+        n, k = len(groups), len(values)
+        if n <= k:
+            return None
+        ratio = 1.0 - (1.0 - ratio) * (n - 1) / (n - k)
+    return max(0.0, float(ratio.mean()))
+
+
+def plot_factor(factor: str, gates, units, labels, out: Path, max_groups: int) -> List[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values, counts = np.unique(labels[factor], return_counts=True)
+    order = [v for _, v in sorted(zip(-counts, values))][:max_groups]
+    sides = list(gates)
+    fig, axes = plt.subplots(len(sides), len(order), squeeze=False, constrained_layout=True,
+                             figsize=(1.8 + 1.6 * len(order), 1.0 + 2.6 * len(sides)))
+    image = None
+    for r, side in enumerate(sides):
+        for c, value in enumerate(order):
+            sel = labels[factor] == value
+            rate = gates[side][sel].mean(0)  # (layers, units)
+            ax = axes[r][c]
+            image = ax.imshow(rate, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+            ax.set_xticks(range(len(units[side])))
+            ax.set_xticklabels(units[side], rotation=60, fontsize=7)
+            ax.set_yticks(range(rate.shape[0]))
+            ax.set_yticklabels([str(i + 1) for i in range(rate.shape[0])], fontsize=7)
+            if c == 0:
+                ax.set_ylabel(f"{side} layer", fontsize=8)
+            ax.set_title(f"{value} (n={int(sel.sum())})", fontsize=8)
+    fig.suptitle(f"fraction of utterances with the gate open, by {factor}", fontsize=9)
+    fig.colorbar(image, ax=axes, shrink=0.8)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return order
+
+
+def main():
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exp", required=True, type=Path, help="Experiment root (exp).")
+    parser.add_argument("--model", default="gated", help="Gated model dir under --exp.")
+    parser.add_argument("--dump", required=True, type=Path, help="dump/raw (utt2spk, utt2event).")
+    parser.add_argument("--test-sets", nargs="+", required=True, help="test_<lang>_<task> subsets.")
+    parser.add_argument("--max-groups", type=int, default=8, help="Largest groups plotted per factor.")
+    parser.add_argument("--out-dir", required=True, type=Path, help="PNGs and gate_factors.json.")
+    args = parser.parse_args()
+    logging.basicConfig(level="INFO", format=f"%(asctime)s ({PROG}) %(levelname)s: %(message)s")
+    gates, units, labels = load(args.exp, args.model, args.dump, args.test_sets)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    flat = np.concatenate([g.reshape(g.shape[0], -1) for g in gates.values()], axis=1)
+    report = {"model": args.model, "utterances": int(flat.shape[0]),
+              "closed_fraction": float(1 - flat.mean()),
+              "varying_gates": int((flat.var(0) > 0).sum()), "gates": int(flat.shape[1]), "factors": {}}
+    for factor in FACTORS:
+        if len(np.unique(labels[factor])) < 2:
+            logging.info(f"{factor}: one group only, skipped")
+            continue
+        png = args.out_dir / f"gates_{args.model}_{factor}.png"
+        shown = plot_factor(factor, gates, units, labels, png, args.max_groups)
+        report["factors"][factor] = {
+            "eta2": eta_squared(flat, labels[factor]),
+            "eta2_raw": eta_squared(flat, labels[factor], adjusted=False),
+            "groups": int(len(np.unique(labels[factor]))),
+            "png": png.name,
+            "open_rate": {v: {s: gates[s][labels[factor] == v].mean(0).round(4).tolist() for s in gates}
+                          for v in shown},
+        }
+        logging.info(f"wrote {png}")
+    (args.out_dir / f"gate_factors_{args.model}.json").write_text(json.dumps(report, indent=1))
+    print(f"{args.model}: {report['utterances']} utterances, {100 * report['closed_fraction']:.1f}% of "
+          f"gate decisions closed, {report['varying_gates']}/{report['gates']} gates vary")
+    if not report["varying_gates"]:
+        print("every gate takes the same decision on every utterance: no factor to attribute")
+        return
+    print(f"{'factor':10s} groups  eta^2 adjusted (raw): share of gate variance explained")
+    ranked = sorted(report["factors"].items(), key=lambda kv: -(kv[1]["eta2"] or 0.0))
+    for factor, r in ranked:
+        adj = "  n/a" if r["eta2"] is None else f"{r['eta2']:.3f}"
+        print(f"{factor:10s} {r['groups']:6d}  {adj} ({r['eta2_raw']:.3f})")
+
+
+if __name__ == "__main__":
+    main()
