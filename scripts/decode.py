@@ -14,9 +14,13 @@ For every ``<subset>`` (``test_<lang>_<task>``) not decoded yet (no
 but calls its ``main`` in-process: importing ESPnet costs ~10 s per process, more
 than decoding a subset of the small presets. Each command is printed first.
 
+Options after ``--`` go to ``s2t_inference``, e.g. ``--batch_size 8``: 8 utterances
+decoded in one pass (batched beam search, same results as one by one). A subset
+killed mid-way resumes where it stopped (``decode_<subset>/logdir/decoded.jsonl``).
+
 Usage:
     python scripts/decode.py --model-dir exp/gated_spk --dump dump/raw --npy spk_embed \\
-        test_deu_st_eng test_eng_asr -- --config conf/decode_s2t.yaml --ngpu 0
+        test_deu_st_eng test_eng_asr -- --config conf/decode_s2t.yaml --ngpu 0 --batch_size 8
 """
 
 import argparse

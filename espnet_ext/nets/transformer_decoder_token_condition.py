@@ -11,6 +11,7 @@ utterance; in incremental decoding every layer, open or not, still appends its
 output to the cache, so ESPnet's (Batch)BeamSearch works unchanged.
 """
 
+import math
 from functools import partial
 from typing import List, Optional, Tuple
 
@@ -33,6 +34,28 @@ def _self_attn(layer: DecoderLayer, last_only: bool, x, kv, mask):
 
 def _src_attn(layer: DecoderLayer, x, memory, memory_mask):
     return layer.dropout(layer.src_attn(layer.norm2(x), memory, memory, memory_mask))
+
+
+def _src_attn_cached(layer: DecoderLayer, kv, x, rows, memory_mask):
+    # Source attention against precomputed keys/values of the encoder memory:
+    # the same operations as MultiHeadedAttention.forward minus linear_k/v.
+    attn = layer.src_attn
+    k, v = kv
+    if rows is not None:
+        k, v = k[rows], v[rows]
+    elif k.size(0) != x.size(0):
+        k, v = k.expand(x.size(0), -1, -1, -1), v.expand(x.size(0), -1, -1, -1)
+    n = x.size(0)
+    q = attn.linear_q(layer.norm2(x)).view(n, -1, attn.h, attn.d_k).transpose(1, 2)
+    q = attn.q_norm(q)
+    if getattr(attn, "use_sdpa", False):
+        mask = memory_mask.unsqueeze(1) if memory_mask is not None else None
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, mask)
+        out = attn.linear_out(out.transpose(1, 2).reshape(n, -1, attn.h * attn.d_k))
+    else:
+        scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(attn.d_k)
+        out = attn.forward_attention(v, scores, memory_mask)
+    return layer.dropout(out)
 
 
 def _ffn(layer: DecoderLayer, x):
@@ -60,6 +83,8 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
     """
 
     unit_names = ("self_attn", "src_attn", "ffn")
+    # incremental decoding computes the source keys/values once per utterance
+    cache_src_kv = True
 
     @typechecked
     def __init__(
@@ -120,6 +145,8 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
         memory_mask: Optional[torch.Tensor],
         gates: torch.Tensor,
         cache: Optional[torch.Tensor] = None,
+        src_kv: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+        src_rows: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """One decoder layer with its units gated.
 
@@ -132,6 +159,11 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
             gates (torch.Tensor): (#batch, 3) gates of this layer.
             cache (torch.Tensor): (#batch, L-1, D) this layer's previous
                 outputs; then only the last position is computed.
+            src_kv (Tuple[torch.Tensor, torch.Tensor]): Source-attention keys
+                and values of the memory, (#utt, H, T, d_k) each (see
+                ``source_kv``); then ``memory`` is not read.
+            src_rows (torch.Tensor): (#batch,) utterance of each row in
+                ``src_kv`` (None: #utt is 1 or #batch).
 
         Returns:
             torch.Tensor: Output (#batch, L, D).
@@ -145,31 +177,40 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
         h = gated_residual(
             h, g_self, partial(_self_attn, layer, cache is not None), x, q_mask
         )
-        h = gated_residual(h, g_src, partial(_src_attn, layer), memory, memory_mask)
+        if src_kv is None:
+            h = gated_residual(h, g_src, partial(_src_attn, layer), memory, memory_mask)
+        else:
+            src = partial(_src_attn_cached, layer, src_kv)
+            h = gated_residual(h, g_src, src, src_rows, memory_mask)
         h = gated_residual(h, g_ffn, partial(_ffn, layer))
         if cache is not None:
             h = torch.cat([cache, h], dim=1)
         return h
+
+    def _memo_key(self, memory: torch.Tensor, memory_mask: Optional[torch.Tensor]):
+        # Beam search scores every step against the same encoder output (one
+        # utterance, expanded over hypotheses): in eval mode what depends on
+        # the memory only (gates, source keys/values) is computed once per
+        # utterance (memo cleared by ``use_context``) instead of at every step.
+        one_utt = memory_mask is None and (memory.size(0) == 1 or memory.stride(0) == 0)
+        if not one_utt or self.training:
+            return None
+        return (memory.data_ptr(), tuple(memory.shape[1:]), float(memory[0, 0, 0]), float(memory[0, -1, -1]))
 
     def _gates(
         self,
         memory: torch.Tensor,
         memory_mask: Optional[torch.Tensor],
         context: Optional[GateContext],
+        key=None,
     ) -> torch.Tensor:
-        # Beam search scores every step against the same encoder output (one
-        # utterance, expanded over hypotheses): in eval mode its gates cannot
-        # change, so predict them once per utterance (memo cleared by
-        # use_context) instead of at every step.
-        one_utt = memory_mask is None and (memory.size(0) == 1 or memory.stride(0) == 0)
         scoped = context is None and self.scoped_context is not None
-        memo = None
-        if one_utt and scoped and not self.training and self.forced_gates is None:
-            memo = (memory.data_ptr(), tuple(memory.shape[1:]), float(memory[0, 0, 0]))
-            if self.gate_memo is not None and self.gate_memo[0] == memo:
-                gates = self.gate_memo[1].expand(memory.size(0), -1, -1)
-                self.last_gates = self.last_probs = gates
-                return gates
+        memo = key if scoped and self.forced_gates is None else None
+        memo_gates = (self.gate_memo or {}).get("gates")
+        if memo is not None and memo_gates is not None and memo_gates[0] == memo:
+            gates = memo_gates[1].expand(memory.size(0), -1, -1)
+            self.last_gates = self.last_probs = gates
+            return gates
         valid = (
             memory_mask.squeeze(1)
             if memory_mask is not None
@@ -178,10 +219,58 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
         if memo is None:
             return self.compute_gates(memory, valid, context)
         gates = self.compute_gates(memory[:1], valid[:1], context)
-        self.gate_memo = (memo, gates)
+        self.gate_memo = dict(self.gate_memo or {}, gates=(memo, gates))
         gates = gates.expand(memory.size(0), -1, -1)
         self.last_gates = gates
         return gates
+
+    def source_kv(
+        self, memory: torch.Tensor, gates: Optional[torch.Tensor] = None
+    ) -> Optional[List[Optional[Tuple[torch.Tensor, torch.Tensor]]]]:
+        """Source-attention keys/values of the memory, once per utterance.
+
+        ESPnet's decoder projects the whole encoder output to keys and values
+        at every decoding step; they only depend on the memory, so incremental
+        decoding computes them once (``layer_forward(src_kv=...)``).
+
+        Args:
+            memory (torch.Tensor): Encoder output (#utt, T, D).
+            gates (torch.Tensor): (#utt, layers, 3) gates; layers whose source
+                attention is closed for every utterance get None.
+
+        Returns:
+            Per layer (k, v), each (#utt, H, T, d_k), or None; None overall if
+            an attention module cannot use them (flash attention).
+        """
+        out = []
+        for i, layer in enumerate(self.decoders):
+            attn = layer.src_attn
+            if attn is None or (gates is not None and not bool((gates[:, i, 1] > 0.5).any())):
+                out.append(None)
+                continue
+            if getattr(attn, "use_flash_attn", False):
+                return None
+            n = memory.size(0)
+            k = attn.linear_k(memory).view(n, -1, attn.h, attn.d_k).transpose(1, 2)
+            v = attn.linear_v(memory).view(n, -1, attn.h, attn.d_k).transpose(1, 2)
+            out.append((attn.k_norm(k), v))
+        return out
+
+    def _memo_kv(self, key, memory: torch.Tensor, gates: torch.Tensor):
+        if key is None or not self.cache_src_kv:
+            return None
+        # weights changed in place (optimizer step, load_state_dict) -> stale
+        key = key + tuple(
+            (l.src_attn.linear_k.weight._version, l.src_attn.linear_v.weight._version)
+            for l in self.decoders
+            if l.src_attn is not None and hasattr(l.src_attn, "linear_k")
+        )
+        memo_kv = (self.gate_memo or {}).get("kv")
+        if memo_kv is not None and memo_kv[0] == key:
+            return memo_kv[1]
+        kv = self.source_kv(memory[:1], gates[:1])
+        self.gate_memo = dict(self.gate_memo or {}, kv=(key, kv))
+        return kv
 
     def forward(
         self,
@@ -267,12 +356,22 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
             torch.Tensor: Log-probabilities of the next token (#batch, vocab).
             List[torch.Tensor]: New cache, one (#batch, L, D) per layer.
         """
-        gates = self._gates(memory, memory_mask, context)
+        key = self._memo_key(memory, memory_mask)
+        gates = self._gates(memory, memory_mask, context, key)
+        kv = self._memo_kv(key, memory, gates)
+        return self._step(tgt, tgt_mask, memory, memory_mask, gates, cache, return_hs, kv)
+
+    def _step(self, tgt, tgt_mask, memory, memory_mask, gates, cache, return_hs, kv, rows=None):
         x = self.embed(tgt)
         cache = [None] * len(self.decoders) if cache is None else cache
         new_cache = []
         for i, (c, layer) in enumerate(zip(cache, self.decoders)):
-            x = self.layer_forward(layer, x, tgt_mask, memory, memory_mask, gates[:, i], c)
+            src_kv = kv[i] if kv is not None else None
+            if kv is not None and src_kv is None:  # closed for every row: never read
+                src_kv = (None, None)
+            x = self.layer_forward(
+                layer, x, tgt_mask, memory, memory_mask, gates[:, i], c, src_kv, rows
+            )
             new_cache.append(x)
         y = self.after_norm(x[:, -1])
         hidden = y
@@ -281,3 +380,42 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
         if return_hs:
             return (y, hidden), new_cache
         return y, new_cache
+
+    def batch_score_utterances(
+        self,
+        ys: torch.Tensor,
+        states: List[Optional[List[torch.Tensor]]],
+        src_kv: List[Optional[Tuple[torch.Tensor, torch.Tensor]]],
+        rows: torch.Tensor,
+        gates: torch.Tensor,
+        memory_mask: Optional[torch.Tensor] = None,
+        memory: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, List[List[torch.Tensor]]]:
+        """``batch_score`` for hypotheses of several utterances at once.
+
+        Args:
+            ys (torch.Tensor): (#rows, L) prefixes.
+            states (List): Per row, the per-layer cache (or None at step 0).
+            src_kv (List): ``source_kv`` of the utterances (#utt, ...), or
+                None: then ``memory`` (#utt, T, D) is read at every step.
+            rows (torch.Tensor): (#rows,) utterance index of each row.
+            gates (torch.Tensor): (#utt, layers, 3) gates of the utterances.
+            memory_mask (torch.Tensor): (#utt, 1, T) valid memory frames.
+
+        Returns:
+            torch.Tensor: (#rows, vocab) next-token log-probabilities.
+            List: per row, the new per-layer cache.
+        """
+        n_layers = len(self.decoders)
+        cache = (
+            None
+            if states[0] is None
+            else [torch.stack([s[i] for s in states]) for i in range(n_layers)]
+        )
+        mask = subsequent_mask(ys.size(-1), device=ys.device).unsqueeze(0)
+        row_mask = memory_mask[rows] if memory_mask is not None else None
+        row_gates = gates[rows]
+        if src_kv is None:
+            memory, rows = memory[rows], None
+        logp, cache = self._step(ys, mask, memory, row_mask, row_gates, cache, False, src_kv, rows)
+        return logp, [[c[b] for c in cache] for b in range(len(ys))]

@@ -8,16 +8,20 @@ open units, and every beam-search step of the decoder with its open units).
 Stock (ungated) models work too, counted with every unit open.
 """
 
+import copy
 from contextlib import contextmanager
-from typing import Dict, Optional
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
 from espnet2.bin.s2t_inference import Speech2Text
+from espnet.nets.batch_beam_search import BatchBeamSearch
 
 from espnet_ext import flops
 from espnet_ext.gating import GateContext, GatedModule, use_context
+from espnet_ext.s2t.batch_beam_search import _Shared, lockstep_copy, run_lockstep
 
 
 def _as_row(x) -> Optional[torch.Tensor]:
@@ -33,7 +37,8 @@ class DecodeMeter:
     Encoder: conv subsampling + its open units for the real number of frames.
     Decoder: every ``forward_one_step`` call of the beam search, for the real
     number of hypotheses, prefix length and encoder frames, with its open
-    units, plus the output layer. (The CTC prefix scorer, when used, is not
+    units, plus the output layer; with ``decoder.cache_src_kv`` the source
+    keys/values once per utterance. (The CTC prefix scorer, when used, is not
     counted.)
     """
 
@@ -90,28 +95,70 @@ class DecodeMeter:
             self.decoder_steps = len(steps)
 
     def _decoder_macs(self, steps) -> float:
-        if not steps:
-            return 0.0
-        decoder = self.decoder
-        # one query position: unit MACs are linear in the prefix t and frames T
-        base = flops.decoder_units(decoder, 1, 0, 0)
-        per_t = flops.decoder_units(decoder, 1, 1, 0) - base
-        per_frame = flops.decoder_units(decoder, 1, 0, 1) - base
-        total = 0.0
-        for n, t, frames, gates in steps:
-            open_rows = gates.sum(0).double().cpu() if gates is not None else float(n)
-            total += float(((base + t * per_t + frames * per_frame) * open_rows).sum())
-        out_layer = decoder.output_layer
-        if out_layer is not None:
-            total += sum(n for n, *_ in steps) * out_layer.in_features * out_layer.out_features
-        return total
+        return decoder_macs(self.decoder, steps)
 
     @property
     def gflops(self) -> Dict[str, float]:
         """GFLOPs (2 x MACs / 1e9) per part and in total."""
-        out = {k: 2 * v / 1e9 for k, v in self.macs.items()}
-        out["total"] = sum(out.values())
-        return out
+        return gflops(self.macs)
+
+
+def gflops(macs: Dict[str, float]) -> Dict[str, float]:
+    """MACs per part -> GFLOPs (2 x MACs / 1e9) per part and in total."""
+    out = {k: 2 * v / 1e9 for k, v in macs.items()}
+    out["total"] = sum(out.values())
+    return out
+
+
+def decoder_macs(decoder, steps) -> float:
+    """MACs of decoder steps.
+
+    Args:
+        decoder: The (gated) decoder.
+        steps: (#hyps, prefix length, memory frames, gates (#hyps, layers, 3)
+            or None = all open) per ``forward_one_step`` call.
+    """
+    if not steps:
+        return 0.0
+    # one query position: unit MACs are linear in the prefix t and frames T
+    base = flops.decoder_units(decoder, 1, 0, 0)
+    per_t = flops.decoder_units(decoder, 1, 1, 0) - base
+    per_frame = flops.decoder_units(decoder, 1, 0, 1) - base
+    total = 0.0
+    if getattr(decoder, "cache_src_kv", False):
+        # source K/V projected once per utterance (for layers where some row
+        # has the source attention open), not at every step
+        kv = torch.zeros_like(per_frame)
+        for i, layer in enumerate(decoder.decoders):
+            if layer.src_attn is not None and hasattr(layer.src_attn, "linear_k"):
+                kv[i, 1] = 2 * layer.src_attn.linear_k.in_features * layer.src_attn.linear_k.out_features
+        per_frame = per_frame - kv
+        n, _, frames, gates = steps[0]
+        used = (gates.sum(0) > 0).double().cpu() if gates is not None else 1.0
+        total += float((frames * kv * used).sum())
+    for n, t, frames, gates in steps:
+        open_rows = gates.sum(0).double().cpu() if gates is not None else float(n)
+        total += float(((base + t * per_t + frames * per_frame) * open_rows).sum())
+    out_layer = decoder.output_layer
+    if out_layer is not None:
+        total += sum(n for n, *_ in steps) * out_layer.in_features * out_layer.out_features
+    return total
+
+
+@dataclass
+class UttDecode:
+    """What ``Speech2TextGated.decode_batch`` returns for one utterance.
+
+    Attributes:
+        results: As ``Speech2Text.__call__``: n-best (text, token, token_int,
+            text_nospecial, hyp).
+        gates: {"encoder": (layers, units), "decoder": (layers, 3)}.
+        gflops: GFLOPs spent, per part and "total" (as ``DecodeMeter``).
+    """
+
+    results: list
+    gates: Dict[str, torch.Tensor]
+    gflops: Dict[str, float]
 
 
 class Speech2TextGated(Speech2Text):
@@ -147,6 +194,160 @@ class Speech2TextGated(Speech2Text):
             return self.s2t_model.make_context(tokens, spk, event)
         return GateContext(tokens=tokens, spk_embed=spk, event_embed=event)
 
+    def _fixed_length(self, speech) -> torch.Tensor:
+        """(nsamples,) padded or trimmed to the model's fixed input length, as ESPnet does."""
+        speech = torch.as_tensor(np.asarray(speech)).reshape(-1).to(getattr(torch, self.dtype))
+        n = int(self.preprocessor_conf["speech_length"] * self.preprocessor_conf["fs"])
+        return torch.nn.functional.pad(speech[:n], (0, max(0, n - speech.numel())))
+
+    def _hyp_primer(self, lang_sym: str, task_sym: str, text_prev=None) -> List[int]:
+        """The decoder prefix of one utterance, as ``Speech2Text.__call__`` builds it."""
+        model = self.s2t_model
+        primer = [model.sos, self._token_id(lang_sym, "lang_sym"), self._token_id(task_sym, "task_sym")]
+        if not self.predict_time:
+            primer.append(self.converter.token2id[self.preprocessor_conf["notime_symbol"]])
+        if text_prev is not None:
+            if isinstance(text_prev, str):
+                text_prev = self.converter.tokens2ids(self.tokenizer.text2tokens(text_prev))
+            else:
+                text_prev = torch.as_tensor(np.asarray(text_prev)).tolist()
+            if model.na not in text_prev:
+                primer = [model.sop] + text_prev + primer
+        return primer
+
+    @torch.no_grad()
+    def decode_batch(
+        self,
+        speech: Sequence,
+        lang_sym: Optional[Sequence[str]] = None,
+        task_sym: Optional[Sequence[str]] = None,
+        spk_embed: Optional[Sequence] = None,
+        event_embed: Optional[Sequence] = None,
+        text_prev: Optional[Sequence] = None,
+    ) -> List[UttDecode]:
+        """Decodes several utterances in one pass (see ``batch_beam_search``).
+
+        The encoder runs once on the batch; the beam searches of all
+        utterances run in lockstep with one decoder call per step for all
+        their hypotheses, each row with its utterance's encoder output and
+        gates. The result of each utterance equals ``__call__`` on it alone.
+
+        Args:
+            speech: B waveforms (nsamples,), any lengths (each is padded or
+                trimmed to the model's fixed length, as ``__call__`` does).
+            lang_sym, task_sym: B symbols each (default: the constructor's).
+            spk_embed, event_embed: B embeddings each, or None.
+            text_prev: B previous texts (or None each), or None.
+
+        Returns:
+            List[UttDecode]: one per utterance, in order.
+        """
+        n_utt = len(speech)
+        if n_utt == 0:
+            return []
+        model, decoder = self.s2t_model, self.s2t_model.decoder
+        if not hasattr(decoder, "batch_score_utterances") or not isinstance(self.beam_search, BatchBeamSearch):
+            # a stock decoder, or non-batch scorers (ESPnet then uses BeamSearch)
+            return self._decode_one_by_one(speech, lang_sym, task_sym, spk_embed, event_embed, text_prev)
+        lang_sym = list(lang_sym) if lang_sym is not None else [self.lang_sym] * n_utt
+        task_sym = list(task_sym) if task_sym is not None else [self.task_sym] * n_utt
+        text_prev = list(text_prev) if text_prev is not None else [None] * n_utt
+        for name, values in (("lang_sym", lang_sym), ("task_sym", task_sym), ("text_prev", text_prev)):
+            if len(values) != n_utt:
+                raise ValueError(f"{name} has {len(values)} entries for {n_utt} utterances")
+        context = self._batch_context(lang_sym, task_sym, spk_embed, event_embed)
+        wave = torch.stack([self._fixed_length(x) for x in speech]).to(self.device)
+        lengths = torch.full((n_utt,), wave.size(1), dtype=torch.long, device=self.device)
+        with use_context(model, context):
+            enc, enc_lens = model.encode(wave, lengths)
+            if isinstance(enc, tuple):
+                raise NotImplementedError("batched decoding of intermediate-CTC encoders")
+            enc_gates = self._last_gates(model.encoder, n_utt)
+            valid = torch.arange(enc.size(1), device=enc.device)[None] < enc_lens[:, None]
+            if isinstance(decoder, GatedModule):
+                dec_gates = decoder.compute_gates(enc, valid, context).detach()
+            else:
+                dec_gates = enc.new_ones(n_utt, len(decoder.decoders), 3)
+        self.meter.reset()  # the encoder hook counted the batch as one utterance
+        memory_mask = None if bool(valid.all()) else valid[:, None, :]
+        src_kv = decoder.source_kv(enc, dec_gates) if decoder.cache_src_kv else None
+
+        def score_rows(rows, ys, states):
+            rows = torch.tensor(rows, device=enc.device)
+            return decoder.batch_score_utterances(
+                ys, states, src_kv, rows, dec_gates, memory_mask, memory=enc
+            )
+
+        shared = _Shared(score_rows=score_rows, n_active=n_utt)
+        searches, jobs = [], []
+        for u in range(n_utt):
+            search = lockstep_copy(
+                self.beam_search, u, shared, self._hyp_primer(lang_sym[u], task_sym[u], text_prev[u])
+            )
+            clone = copy.copy(self)
+            clone.beam_search = search
+            searches.append(search)
+            jobs.append(lambda c=clone, x=enc[u, : int(enc_lens[u])]: c._decode_single_sample(x))
+        results = run_lockstep(jobs, shared)
+
+        out = []
+        _, t_in, feat_dim = self.meter._feats  # recorded by the meter's encoder hook
+        enc_names = flops.encoder_unit_names(model.encoder)
+        for u in range(n_utt):
+            unit_gates = (
+                enc_gates[u] if enc_gates is not None else self.meter._gates(model.encoder, enc_names)
+            )
+            macs = {
+                "encoder": flops.subsampling(model.encoder, t_in, feat_dim)
+                + flops.encoder_spent(model.encoder, int(enc_lens[u]), unit_gates)
+            }
+            steps = [
+                (r.n_hyps, r.prefix_len, int(enc_lens[u]), dec_gates[u].expand(r.n_hyps, -1, -1))
+                for r in searches[u].steps
+            ]
+            macs["decoder"] = decoder_macs(decoder, steps)
+            gates = {"decoder": dec_gates[u].cpu()} if isinstance(decoder, GatedModule) else {}
+            if enc_gates is not None:
+                gates["encoder"] = enc_gates[u].cpu()
+            out.append(UttDecode(results[u], gates, gflops(macs)))
+        return out
+
+    def _decode_one_by_one(self, speech, lang_sym, task_sym, spk_embed, event_embed, text_prev):
+        out = []
+        for u, x in enumerate(speech):
+            pick = lambda v: v[u] if v is not None else None  # noqa: E731
+            results = self(
+                x, pick(text_prev), pick(lang_sym), pick(task_sym),
+                spk_embed=pick(spk_embed), event_embed=pick(event_embed),
+            )
+            out.append(UttDecode(results, dict(self.gates), self.meter.gflops))
+        return out
+
+    def _batch_context(self, lang_sym, task_sym, spk_embed, event_embed) -> GateContext:
+        tokens = torch.tensor(
+            [[self._token_id(lang, "lang_sym"), self._token_id(task, "task_sym")]
+             for lang, task in zip(lang_sym, task_sym)],
+            device=self.device,
+        )
+
+        def stack(values, name):
+            if values is None or all(v is None for v in values):
+                return None
+            if any(v is None for v in values):
+                raise ValueError(f"{name} is given for some utterances of the batch but not all")
+            return torch.cat([_as_row(v) for v in values]).to(self.device)
+
+        spk, event = stack(spk_embed, "spk_embed"), stack(event_embed, "event_embed")
+        if hasattr(self.s2t_model, "make_context"):
+            return self.s2t_model.make_context(tokens, spk, event)
+        return GateContext(tokens=tokens, spk_embed=spk, event_embed=event)
+
+    @staticmethod
+    def _last_gates(module, n_utt: int) -> Optional[torch.Tensor]:
+        if isinstance(module, GatedModule) and module.last_gates is not None:
+            return module.last_gates.detach().expand(n_utt, -1, -1)
+        return None
+
     @torch.no_grad()
     def predict_gates(
         self, speech, lang_sym: str, task_sym: str, spk_embed=None, event_embed=None
@@ -157,10 +358,7 @@ class Speech2TextGated(Speech2Text):
             {"encoder": (layers, units), "decoder": (layers, 3)} for the gated sides.
         """
         model = self.s2t_model
-        speech = torch.as_tensor(np.asarray(speech), dtype=torch.float32).reshape(-1)
-        n = int(self.preprocessor_conf["speech_length"] * self.preprocessor_conf["fs"])
-        speech = torch.nn.functional.pad(speech[:n], (0, max(0, n - speech.numel())))
-        speech = speech.unsqueeze(0).to(self.device)
+        speech = self._fixed_length(speech).unsqueeze(0).to(self.device)
         lengths = torch.tensor([speech.size(1)], device=self.device)
         context = self.context(lang_sym, task_sym, spk_embed, event_embed)
         with use_context(model, context):

@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""Decoding speed: batched vs one-by-one, gated vs full (all gates open).
+
+Decodes the same utterances, in one process, with fixed threads, a warm-up
+and repeats (min and median of the wall-clock of decoding all of them), in
+four modes: {gated, full} x {one_by_one, batched}. ``full`` is the same model
+with every gate forced open (the stock network). Prints every setting (beam,
+maxlenratio, batch, padding, threads) and, per mode: time, GFLOPs actually
+spent (``DecodeMeter``), peak memory, and the ratios gated/full (GFLOPs,
+time) and batched/one-by-one (time). Writes the whole report as JSON.
+
+Models:
+  --model CONFIG:CHECKPOINT   a trained model (e.g. exp/s2t_gated/config.yaml:
+                              exp/s2t_gated/valid.acc.ave.pth) on --data_dir
+                              (wav.scp; ``text`` gives each utterance's
+                              <lang><task>, else --lang_sym/--task_sym);
+  --owsm_random               the OWSM v3.1 ebf shape of
+                              conf/train_s2t_ebf_gated.yaml (d=1024, 50k
+                              vocabulary) with random weights and
+                              --num_blocks layers each side, on random audio;
+                              its gate predictor is untrained, so ``gated``
+                              pins a random pattern per utterance closing
+                              --closed of the units (rows of a batch differ).
+Random weights never emit <eos>: use a negative --maxlenratio (fixed number
+of tokens) with --owsm_random.
+
+Peak memory: CUDA max allocated, or on the CPU the max RSS of a forked child
+running the mode once (it includes the model and the parent's baseline).
+
+Usage:
+    python scripts/bench_decode.py --model exp/s2t_gated/config.yaml:exp/s2t_gated/valid.acc.ave.pth \\
+        --data_dir dump/raw/test_deu_st_eng --n_utts 8 --batch_size 8 --out docs/bench_decode_mini.json
+    python scripts/bench_decode.py --owsm_random --num_blocks 4 --maxlenratio -20 \\
+        --n_utts 4 --batch_size 4 --out docs/bench_decode_owsm.json
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import soundfile as sf
+import torch
+import yaml
+
+import espnet_ext
+
+espnet_ext.register()
+
+from espnet_ext.gating import force_gates, pin_gates  # noqa: E402
+from espnet_ext.s2t.inference import Speech2TextGated  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from count_params import build, owsm_token_list, parse_config  # noqa: E402
+
+MODES = ("gated_one_by_one", "gated_batched", "full_one_by_one", "full_batched")
+
+
+def owsm_random_model(num_blocks: int, out_dir: Path) -> Path:
+    """Writes config.yaml + model.pth of a random-weight OWSM-shaped model (once)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not (out_dir / "model.pth").exists():
+        torch.manual_seed(0)
+        args = parse_config(ROOT / "conf" / "train_s2t_ebf_gated.yaml", owsm_token_list(), num_blocks)
+        args.bpemodel, args.token_type = None, None
+        model = build(args)
+        conf = {k: v for k, v in vars(args).items() if k != "config"}
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(conf, default=str))))
+        torch.save(model.state_dict(), out_dir / "model.pth.tmp")
+        os.replace(out_dir / "model.pth.tmp", out_dir / "model.pth")
+    return out_dir
+
+
+def load_utterances(args) -> List[dict]:
+    if args.owsm_random:
+        rng = np.random.default_rng(0)
+        langs = [("<eng>", "<asr>"), ("<deu>", "<st_eng>"), ("<fra>", "<asr>"), ("<ita>", "<st_eng>")]
+        return [
+            dict(key=f"rand{i}", speech=(0.1 * rng.standard_normal(int(16000 * (4 + 3 * i)))).astype(np.float32),
+                 lang=langs[i % 4][0], task=langs[i % 4][1])
+            for i in range(args.n_utts)
+        ]
+    data = Path(args.data_dir)
+    text = {}
+    if (data / "text").exists():
+        for line in (data / "text").read_text().splitlines():
+            key, _, rest = line.partition(" ")
+            syms = rest.replace(">", "> ").split()
+            text[key] = syms[:2]
+    utts = []
+    for line in (data / "wav.scp").read_text().splitlines()[: args.n_utts]:
+        key, path = line.split(maxsplit=1)
+        speech, rate = sf.read(path, dtype="float32")
+        if rate != 16000:
+            raise ValueError(f"{key}: {rate} Hz audio; the model needs 16 kHz")
+        lang, task = text.get(key, (args.lang_sym, args.task_sym))
+        utts.append(dict(key=key, speech=speech, lang=lang, task=task))
+    return utts
+
+
+def decode(s2t: Speech2TextGated, utts: List[dict], batch_size: int, patterns) -> Dict:
+    """Decodes all utterances; returns per-utterance token ids and GFLOPs."""
+    out = {"tokens": [], "gflops": []}
+    for start in range(0, len(utts), batch_size):
+        chunk = utts[start : start + batch_size]
+        with ExitStack() as stack:
+            if patterns is not None:  # (#utt, layers, units) per side
+                for side, gates in patterns.items():
+                    module = getattr(s2t.s2t_model, side)
+                    stack.enter_context(pin_gates(module, gates[start : start + len(chunk)]))
+            if batch_size == 1:
+                u = chunk[0]
+                results = [s2t(u["speech"], lang_sym=u["lang"], task_sym=u["task"])]
+                gflops = [s2t.meter.gflops["total"]]
+            else:
+                decoded = s2t.decode_batch(
+                    [u["speech"] for u in chunk], [u["lang"] for u in chunk], [u["task"] for u in chunk]
+                )
+                results = [d.results for d in decoded]
+                gflops = [d.gflops["total"] for d in decoded]
+        out["tokens"] += [r[0][2] if r else [] for r in results]
+        out["gflops"] += gflops
+    return out
+
+
+def peak_memory_mib(fn) -> float:
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        return torch.cuda.max_memory_allocated() / 2**20
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: run once, report its max RSS
+        os.close(read)
+        fn()
+        os.write(write, str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).encode())
+        os._exit(0)
+    os.close(write)
+    value = os.read(read, 64)
+    os.close(read)
+    os.waitpid(pid, 0)
+    return int(value) / 1024  # KiB -> MiB (Linux)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="CONFIG:CHECKPOINT of a trained model.")
+    parser.add_argument("--data_dir", help="Kaldi dir with wav.scp (and text) for --model.")
+    parser.add_argument("--owsm_random", action="store_true", help="Random-weight OWSM-shaped model.")
+    parser.add_argument("--num_blocks", type=int, default=4, help="--owsm_random layers per side.")
+    parser.add_argument("--closed", type=float, default=0.5, help="--owsm_random: fraction of units closed.")
+    parser.add_argument("--model_cache", default="/tmp/bench_decode_owsm", help="--owsm_random files.")
+    parser.add_argument("--lang_sym", default="<eng>")
+    parser.add_argument("--task_sym", default="<asr>")
+    parser.add_argument("--n_utts", type=int, default=8)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--beam_size", type=int, default=5)
+    parser.add_argument("--maxlenratio", type=float, default=0.0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--speech_length", type=float,
+                        help="Pad/trim every input to this many seconds instead of the model's "
+                        "(OWSM: 30 s); makes CPU runs of the OWSM shape affordable.")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no_src_kv_cache", action="store_true",
+                        help="Recompute the source-attention K/V at every step (as stock ESPnet).")
+    parser.add_argument("--out", type=Path, help="JSON report (e.g. docs/bench_decode_owsm.json).")
+    args = parser.parse_args(argv)
+    if bool(args.model) == args.owsm_random:
+        parser.error("give exactly one of --model CONFIG:CHECKPOINT and --owsm_random")
+    if args.model and not args.data_dir:
+        parser.error("--model needs --data_dir")
+    torch.set_num_threads(args.threads)
+    if args.owsm_random:
+        d = owsm_random_model(args.num_blocks, Path(args.model_cache) / f"L{args.num_blocks}")
+        config, ckpt = d / "config.yaml", d / "model.pth"
+    else:
+        config, _, ckpt = args.model.partition(":")
+    s2t = Speech2TextGated(
+        config, ckpt, device=args.device, beam_size=args.beam_size, maxlenratio=args.maxlenratio,
+        lang_sym=args.lang_sym, task_sym=args.task_sym, nbest=1,
+    )
+    model_length = s2t.preprocessor_conf["speech_length"]
+    if args.speech_length:
+        s2t.preprocessor_conf["speech_length"] = args.speech_length
+    model = s2t.s2t_model
+    model.decoder.cache_src_kv = not args.no_src_kv_cache
+    utts = load_utterances(args)
+    patterns = None
+    if args.owsm_random:
+        g = torch.Generator().manual_seed(1)
+        patterns = {}
+        for side in ("encoder", "decoder"):
+            m = getattr(model, side)
+            n = m.num_layers * len(m.unit_names)
+            gates = torch.ones(len(utts), n)
+            for u in range(len(utts)):
+                gates[u, torch.randperm(n, generator=g)[: round(args.closed * n)]] = 0
+            patterns[side] = gates.view(len(utts), m.num_layers, len(m.unit_names))
+
+    def run(mode: str):
+        batch = args.batch_size if mode.endswith("batched") else 1
+        if mode.startswith("full"):
+            with force_gates(model, 1.0):
+                return decode(s2t, utts, batch, None)
+        return decode(s2t, utts, batch, patterns)
+
+    settings = dict(
+        model=args.model or f"owsm_random (OWSM v3.1 ebf shape, {args.num_blocks}+{args.num_blocks} layers, "
+        f"random weights, {args.closed:.0%} of units closed per utterance, random patterns)",
+        n_utts=len(utts), beam_size=args.beam_size, maxlenratio=args.maxlenratio, batch_size=args.batch_size,
+        padding=f"every utterance padded/trimmed to {s2t.preprocessor_conf['speech_length']} s"
+        + (f" (--speech_length; the model's own: {model_length} s)" if args.speech_length
+           else " (the model's own, as ESPnet)"),
+        raw_seconds=[round(len(u["speech"]) / 16000, 2) for u in utts], threads=args.threads,
+        device=args.device, warmup=args.warmup, repeats=args.repeats,
+        src_kv_cache=not args.no_src_kv_cache, host=platform.node(), torch=torch.__version__,
+    )
+    print(json.dumps(settings, indent=1), flush=True)
+    outputs, times = {}, {m: [] for m in MODES}
+    for i in range(args.warmup + args.repeats):  # interleaved
+        for mode in MODES:
+            start = time.perf_counter()
+            outputs[mode] = run(mode)
+            if i >= args.warmup:
+                times[mode].append(time.perf_counter() - start)
+        print(f"round {i + 1}/{args.warmup + args.repeats} done", file=sys.stderr, flush=True)
+    for side in ("gated", "full"):
+        same = outputs[f"{side}_one_by_one"]["tokens"] == outputs[f"{side}_batched"]["tokens"]
+        if not same:
+            print(f"WARNING: {side}: batched and one-by-one hypotheses differ", file=sys.stderr)
+    report = {"settings": settings, "modes": {}}
+    for mode in MODES:
+        report["modes"][mode] = dict(
+            min_s=min(times[mode]), median_s=statistics.median(times[mode]),
+            gflops=sum(outputs[mode]["gflops"]), peak_mib=peak_memory_mib(lambda m=mode: run(m)),
+        )
+    r = report["modes"]
+    report["ratios"] = {
+        "gflops_gated/full": r["gated_batched"]["gflops"] / r["full_batched"]["gflops"],
+        "time_gated/full_one_by_one": r["gated_one_by_one"]["median_s"] / r["full_one_by_one"]["median_s"],
+        "time_gated/full_batched": r["gated_batched"]["median_s"] / r["full_batched"]["median_s"],
+        "time_batched/one_by_one_gated": r["gated_batched"]["median_s"] / r["gated_one_by_one"]["median_s"],
+        "time_batched/one_by_one_full": r["full_batched"]["median_s"] / r["full_one_by_one"]["median_s"],
+        "same_hyps_batched_vs_one_by_one": all(
+            outputs[f"{s}_one_by_one"]["tokens"] == outputs[f"{s}_batched"]["tokens"] for s in ("gated", "full")
+        ),
+    }
+    print(f"{'mode':18s} {'min s':>8s} {'median s':>9s} {'GFLOPs':>9s} {'peak MiB':>9s}")
+    for mode, v in r.items():
+        print(f"{mode:18s} {v['min_s']:8.3f} {v['median_s']:9.3f} {v['gflops']:9.2f} {v['peak_mib']:9.0f}")
+    for k, v in report["ratios"].items():
+        print(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

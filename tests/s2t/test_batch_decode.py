@@ -1,0 +1,181 @@
+"""Batched gated decoding equals one-by-one decoding; decoding resumes after a kill."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from espnet_ext.gating import force_gates, use_context
+from espnet_ext.s2t.inference import Speech2TextGated
+
+pytestmark = pytest.mark.slow
+
+
+def utterances(data, n=6):
+    """(utt, wav, lang, task) of the first n valid utterances, mixed languages/tasks."""
+    out = []
+    for line in (data["valid"] / "wav.scp").read_text().splitlines()[:n]:
+        utt, path = line.split()
+        _, _, lang, task = utt.split("_", 3)
+        out.append((utt, sf.read(path, dtype="float32")[0], f"<{lang}>", f"<{task}>"))
+    return out
+
+
+def decoder(exp, **kw):
+    conf = dict(beam_size=3, maxlenratio=0.0, lang_sym="<eng>", task_sym="<asr>")
+    conf.update(kw)
+    return Speech2TextGated(exp / "config.yaml", exp / "10epoch.pth", device="cpu", **conf)
+
+
+def diversify_decoder_gates(s2t, wavs, langs, tasks):
+    """Shifts the decoder gate biases so that each unit closes for about half of
+    these utterances (the tiny model keeps its decoder open): rows of one batch
+    then run with different decoder gates. Each cut lies halfway between two
+    utterances' logit margins, so no decision is a near-tie."""
+    model = s2t.s2t_model
+    context = s2t._batch_context(langs, tasks, None, None)
+    wave = torch.stack([s2t._fixed_length(w) for w in wavs])
+    with torch.no_grad(), use_context(model, context):
+        enc, lens = model.encode(wave, torch.full((len(wavs),), wave.size(1)))
+        valid = torch.arange(enc.size(1))[None] < lens[:, None]
+        logits = model.decoder.gate_predictor.logits(enc, valid, context)
+        margin, _ = (logits[..., 1] - logits[..., 0]).sort(0)  # (B, gates)
+        k = len(wavs) // 2
+        assert (margin[k] - margin[k - 1]).min() > 1e-4
+        out = [m for m in model.decoder.gate_predictor.modules() if isinstance(m, torch.nn.Linear)][-1]
+        out.bias.view(-1, 2)[:, 1] -= (margin[k - 1] + margin[k]) / 2
+
+
+def assert_same(one, batched):
+    assert [r[2] for r in one] == [r[2] for r in batched]  # token ids of every n-best
+    for a, b in zip(one, batched):
+        assert abs(float(a[4].score) - float(b[4].score)) < 1e-4
+
+
+@pytest.mark.parametrize("cache_src_kv", [True, False])
+def test_batched_equals_one_by_one_with_mixed_contexts(trained, tiny_corpus, cache_src_kv):
+    exp, _ = trained
+    s2t = decoder(exp, nbest=2)
+    s2t.s2t_model.decoder.cache_src_kv = cache_src_kv
+    utts = utterances(tiny_corpus)
+    assert len({(lang, task) for _, _, lang, task in utts}) > 1  # mixed contexts
+    # different raw lengths: trimmed or padded to the fixed length in both paths
+    wavs = [wav[: len(wav) - 800 * i] for i, (_, wav, _, _) in enumerate(utts)]
+    assert len({len(w) for w in wavs}) == len(wavs)
+    langs, tasks = [u[2] for u in utts], [u[3] for u in utts]
+    diversify_decoder_gates(s2t, wavs, langs, tasks)
+    batched = s2t.decode_batch(wavs, langs, tasks)
+    patterns = set()
+    for wav, lang, task, b in zip(wavs, langs, tasks, batched):
+        one = s2t(wav, lang_sym=lang, task_sym=task)
+        assert_same(one, b.results)
+        for side in ("encoder", "decoder"):
+            assert torch.equal(s2t.gates[side], b.gates[side])
+        assert b.gflops["total"] == pytest.approx(s2t.meter.gflops["total"], rel=1e-9)
+        patterns.add(str(b.gates["decoder"].tolist()))
+    # the rows of the batch really ran with different decoder gates
+    assert len(patterns) >= 3, patterns
+
+
+def test_src_kv_cache_changes_nothing(trained, tiny_corpus):
+    exp, _ = trained
+    s2t = decoder(exp)
+    _, wav, lang, task = utterances(tiny_corpus, 1)[0]
+    cached = s2t(wav, lang_sym=lang, task_sym=task)
+    s2t.s2t_model.decoder.cache_src_kv = False
+    plain = s2t(wav, lang_sym=lang, task_sym=task)
+    assert_same(plain, cached)
+
+
+def test_batched_all_open_and_odd_batch(trained, tiny_corpus):
+    exp, _ = trained
+    s2t = decoder(exp, beam_size=2)
+    utts = utterances(tiny_corpus, 3)
+    with force_gates(s2t.s2t_model, 1.0):
+        batched = s2t.decode_batch([u[1] for u in utts], [u[2] for u in utts], [u[3] for u in utts])
+        for (_, wav, lang, task), b in zip(utts, batched):
+            assert_same(s2t(wav, lang_sym=lang, task_sym=task), b.results)
+            assert b.gates["decoder"].min() == 1.0
+
+
+def test_batched_with_ctc_prefix_scorer(trained, tiny_corpus):
+    # the CTC prefix scorer keeps per-utterance state: each utterance gets its own
+    exp, _ = trained
+    s2t = decoder(exp, ctc_weight=0.3)
+    assert "ctc" in s2t.beam_search.part_scorers
+    utts = utterances(tiny_corpus, 4)
+    batched = s2t.decode_batch([u[1] for u in utts], [u[2] for u in utts], [u[3] for u in utts])
+    for (_, wav, lang, task), b in zip(utts, batched):
+        assert_same(s2t(wav, lang_sym=lang, task_sym=task), b.results)
+
+
+def test_batch_argument_errors(trained, tiny_corpus):
+    exp, _ = trained
+    s2t = decoder(exp)
+    wav = utterances(tiny_corpus, 1)[0][1]
+    with pytest.raises(ValueError, match="lang_sym has 1 entries for 2 utterances"):
+        s2t.decode_batch([wav, wav], ["<eng>"], ["<asr>", "<asr>"])
+    with pytest.raises(ValueError, match="unknown lang_sym <xyz>"):
+        s2t.decode_batch([wav], ["<xyz>"], ["<asr>"])
+
+
+def _cli(exp, scp, out, *extra):
+    return [
+        sys.executable, "-m", "espnet_ext.bin.s2t_inference", "--ngpu", "0",
+        "--s2t_train_config", str(exp / "config.yaml"), "--s2t_model_file", str(exp / "10epoch.pth"),
+        "--data_path_and_name_and_type", f"{scp},speech,sound", "--lang_sym", "deu",
+        "--task_sym", "st_eng", "--beam_size", "3", "--output_dir", str(out), *extra,
+    ]
+
+
+def _outputs(out):
+    files = ["1best_recog/text", "1best_recog/token_int", "1best_recog/score", "gates/encoder",
+             "gates/decoder", "gflops"]
+    return {f: (out / f).read_text() for f in files}
+
+
+def test_cli_batched_equals_one_by_one_and_resumes(trained, tiny_corpus, tmp_path, caplog):
+    from espnet_ext.bin import s2t_inference
+
+    exp, _ = trained
+    scp = tmp_path / "wav.scp"
+    lines = (tiny_corpus["valid"] / "wav.scp").read_text().splitlines()[:8]
+    scp.write_text("\n".join(lines) + "\n")
+    one = tmp_path / "one"
+    s2t_inference.main(_cli(exp, scp, one)[3:])
+    batched = tmp_path / "batched"
+    s2t_inference.main(_cli(exp, scp, batched, "--batch_size", "3")[3:])
+    ref = _outputs(one)
+    assert len(ref["1best_recog/text"].splitlines()) == len(lines)
+    assert _outputs(batched)["1best_recog/token_int"] == ref["1best_recog/token_int"]
+    assert _outputs(batched)["gates/decoder"] == ref["gates/decoder"]
+    scores = [np.array([float(l.split()[1]) for l in o["1best_recog/score"].splitlines()])
+              for o in (ref, _outputs(batched))]
+    assert np.allclose(*scores, atol=1e-4)
+
+    # killed (SIGKILL) mid-way: no final file yet; a rerun skips the finished
+    # utterances and ends with the uninterrupted run's outputs
+    resumed = tmp_path / "resumed"
+    progress = resumed / "logdir" / "decoded.jsonl"
+    proc = subprocess.Popen(_cli(exp, scp, resumed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while proc.poll() is None and time.time() < deadline:
+        if progress.exists() and progress.read_text().count("\n") >= 1:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (resumed / "1best_recog" / "text").exists()
+    n_done = progress.read_text().count("\n")
+    assert 0 < n_done < len(lines)
+    with caplog.at_level("WARNING"):
+        s2t_inference.main(_cli(exp, scp, resumed)[3:])
+    assert f"resuming: {n_done} utterances already decoded" in caplog.text
+    assert progress.read_text().count("\n") == len(lines)
+    assert _outputs(resumed) == ref
