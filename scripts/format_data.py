@@ -47,7 +47,7 @@ FS = 16000
 MIN_SECONDS = 0.1
 # Per-utterance files carried over (when present), all filtered to the kept utterances.
 UTT_FILES = ("wav.scp", "text", "text.ctc", "text.prev", "utt2spk", "utt2lang",
-             "utt2task", "utt2event", "utt2snr")
+             "utt2task", "utt2event", "utt2snr", "utt2corpus")
 REQUIRED = ("wav.scp", "text", "utt2spk")
 PREFIX = re.compile(r"^<([^<>\s]+)><([^<>\s]+)>(<notimestamps>|<\d+\.\d\d>)")
 

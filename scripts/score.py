@@ -32,6 +32,9 @@ PROG = "score"
 SPECIAL = re.compile(r"<[^<>\s]*>")
 NORMALISATION = ("special tokens <...> removed; lower case; apostrophes and hyphens -> space; "
                  "other punctuation (Unicode P*) removed; whitespace collapsed")
+# --st-normalise none: BLEU/chrF on cased, punctuated text (sacrebleu's own 13a tokenisation),
+# as usually reported for Europarl-ST; ASR is always scored with NORMALISATION.
+ST_NONE = "ST: special tokens <...> removed, whitespace collapsed (cased, punctuated); ASR: "
 
 
 def normalise(text: str) -> str:
@@ -50,7 +53,11 @@ def read_text(path: Path) -> Dict[str, str]:
     return out
 
 
-def score_subset(exp: Path, dump: Path, subset: str) -> dict:
+def strip_special(text: str) -> str:
+    return " ".join(SPECIAL.sub(" ", text).split())
+
+
+def score_subset(exp: Path, dump: Path, subset: str, st_normalise: str = "lc_nopunct") -> dict:
     import jiwer
     import sacrebleu
 
@@ -67,6 +74,9 @@ def score_subset(exp: Path, dump: Path, subset: str) -> dict:
     hyp = [normalise(hyps.get(k, "")) for k in keys]
     out = {"lang": lang, "task": task, "num_utts": len(keys)}
     signatures = {}
+    if task.startswith("st_") and st_normalise == "none":
+        ref = [strip_special(refs[k]) for k in keys]
+        hyp = [strip_special(hyps.get(k, "")) for k in keys]
     if task.startswith("st_"):
         bleu, chrf = sacrebleu.metrics.BLEU(), sacrebleu.metrics.CHRF()
         out["bleu"] = bleu.corpus_score(hyp, [ref]).score
@@ -93,11 +103,15 @@ def main():
     parser.add_argument("--exp", required=True, type=Path, help="Model dir (exp/<model>).")
     parser.add_argument("--dump", required=True, type=Path, help="dump/raw (references).")
     parser.add_argument("subsets", nargs="+", help="test_<lang>_<task> subset names.")
+    parser.add_argument("--st-normalise", default="lc_nopunct", choices=["lc_nopunct", "none"],
+                        help="ST text normalisation before BLEU/chrF: as ASR (lc_nopunct), or "
+                             "none (cased and punctuated; special tokens removed).")
     args = parser.parse_args()
     logging.basicConfig(level="INFO", format=f"%(asctime)s ({PROG}) %(levelname)s: %(message)s")
-    result = {"subsets": {}, "signatures": {}, "normalisation": NORMALISATION}
+    norm = NORMALISATION if args.st_normalise == "lc_nopunct" else ST_NONE + NORMALISATION
+    result = {"subsets": {}, "signatures": {}, "normalisation": norm}
     for subset in args.subsets:
-        scores, signatures = score_subset(args.exp, args.dump, subset)
+        scores, signatures = score_subset(args.exp, args.dump, subset, args.st_normalise)
         result["subsets"][subset] = scores
         result["signatures"].update(signatures)
         shown = ", ".join(f"{k} {v:.2f}" for k, v in scores.items() if isinstance(v, float))

@@ -1,0 +1,202 @@
+"""egs2/europarl_st/s2t1/run.sh end to end, offline, on miniatures (tests/europarl_fixture.py):
+a Europarl-ST v1.1 tree (m4a at 44.1 kHz, segments.lst, texts), Voxforge archives, and an
+OWSM-format model directory (hub layout) that stands in for espnet/owsm_v3.1_ebf. Stages
+1-9 run with conf/tiny; the test checks every stage's outputs, that the gated model was
+initialised from the OWSM weights with only gate parameters new, and that a rerun skips
+everything that is done."""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import yaml
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")]
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPE = ROOT / "egs2" / "europarl_st" / "s2t1"
+sys.path.insert(0, str(ROOT / "tests"))
+
+import europarl_fixture as F  # noqa: E402
+
+MODELS = ("full", "gated")
+EP_SETS = ("test_deu_asr", "test_deu_st_eng", "test_fra_asr", "test_fra_st_eng",
+           "test_ita_asr", "test_ita_st_eng")
+VF_SETS = ("vftest_deu_asr", "vftest_fra_asr", "vftest_ita_asr")
+
+
+def table(path: Path) -> dict:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return dict(line.split(" ", 1) for line in lines)
+
+
+def run_recipe(tmp: Path, *extra: str) -> str:
+    cmd = ["./run.sh", "--europarl_st_root", str(tmp / "v1.1"), "--use_voxforge", "true",
+           "--voxforge_root", str(tmp / "voxforge"), "--voxforge_test_speakers", "1",
+           "--voxforge_dev_speakers", "1", "--owsm_model", str(tmp / "owsm"),
+           "--conf_dir", "conf/tiny", "--datadir", str(tmp / "data"), "--dumpdir",
+           str(tmp / "dump"), "--expdir", str(tmp / "exp"), "--results", str(tmp / "RESULTS.md"),
+           "--nj", "2", "--train_nj", "2", "--inference_nj", "2", "--profile_num_utts", "2",
+           "--profile_repeats", "1", "--profile_opts", "--no_memory", *extra]
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("europarl_st_recipe")
+    F.make_europarl_st(tmp)
+    F.make_voxforge(tmp / "voxforge")
+    texts = [f"<{l3}><{t}><notimestamps> " + F.sentence(l2, i) for l2, l3 in
+             (("de", "deu"), ("fr", "fra"), ("it", "ita"), ("en", "eng"))
+             for t in ("asr", "st_eng") for i in range(8)]
+    texts += [f"<{l3}><asr><notimestamps> {p}" for l2, l3 in (("de", "deu"), ("fr", "fra"),
+                                                              ("it", "ita"))
+              for p in F.VOXFORGE_PROMPTS[l2]]
+    F.make_owsm_dir(tmp / "owsm", texts, vocab_size=120)
+    log = run_recipe(tmp)
+    return tmp, log
+
+
+def test_stage1_data_dirs(recipe):
+    tmp, log = recipe
+    data = tmp / "data"
+    assert "Stage 1: Data preparation: Europarl-ST v1.1 (de,fr,it -> en) + Voxforge" in log
+    for dset, n in (("train", 18 + 12), ("dev", 18 + 6), ("test", 18), ("vftest", 6)):
+        assert len(table(data / dset / "text")) == n, dset
+        assert f"{data / dset}: {n} utterances, OK" in log  # validate_data_dir
+    assert set(table(data / "test" / "utt2corpus").values()) == {"europarl_st"}
+    assert set(table(data / "vftest" / "utt2corpus").values()) == {"voxforge"}
+    assert sorted(set(table(data / "train" / "utt2corpus").values())) == ["europarl_st", "voxforge"]
+
+
+def test_stage2_audio_is_16k_mono_segments(recipe):
+    tmp, _ = recipe
+    raw = tmp / "dump" / "raw"
+    segments = table(tmp / "data" / "test" / "segments")
+    wavs = table(raw / "test" / "wav.scp")
+    assert set(wavs) == set(segments)
+    for utt, path in wavs.items():
+        info = sf.info(path)
+        _, start, end = segments[utt].split()
+        assert (info.samplerate, info.channels) == (16000, 1)
+        assert abs(info.frames - (float(end) - float(start)) * 16000) <= 32
+    assert table(raw / "test" / "speech_shape") == {u: str(sf.info(p).frames) for u, p in wavs.items()}
+    for s in EP_SETS + VF_SETS:
+        lang, task = s.split("_", 2)[1:]
+        assert set(table(raw / s / "utt2task").values()) == {task}
+        assert set(table(raw / s / "utt2lang").values()) == {lang}
+
+
+def test_stage4_owsm_token_list_and_bpe_reused(recipe):
+    tmp, _ = recipe
+    owsm = tmp / "exp" / "owsm"
+    meta = yaml.safe_load((tmp / "owsm" / "meta.yaml").read_text())
+    conf = yaml.safe_load((tmp / "owsm" / meta["yaml_files"]["s2t_train_config"]).read_text())
+    assert (owsm / "tokens.txt").read_text().split() == conf["token_list"]
+    for model in MODELS:  # the fine-tuned models use OWSM's token list, BPE and stats
+        cfg = yaml.safe_load((tmp / "exp" / model / "config.yaml").read_text())
+        assert cfg["token_list"] == conf["token_list"]
+        assert cfg["bpemodel"] == str(owsm / "bpe.model")
+        assert cfg["normalize_conf"]["stats_file"] == str(owsm / "feats_stats.npz")
+        assert cfg["init_param"] == [str(owsm / "model.pth")]
+        assert cfg["preprocessor_conf"]["time_apply_prob"] == 1.0
+
+
+def test_stage6_gated_initialised_from_owsm_only_gates_new(recipe):
+    tmp, log = recipe
+    import torch
+
+    owsm_state = torch.load(tmp / "exp" / "owsm" / "model.pth", map_location="cpu")
+    line = [ln for ln in log.splitlines() if "-> ESPnetS2TGatedModel" in ln]
+    assert len(line) == 1
+    n_gate = int(line[0].split("new (gate) tensors: ")[1].split()[0])
+    assert f"{len(owsm_state)} tensors loaded" in line[0] and n_gate > 0
+    gated = torch.load(tmp / "exp" / "gated" / "valid.acc.ave.pth", map_location="cpu")
+    new = sorted(set(gated) - set(owsm_state))
+    assert len(new) == n_gate and all(".gate_predictor." in k or "gate_schedule" in k
+                                      for k in new), new
+    assert set(owsm_state) <= set(gated)
+    full = torch.load(tmp / "exp" / "full" / "valid.acc.ave.pth", map_location="cpu")
+    assert set(full) == set(owsm_state)
+    # fine-tuning moved the weights away from OWSM's
+    k = "encoder.encoders.0.feed_forward.w_1.weight"
+    assert not torch.equal(full[k], owsm_state[k]) and not torch.equal(gated[k], owsm_state[k])
+    for m in MODELS:  # progress: one line per epoch
+        assert f"  {m} 1epoch results: [train]" in log and f"  {m} 2epoch results" in log
+
+
+def test_stage7_8_decoding_and_scores(recipe):
+    tmp, _ = recipe
+    raw = tmp / "dump" / "raw"
+    for m in MODELS:
+        scores = json.loads((tmp / "exp" / m / "scores.json").read_text())
+        assert set(scores["subsets"]) == set(EP_SETS + VF_SETS)
+        for s, r in scores["subsets"].items():
+            refs = table(raw / s / "text")
+            hyps = tmp / "exp" / m / f"decode_{s}" / "1best_recog" / "text"
+            assert set(table(hyps)) == set(refs)
+            assert r["num_utts"] == len(refs)
+            metrics = ("bleu", "chrf") if "_st_" in s else ("wer", "cer")
+            assert all(math.isfinite(r[k]) and r[k] >= 0 for k in metrics)
+        assert "case:mixed" in scores["signatures"]["bleu"]  # ST scored cased (--st-normalise none)
+        if m == "gated":
+            gates = tmp / "exp" / m / "decode_test_deu_st_eng" / "gates"
+            assert table(gates / "units")["encoder"].split() == ["ffn1", "attn", "cgmlp", "ffn2"]
+            enc = table(gates / "encoder")
+            assert set(enc) == set(table(raw / "test_deu_st_eng" / "text"))
+            assert all(len(v.split()) == 2 and set(v) <= set("01 ") for v in enc.values())
+
+
+def test_stage9_results_and_gate_patterns(recipe):
+    tmp, _ = recipe
+    eff = json.loads((tmp / "exp" / "efficiency" / "test_deu_st_eng.json").read_text())
+    assert set(eff["models"]) == set(MODELS) and eff["models"]["full"]["gflops_ratio"] == 1.0
+    pat = json.loads((tmp / "exp" / "gated" / "gate_patterns.json").read_text())
+    assert {"europarl_st/deu/asr", "voxforge/deu/asr", "europarl_st/ita/st_eng"} <= set(pat["groups"])
+    assert pat["groups"]["voxforge/fra/asr"]["num_utts"] == 2
+    assert set(pat["corpus_differences"]) == {f"{l}/asr: europarl_st vs voxforge"
+                                              for l in ("deu", "fra", "ita")}
+    md = (tmp / "RESULTS.md").read_text()
+    for part in ("## Speech translation: BLEU / chrF per direction", "vftest_deu_asr wer",
+                 "## Efficiency", "## Gate patterns: gated", "| voxforge/deu/asr | 2 |",
+                 "## Commands", "scripts/check_init.py"):
+        assert part in md, part
+    assert not (tmp / "exp" / "full" / "gate_patterns.json").exists()
+
+
+def test_rerun_skips_finished_work(recipe):
+    tmp, _ = recipe
+    log = run_recipe(tmp)
+    for k in range(1, 10):
+        assert f"Stage {k}: nothing to do (finished before)" in log or k == 3, k
+    assert "Stage 3: no model in --models uses speaker context" in log
+
+
+def test_check_init_refuses_a_model_missing_non_gate_weights(recipe, tmp_path):
+    tmp, _ = recipe
+    import torch
+
+    state = torch.load(tmp / "exp" / "owsm" / "model.pth", map_location="cpu")
+    del state["decoder.decoders.1.feed_forward.w_2.weight"]
+    torch.save(state, tmp_path / "broken.pth")
+    cfg = yaml.safe_load((tmp / "exp" / "gated" / "config.yaml").read_text())
+    args = ["--config", str(RECIPE / "conf" / "tiny" / "train_s2t_ebf_gated.yaml"),
+            "--token_list", str(tmp / "exp" / "owsm" / "tokens.txt"),
+            "--normalize", "global_mvn", "--normalize_conf", f"stats_file={cfg['normalize_conf']['stats_file']}"]
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_init.py"), "--init",
+                           str(tmp_path / "broken.pth"), "--", *args],
+                          capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 1
+    assert "missing ['decoder.decoders.1.feed_forward.w_2.weight'] (1)" in proc.stderr
