@@ -110,6 +110,7 @@ def build(config: str, pth: str, args) -> Speech2TextGated:
         config, pth, device=args.device, beam_size=args.beam_size,
         maxlenratio=args.maxlenratio, ctc_weight=args.ctc_weight,
         lang_sym=_sym(args.lang_sym), task_sym=_sym(args.task_sym),
+        src_kv_cache=getattr(args, "src_kv_cache", True),
     )
 
 
@@ -184,6 +185,13 @@ def profile(args) -> dict:
         raise ValueError(f"--reference {reference} is not one of {list(models)}")
     utts = load_utterances(args.data_dir, args.num_utts)
     decoders = {name: build(config, pth, args) for name, (config, pth) in models.items()}
+    # A stock decoder recomputes the source K/V at every step: compute them the same way in
+    # the gated ones, or the comparison would credit gating with the cache's savings.
+    cache = all(hasattr(s.s2t_model.decoder, "cache_src_kv") for s in decoders.values())
+    args.src_kv_cache = cache  # for the peak-memory runs
+    for s2t in decoders.values():
+        if hasattr(s2t.s2t_model.decoder, "cache_src_kv"):
+            s2t.s2t_model.decoder.cache_src_kv = cache
 
     gflops = {name: [] for name in models}
     passes = {name: [] for name in models}
@@ -241,6 +249,7 @@ def profile(args) -> dict:
         "maxlenratio": args.maxlenratio,
         "ctc_weight": args.ctc_weight,
         "batch_size": 1,
+        "src_kv_cache": cache,
         "threads": args.threads,
         "warmup": args.warmup,
         "repeats": args.repeats,

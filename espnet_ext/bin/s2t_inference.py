@@ -48,6 +48,7 @@ espnet_ext.register()
 from espnet2.bin.s2t_inference import get_parser as _stock_parser  # noqa: E402
 from espnet2.tasks.s2t import S2TTask  # noqa: E402
 from espnet2.torch_utils.set_all_random_seed import set_all_random_seed  # noqa: E402
+from espnet2.utils.types import str2bool  # noqa: E402
 from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError  # noqa: E402
 
 from espnet_ext.s2t.inference import Speech2TextGated, format_gates  # noqa: E402
@@ -64,6 +65,11 @@ S2T_KEYS = (
 def get_parser():
     parser = _stock_parser()
     parser.description = "S2T decoding with gate decisions and GFLOPs per utterance"
+    parser.add_argument(
+        "--src_kv_cache", type=str2bool, default=True,
+        help="Gated decoder: source-attention K/V once per utterance instead of at every "
+        "step (false: compute as stock ESPnet does, for like-for-like comparisons)",
+    )
     return parser
 
 
@@ -215,7 +221,7 @@ def inference(args) -> None:
     # '<' and '>' are awkward on command lines: accept deu as <deu>
     for k in ("lang_sym", "task_sym"):
         kwargs[k] = f"<{kwargs[k].lstrip('<').rstrip('>')}>"
-    s2t = Speech2TextGated(device=device, **kwargs)
+    s2t = Speech2TextGated(device=device, src_kv_cache=args.src_kv_cache, **kwargs)
     loader = S2TTask.build_streaming_iterator(
         args.data_path_and_name_and_type,
         dtype=args.dtype,

@@ -168,10 +168,16 @@ class Speech2TextGated(Speech2Text):
     (D_event,), needed when the model's gates use them. After each call,
     ``gates`` holds the decisions {"encoder": (layers, units), "decoder": ...}
     and ``meter.gflops`` the compute spent.
+
+    ``src_kv_cache``: let the gated decoder compute the source-attention K/V
+    once per utterance (stock ESPnet recomputes them at every step). Turn it
+    off to compare with a stock decoder on equal terms.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, src_kv_cache: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
+        if hasattr(self.s2t_model.decoder, "cache_src_kv"):
+            self.s2t_model.decoder.cache_src_kv = src_kv_cache
         self.meter = DecodeMeter(self.s2t_model)
         self.gates: Dict[str, torch.Tensor] = {}
 

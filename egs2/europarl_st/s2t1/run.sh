@@ -284,6 +284,8 @@ fi
 
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     stage_start 7 "Decoding: beam 5, maxlenratio 0.0, every model x ${eval_sets}"
+    # --src_kv_cache false: the gated decoders compute the source K/V at every step, as the
+    # stock decoder of the full fine-tune does, so GFLOPs and times compare like for like.
     running=0
     for model in ${models}; do
         todo=""
@@ -298,7 +300,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
             run ${python} scripts/decode.py --model-dir "${expdir}/${model}" --dump "${raw}" \
                 $(context_names ${model} | sed 's/^./--npy &/') ${todo} -- \
                 --config conf/decode_s2t.yaml --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --beam_size 5 \
-                --maxlenratio 0.0 > "${expdir}/${model}/decode.log" 2>&1 || {
+                --maxlenratio 0.0 --src_kv_cache false > "${expdir}/${model}/decode.log" 2>&1 || {
                 tail -n 30 "${expdir}/${model}/decode.log"; log "decoding ${model} failed"; exit 1; }
             grep -h "^decoded " "${expdir}/${model}/decode.log" | sed 's/^/  /'
         ) &

@@ -372,6 +372,8 @@ fi
 
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     stage_start 7 "Decoding: beam 5, maxlenratio 0.0, every model x every test subset"
+    # --src_kv_cache false: the gated decoders compute the source K/V at every step, as the
+    # stock decoder of the full fine-tune does, so GFLOPs and times compare like for like.
     # One process per model (ESPnet's import costs more than a small subset), --nj models at
     # a time with OMP_NUM_THREADS/nj threads each. Stage 9 times the models properly.
     threads=$(( OMP_NUM_THREADS / nj )); [ ${threads} -ge 1 ] || threads=1
@@ -389,7 +391,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
             OMP_NUM_THREADS=${threads} run ${python} scripts/decode.py \
                 --model-dir "${expdir}/${model}" --dump "${raw}" $(context_names ${model} | sed 's/^./--npy &/') \
                 ${todo} -- --config conf/decode_s2t.yaml --ngpu "${ngpu}" --beam_size 5 \
-                --maxlenratio 0.0 > "${expdir}/${model}/decode.log" 2>&1 || {
+                --maxlenratio 0.0 --src_kv_cache false > "${expdir}/${model}/decode.log" 2>&1 || {
                 tail -n 30 "${expdir}/${model}/decode.log"; log "decoding ${model} failed"; exit 1; }
             grep -h "^decoded " "${expdir}/${model}/decode.log" | sed 's/^/  /'
         ) &
