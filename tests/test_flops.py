@@ -266,6 +266,9 @@ def test_decoder_teacher_forced(pattern):
 def test_decoder_one_step(pattern):
     """Step t of incremental decoding (beam search): cache of t-1 positions."""
     dec = decoder(num_blocks=3)
+    # A stock-ESPnet step: source K/V recomputed at every step (decoder_units counts them;
+    # the cached path is checked in tests/nets/test_transformer_decoder_token_condition.py).
+    dec.cache_src_kv = False
     gates = torch.tensor(DEC_GATES[pattern], dtype=torch.float)
     memory, _, ys, _ = decoder_inputs(L=9)
     t, T = ys.size(1), memory.size(1)
