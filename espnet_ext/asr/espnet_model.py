@@ -55,27 +55,18 @@ class ESPnetASRGatedModel(ESPnetASRModel, GatedModelMixin):
         self,
         spk_embed: Optional[torch.Tensor] = None,
         event_embed: Optional[torch.Tensor] = None,
+        embed_lengths: Optional[Dict[str, Optional[torch.Tensor]]] = None,
     ) -> Optional[GateContext]:
         """Checks and bundles the context of a batch (None when no context is used).
 
         Args:
             spk_embed (torch.Tensor): (#batch, D_spk) or None.
             event_embed (torch.Tensor): (#batch, D_event) or None.
+            embed_lengths (dict): "spk"/"event" -> (#batch,) npy sizes before padding.
         """
-        kinds = self.context_kinds
-        if not kinds:
+        if not self.context_kinds:
             return None
-        given = {"spk": spk_embed, "event": event_embed}
-        for kind in kinds:
-            if given[kind] is None:
-                raise ValueError(
-                    f"gate_context has '{kind}' but the batch has no '{kind}_embed': pass "
-                    f"--train_data_path_and_name_and_type <dump>/{kind}_embed.scp,{kind}_embed,npy "
-                    "(and valid/inference data alike) with --allow_variable_data_keys true"
-                )
-        return GateContext(
-            **{f"{k}_embed": given[k].float() for k in kinds if k in ("spk", "event")}
-        )
+        return GateContext(**self.embed_context(spk_embed, event_embed, embed_lengths))
 
     def forward(
         self,
@@ -99,7 +90,10 @@ class ESPnetASRGatedModel(ESPnetASRModel, GatedModelMixin):
             spk_embed (torch.Tensor): (#batch, D_spk), if the gates use "spk".
             event_embed (torch.Tensor): (#batch, D_event), if they use "event".
         """
-        context = self.make_context(spk_embed, event_embed)
+        context = self.make_context(
+            spk_embed, event_embed,
+            embed_lengths={"spk": spk_embed_lengths, "event": event_embed_lengths},
+        )
         with self.gating_step() as step, use_context(self, context):
             loss, stats, weight = super().forward(
                 speech, speech_lengths, text, text_lengths, **kwargs

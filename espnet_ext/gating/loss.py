@@ -9,7 +9,7 @@ for the S2T model (``espnet_ext.s2t.espnet_model``) and the ASR model
 """
 
 from contextlib import ExitStack, contextmanager
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 
@@ -68,6 +68,66 @@ class GatedModelMixin:
             if m.gate_predictor is not None:
                 kinds += [k for k in m.gate_predictor.context.kinds if k not in kinds]
         return kinds
+
+    def embed_context(
+        self,
+        spk_embed: Optional[torch.Tensor] = None,
+        event_embed: Optional[torch.Tensor] = None,
+        embed_lengths: Optional[Dict[str, Optional[torch.Tensor]]] = None,
+    ) -> Dict[str, torch.Tensor]:
+        """The batch's speaker/event embeddings that the gates use, checked.
+
+        Args:
+            spk_embed (torch.Tensor): (#batch, D_spk) or None.
+            event_embed (torch.Tensor): (#batch, D_event) or None.
+            embed_lengths (dict): "spk"/"event" -> (#batch,) sizes of each row's
+                npy before ESPnet's collate padded them (``spk_embed_lengths``).
+
+        Returns:
+            Dict[str, torch.Tensor]: ``GateContext`` keyword arguments
+                (``spk_embed``/``event_embed``, float).
+
+        Raises:
+            ValueError: A missing embedding, or one whose size is not the
+                configured ``<side>_conf.<kind>_embed_dim``.
+        """
+        kinds = self.context_kinds
+        out = {}
+        for kind, value in (("spk", spk_embed), ("event", event_embed)):
+            if kind not in kinds:
+                continue
+            if value is None:
+                raise ValueError(
+                    f"gate_context has '{kind}' but the batch has no '{kind}_embed': pass "
+                    f"--train_data_path_and_name_and_type <dump>/{kind}_embed.scp,{kind}_embed,npy "
+                    "(and valid/inference data alike) with --allow_variable_data_keys true"
+                )
+            self._check_embed_dim(kind, value, (embed_lengths or {}).get(kind))
+            out[f"{kind}_embed"] = value.float()
+        return out
+
+    def _check_embed_dim(
+        self, kind: str, value: torch.Tensor, lengths: Optional[torch.Tensor]
+    ) -> None:
+        """Raises a ValueError naming the data key and both sizes on a dim mismatch."""
+        for name, m in self.sides.items():
+            proj = None if m.gate_predictor is None else m.gate_predictor.context.proj
+            if proj is None or kind not in proj:
+                continue
+            expected = proj[kind][0].in_features
+            sizes = {int(value.size(-1))} if value.dim() == 2 else {-1}
+            if lengths is not None:
+                sizes = {int(n) for n in lengths.reshape(-1).tolist()}
+            if value.dim() != 2 or sizes != {expected}:
+                side = "encoder_conf" if name == "enc" else "decoder_conf"
+                actual = sorted(sizes - {expected}) or tuple(value.shape)
+                raise ValueError(
+                    f"{kind}_embed: the batch's vectors have size {actual} but "
+                    f"{side}.{kind}_embed_dim is {expected}: the npys of {kind}_embed.scp come "
+                    f"from another extractor (re-extract them, recipe stage 3, "
+                    f"or set {side}.{kind}_embed_dim; scripts/validate_data_dir.py --check-npy "
+                    f"names the utterances)"
+                )
 
     def _out_of_scope(self) -> List[GatedModule]:
         keep = {"both": ("enc", "dec"), "encoder": ("enc",), "decoder": ("dec",)}[self.prune_scope]

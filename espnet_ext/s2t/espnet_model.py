@@ -96,15 +96,7 @@ class ESPnetS2TGatedModel(ESPnetS2TModel, GatedModelMixin):
                 not start with a <lang> and a <task> token.
         """
         kinds = self.context_kinds
-        for kind, value in (("spk", spk_embed), ("event", event_embed)):
-            if kind in kinds and value is None:
-                raise ValueError(
-                    f"gate_context has '{kind}' but the batch has no '{kind}_embed': pass "
-                    f"--train_data_path_and_name_and_type <dump>/{kind}_embed.scp,{kind}_embed,npy "
-                    "(and valid/inference data alike) with --allow_variable_data_keys true"
-                )
-            if kind in kinds and value is not None:
-                self._check_embed_dim(kind, value, (embed_lengths or {}).get(kind))
+        embeds = self.embed_context(spk_embed, event_embed, embed_lengths)
         if "lang" in kinds or "task" in kinds:
             tokens_cpu = tokens.cpu()
             bad = ~torch.isin(tokens_cpu[:, 0], self.lang_ids)
@@ -118,34 +110,7 @@ class ESPnetS2TGatedModel(ESPnetS2TModel, GatedModelMixin):
                     f"{row}: find the utterance with scripts/validate_data_dir.py --langs ... "
                     f"--tasks ... (or a language missing from the token list)"
                 )
-        return GateContext(
-            tokens=tokens,
-            spk_embed=None if spk_embed is None or "spk" not in kinds else spk_embed.float(),
-            event_embed=None if event_embed is None or "event" not in kinds else event_embed.float(),
-        )
-
-    def _check_embed_dim(
-        self, kind: str, value: torch.Tensor, lengths: Optional[torch.Tensor]
-    ) -> None:
-        """Raises a ValueError naming the data key and both sizes on a dim mismatch."""
-        for name, m in self.sides.items():
-            proj = None if m.gate_predictor is None else m.gate_predictor.context.proj
-            if proj is None or kind not in proj:
-                continue
-            expected = proj[kind][0].in_features
-            sizes = {int(value.size(-1))} if value.dim() == 2 else {-1}
-            if lengths is not None:
-                sizes = {int(n) for n in lengths.reshape(-1).tolist()}
-            if value.dim() != 2 or sizes != {expected}:
-                side = "encoder_conf" if name == "enc" else "decoder_conf"
-                actual = sorted(sizes - {expected}) or tuple(value.shape)
-                raise ValueError(
-                    f"{kind}_embed: the batch's vectors have size {actual} but "
-                    f"{side}.{kind}_embed_dim is {expected}: the npys of {kind}_embed.scp come "
-                    f"from another extractor (re-extract them, recipe stage 3, "
-                    f"or set {side}.{kind}_embed_dim; scripts/validate_data_dir.py --check-npy "
-                    f"names the utterances)"
-                )
+        return GateContext(tokens=tokens, **embeds)
 
     def forward(
         self,
