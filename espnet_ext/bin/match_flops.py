@@ -5,9 +5,11 @@ Usage:
     python -m espnet_ext.bin.match_flops --reference exp/full --model exp/gated \\
         --data-dir dump/raw/dev --num-utts 20 --out exp/baseline_target.json
 
-Decodes the same utterances (beam search, each with its own ``<lang><task>``)
-with both models and writes ``{"fraction": gated / full, "gflops": {...}}``
-(and the bare fraction to ``--fraction-out``). ``run.sh`` passes it to the L0 model
+Decodes the utterances (beam search, each with its own ``<lang><task>``) with
+the gated model and counts the GFLOPs it spent and the GFLOPs the full model
+spends on the same decodes (same steps and hypotheses, every unit open; see
+``espnet_ext.pruning.match``). Writes ``{"fraction": gated / full,
+"gflops": {...}}`` (and the bare fraction to ``--fraction-out``). ``run.sh`` passes it to the L0 model
 (``--model_conf target_flops=...``) and to ``espnet_ext.bin.layer_prune
 --target-fraction``.
 """
@@ -22,7 +24,7 @@ import espnet_ext
 
 espnet_ext.register()
 
-from espnet_ext.pruning.match import measured_gflops  # noqa: E402
+from espnet_ext.pruning.match import matched_gflops  # noqa: E402
 
 
 def main(cmd=None):
@@ -37,20 +39,19 @@ def main(cmd=None):
     p.add_argument("--fraction-out", type=Path, help="Also write the bare fraction to this file.")
     args = p.parse_args(cmd)
     logging.basicConfig(level="INFO", format="%(asctime)s (match_flops) %(levelname)s: %(message)s")
-    res = {}
-    for name, d in (("reference", args.reference), ("model", args.model)):
-        res[name] = measured_gflops(d / "config.yaml", d / args.model_file, args.data_dir,
-                                    args.num_utts, args.beam_size)
-    fraction = res["model"]["gflops"] / res["reference"]["gflops"]
+    res = matched_gflops(args.model / "config.yaml", args.model / args.model_file,
+                         args.reference / "config.yaml", args.reference / args.model_file,
+                         args.data_dir, args.num_utts, args.beam_size)
+    fraction = res["fraction"]
     out = {"fraction": fraction, "reference": str(args.reference), "model": str(args.model),
-           "data_dir": str(args.data_dir), "gflops": {k: v["gflops"] for k, v in res.items()},
-           "utterances": res["model"]["utterances"]}
+           "data_dir": str(args.data_dir), "gflops": res["gflops"], "utterances": res["utterances"],
+           "beam_size": args.beam_size}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1))
     if args.fraction_out:
         args.fraction_out.write_text(f"{fraction:.4f}\n")
-    print(f"FLOPs fraction {fraction:.4f} (GFLOPs/utt {out['gflops']['model']:.4f} / "
-          f"{out['gflops']['reference']:.4f} on {out['utterances']} utterances)")
+    print(f"FLOPs fraction {fraction:.4f} (GFLOPs/utt {out['gflops']['model']:.4f} gated / "
+          f"{out['gflops']['reference']:.4f} full on the same decodes, {out['utterances']} utterances)")
 
 
 if __name__ == "__main__":

@@ -52,6 +52,8 @@ class DecodeMeter:
     def reset(self) -> None:
         self.macs: Dict[str, float] = {"encoder": 0.0, "decoder": 0.0}
         self.decoder_steps = 0
+        self.steps: List[tuple] = []  # (#hyps, prefix length, memory frames, gates) per step
+        self.frames: Optional[tuple] = None  # (input frames, feature dim, encoder frames)
 
     def _encoder_in(self, _module, args, kwargs):
         self._feats = args[0].shape  # (B, T_in, F)
@@ -59,6 +61,7 @@ class DecodeMeter:
     def _encoder_out(self, _module, _args, out):
         n_frames = int(out[1].max())
         _, t_in, feat_dim = self._feats
+        self.frames = (t_in, feat_dim, n_frames)
         gates = self._gates(self.encoder, flops.encoder_unit_names(self.encoder))
         self.macs["encoder"] += flops.subsampling(self.encoder, t_in, feat_dim)
         self.macs["encoder"] += flops.encoder_spent(self.encoder, n_frames, gates)
@@ -91,11 +94,32 @@ class DecodeMeter:
             yield self
         finally:
             del decoder.forward_one_step  # back to the class method
-            self.macs["decoder"] = self._decoder_macs(steps)
+            self.macs["decoder"] = decoder_macs(self.decoder, steps)
             self.decoder_steps = len(steps)
+            self.steps = steps
 
-    def _decoder_macs(self, steps) -> float:
-        return decoder_macs(self.decoder, steps)
+    def dense_macs(self, model: Optional[torch.nn.Module] = None) -> Dict[str, float]:
+        """MACs of the last measured decode's trajectory with every unit open.
+
+        Same input frames, decoder steps, hypotheses and prefix lengths, counted
+        on ``model`` (default: the measured one) as a stock decoder runs them
+        (source K/V at every step). Gated / dense is the compute fraction of a
+        decode independent of its output length: a full model that loops on an
+        utterance does not make the gated model look cheaper.
+
+        Args:
+            model: A model of the same input and frame rate (e.g. the full fine-tune).
+        """
+        if self.frames is None:
+            raise RuntimeError("dense_macs needs a decode measured by measure()")
+        model = self.model if model is None else model
+        t_in, feat_dim, n_frames = self.frames
+        names = flops.encoder_unit_names(model.encoder)
+        enc = flops.subsampling(model.encoder, t_in, feat_dim) + flops.encoder_spent(
+            model.encoder, n_frames, torch.ones(len(model.encoder.encoders), len(names))
+        )
+        steps = [(n, t, frames, None) for n, t, frames, _ in self.steps]
+        return {"encoder": enc, "decoder": decoder_macs(model.decoder, steps, cache_src_kv=False)}
 
     @property
     def gflops(self) -> Dict[str, float]:
@@ -110,13 +134,14 @@ def gflops(macs: Dict[str, float]) -> Dict[str, float]:
     return out
 
 
-def decoder_macs(decoder, steps) -> float:
+def decoder_macs(decoder, steps, cache_src_kv: Optional[bool] = None) -> float:
     """MACs of decoder steps.
 
     Args:
         decoder: The (gated) decoder.
         steps: (#hyps, prefix length, memory frames, gates (#hyps, layers, 3)
             or None = all open) per ``forward_one_step`` call.
+        cache_src_kv: Source K/V once per utterance (None: the decoder's setting).
     """
     if not steps:
         return 0.0
@@ -125,7 +150,9 @@ def decoder_macs(decoder, steps) -> float:
     per_t = flops.decoder_units(decoder, 1, 1, 0) - base
     per_frame = flops.decoder_units(decoder, 1, 0, 1) - base
     total = 0.0
-    if getattr(decoder, "cache_src_kv", False):
+    if cache_src_kv is None:
+        cache_src_kv = getattr(decoder, "cache_src_kv", False)
+    if cache_src_kv:
         # source K/V projected once per utterance (for layers where some row
         # has the source attention open), not at every step
         kv = torch.zeros_like(per_frame)

@@ -135,13 +135,12 @@ def test_invalid_options(l0_config, tiny_corpus):
 
 def test_beam_accounting_matches_the_decode_meter(l0_config, tiny_corpus):
     """The decoder's FLOPs under beam accounting == what decoding measures (all units open)."""
-    from espnet_ext.s2t.inference import DecodeMeter
+    from espnet_ext.s2t.inference import decoder_macs
 
     model, _ = build(l0_config, tiny_corpus["tokens"])
     dec = model.decoder
     _, full = dec.expected_macs(12, 37, beam=5)
-    meter = DecodeMeter(model)
-    measured = meter._decoder_macs([(5, t, 37, None) for t in range(1, 13)])
+    measured = decoder_macs(dec, [(5, t, 37, None) for t in range(1, 13)])
     assert full == pytest.approx(measured, rel=1e-9)
     _, teacher = dec.expected_macs(12, 37)
     assert teacher < full / 5  # one pass vs 12 steps x 5 hypotheses

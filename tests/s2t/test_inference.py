@@ -100,3 +100,35 @@ def test_unknown_symbol_is_a_clear_error(trained, tiny_corpus):
     _, wav = first_wav(tiny_corpus)
     with pytest.raises(ValueError, match="unknown lang_sym <xyz>"):
         s2t(wav, lang_sym="<xyz>")
+
+
+def test_dense_macs_count_the_same_decode_with_every_unit_open(trained, tiny_corpus, tmp_path):
+    from espnet_ext.pruning.match import matched_gflops
+
+    exp, _ = trained
+    s2t = decoder(exp, src_kv_cache=False)
+    _, wav = first_wav(tiny_corpus)
+    with force_gates(s2t.s2t_model, 1.0):
+        s2t(wav)
+    open_macs, open_dense = dict(s2t.meter.macs), s2t.meter.dense_macs()
+    for part in ("encoder", "decoder"):  # all open: spent == dense
+        assert open_dense[part] == pytest.approx(open_macs[part], rel=1e-12), part
+    s2t(wav)  # the trained gates close some units
+    spent, dense = s2t.meter.macs, s2t.meter.dense_macs()
+    assert spent["encoder"] < dense["encoder"]
+    # the stock copy (same weights, no gates) costs the same on the same trajectory
+    stock = stock_copy(exp, tmp_path / "stock")
+    from espnet2.tasks.s2t import S2TTask
+
+    ref, _ = S2TTask.build_model_from_file(stock / "config.yaml", stock / "model.pth", "cpu")
+    assert s2t.meter.dense_macs(ref) == pytest.approx(dense, rel=1e-12)
+
+    # match_flops' fraction: gated / stock on the same decodes, length-independent
+    res = matched_gflops(exp / "config.yaml", exp / "10epoch.pth", stock / "config.yaml",
+                         stock / "model.pth", tiny_corpus["valid"], num_utts=3, beam_size=3)
+    assert res["utterances"] == 3
+    assert 0.3 < res["fraction"] < 1.0
+    assert res["fraction"] == pytest.approx(res["gflops"]["model"] / res["gflops"]["reference"])
+    same = matched_gflops(stock / "config.yaml", stock / "model.pth", stock / "config.yaml",
+                          stock / "model.pth", tiny_corpus["valid"], num_utts=3, beam_size=3)
+    assert same["fraction"] == pytest.approx(1.0, abs=1e-12)
