@@ -14,8 +14,9 @@ With ``--convexity`` (``espnet_ext.bin.convexity``'s JSON) each side keeps its
 layers up to its convexity peak; ``--target-fraction`` then drops further top
 layers (from the side whose top layer is less convex) until the analytic
 MACs (``espnet_ext.flops``, one utterance of the model's padded length and
-``--flops-tokens`` decoder positions) are at most that fraction of the full
-model. Writes ``<out-dir>/{config.yaml,model.pth,layer_prune.json,train_opts}``: a
+``--flops-tokens`` decoder steps of a ``--flops-beam`` beam search, as the
+budget of ``espnet_ext.bin.match_flops`` counts a decode) are at most that
+fraction of the full model. Writes ``<out-dir>/{config.yaml,model.pth,layer_prune.json,train_opts}``: a
 stock ESPnet model (smaller ``num_blocks``), to fine-tune with
 ``--init_param <out-dir>/model.pth`` and the ``num_blocks`` overrides in
 ``train_opts``.
@@ -50,6 +51,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-encoder", type=int, help="Encoder layers to keep (instead of --convexity).")
     p.add_argument("--keep-decoder", type=int, help="Decoder layers to keep (instead of --convexity).")
     p.add_argument("--flops-tokens", type=int, default=20, help="Decoder positions of the FLOPs count.")
+    p.add_argument("--flops-beam", type=int, default=5,
+                   help="Count the decoder as a beam search of this width spends it (the budget of "
+                        "espnet_ext.bin.match_flops is a beam-5 decode); 0: one teacher-forced pass.")
     p.add_argument("--out-dir", required=True, type=Path, help="Output dir.")
     return p
 
@@ -66,7 +70,7 @@ def main(cmd=None):
     hop = config.get("frontend_conf", {}).get("hop_length", 160)
     n_in = int(pre.get("speech_length", 30) * pre.get("fs", 16000)) // hop + 1
     feat_dim = config.get("frontend_conf", {}).get("n_mels", 80)
-    macs, fixed = layer_macs(model, n_in, feat_dim, args.flops_tokens)
+    macs, fixed = layer_macs(model, n_in, feat_dim, args.flops_tokens, args.flops_beam)
     if explicit:
         keep = {"encoder": args.keep_encoder or len(macs["encoder"]),
                 "decoder": args.keep_decoder or len(macs["decoder"])}
@@ -92,6 +96,7 @@ def main(cmd=None):
         "layers": {s: len(v) for s, v in macs.items()},
         "gflops": {"full": 2 * full / 1e9, "pruned": 2 * kept / 1e9},
         "flops_fraction": kept / full,
+        "flops_count": {"input_frames": n_in, "tokens": args.flops_tokens, "beam": args.flops_beam},
         "target_fraction": args.target_fraction,
         "convexity": None if curve is None else {s: curve[s]["scores"] for s in ("encoder", "decoder")},
     }

@@ -126,7 +126,7 @@ def encoder_frames(encoder, n_input_frames: int, feat_dim: int) -> int:
 
 
 def layer_macs(
-    model, n_input_frames: int, feat_dim: int, n_tokens: int
+    model, n_input_frames: int, feat_dim: int, n_tokens: int, beam: int = 0
 ) -> Tuple[Dict[str, List[float]], float]:
     """MACs of every layer of a stock E-Branchformer/Transformer S2T model.
 
@@ -134,7 +134,12 @@ def layer_macs(
         model: ``ESPnetS2TModel``.
         n_input_frames (int): Feature frames of one utterance.
         feat_dim (int): Feature size.
-        n_tokens (int): Decoder positions (teacher forcing).
+        n_tokens (int): Decoder positions.
+        beam (int): 0: one teacher-forced decoder pass; > 0: as a beam search
+            of this width spends it (``n_tokens`` steps of ``beam`` hypotheses,
+            each one query against its prefix and every encoder frame), the
+            count of ``espnet_ext.s2t.inference.DecodeMeter`` and of the L0
+            model's ``flops_beam``.
 
     Returns:
         {"encoder": [...], "decoder": [...]} MACs per layer, and the MACs of
@@ -144,10 +149,14 @@ def layer_macs(
     n = encoder_frames(enc, n_input_frames, feat_dim)
     units = flops.encoder_units(enc, n)
     merge_free = units.sum(1)  # merge is split into attn/cgmlp halves: the sum counts it once
-    dec_units = flops.decoder_units(dec, n_tokens, n_tokens, n)
+    if beam > 0:
+        dec_units = sum(beam * flops.decoder_units(dec, 1, t, n) for t in range(1, n_tokens + 1))
+        positions = beam * n_tokens
+    else:
+        dec_units, positions = flops.decoder_units(dec, n_tokens, n_tokens, n), n_tokens
     fixed = float(flops.subsampling(enc, n_input_frames, feat_dim))
     if dec.output_layer is not None:
-        fixed += n_tokens * dec.output_layer.in_features * dec.output_layer.out_features
+        fixed += positions * dec.output_layer.in_features * dec.output_layer.out_features
     return {"encoder": merge_free.tolist(), "decoder": dec_units.sum(1).tolist()}, fixed
 
 

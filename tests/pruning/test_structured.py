@@ -146,6 +146,23 @@ def test_beam_accounting_matches_the_decode_meter(l0_config, tiny_corpus):
     assert teacher < full / 5  # one pass vs 12 steps x 5 hypotheses
 
 
+def test_layer_prune_counts_a_decode_like_the_meter(l0_config, tiny_corpus):
+    """layer_macs(beam=5): the decoder layers + output layer == DecodeMeter's count of 5 x 12 steps."""
+    from espnet_ext import flops
+    from espnet_ext.pruning.layers import encoder_frames, layer_macs
+    from espnet_ext.s2t.inference import decoder_macs
+
+    model, _ = build(l0_config, tiny_corpus["tokens"])
+    feat = model.frontend.output_size()
+    n = encoder_frames(model.encoder, 300, feat)
+    macs, fixed = layer_macs(model, 300, feat, 12, beam=5)
+    dec = sum(macs["decoder"]) + fixed - flops.subsampling(model.encoder, 300, feat)
+    assert dec == pytest.approx(decoder_macs(model.decoder, [(5, t, n, None) for t in range(1, 13)]), rel=1e-9)
+    teacher, _ = layer_macs(model, 300, feat, 12)
+    assert teacher["encoder"] == macs["encoder"]
+    assert sum(teacher["decoder"]) < sum(macs["decoder"]) / 5
+
+
 def test_floor_is_reported(l0_config, tiny_corpus):
     model, _ = build(l0_config, tiny_corpus["tokens"], "--model_conf", "target_flops=0.05",
                      "--encoder_conf", "l0_prune=[ffn]", "--decoder_conf", "l0_prune=[ffn]")
