@@ -24,8 +24,8 @@ Models:
 Random weights never emit <eos>: use a negative --maxlenratio (fixed number
 of tokens) with --owsm_random.
 
-Peak memory: CUDA max allocated, or on the CPU the max RSS of a forked child
-running the mode once (it includes the model and the parent's baseline).
+Peak memory: CUDA max allocated, or on the CPU the peak RSS of the process
+while it runs the mode once more (model and interpreter included).
 
 Usage:
     python scripts/bench_decode.py --model exp/s2t_gated/config.yaml:exp/s2t_gated/valid.acc.ave.pth \\
@@ -38,7 +38,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -132,23 +131,24 @@ def decode(s2t: Speech2TextGated, utts: List[dict], batch_size: int, patterns) -
     return out
 
 
-def peak_memory_mib(fn) -> float:
+def peak_memory_mib(fn) -> Optional[float]:
+    """Peak memory while ``fn`` runs: CUDA max allocated, or on the CPU the peak RSS of this
+    process (model and interpreter included), from Linux's resettable high-water mark."""
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
         fn()
         return torch.cuda.max_memory_allocated() / 2**20
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: run once, report its max RSS
-        os.close(read)
-        fn()
-        os.write(write, str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).encode())
-        os._exit(0)
-    os.close(write)
-    value = os.read(read, 64)
-    os.close(read)
-    os.waitpid(pid, 0)
-    return int(value) / 1024  # KiB -> MiB (Linux)
+    # Not a forked child: torch's OpenMP pool is invalid after fork ("Invalid thread pool").
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    except OSError as e:
+        print(f"WARNING: no peak memory ({e}); needs Linux /proc", file=sys.stderr)
+        return None
+    fn()
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB -> MiB
+    return None
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -174,6 +174,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no_src_kv_cache", action="store_true",
                         help="Recompute the source-attention K/V at every step (as stock ESPnet).")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
+                        help="Modes to run (default all; e.g. only the *_one_by_one ones for a "
+                             "full-size model, whose batched run would take as long again).")
     parser.add_argument("--out", type=Path, help="JSON report (e.g. docs/bench_decode_owsm.json).")
     args = parser.parse_args(argv)
     if bool(args.model) == args.owsm_random:
@@ -227,38 +230,44 @@ def main(argv: Optional[List[str]] = None) -> None:
         src_kv_cache=not args.no_src_kv_cache, host=platform.node(), torch=torch.__version__,
     )
     print(json.dumps(settings, indent=1), flush=True)
-    outputs, times = {}, {m: [] for m in MODES}
+    outputs, times = {}, {m: [] for m in args.modes}
     for i in range(args.warmup + args.repeats):  # interleaved
-        for mode in MODES:
+        for mode in args.modes:
             start = time.perf_counter()
             outputs[mode] = run(mode)
             if i >= args.warmup:
                 times[mode].append(time.perf_counter() - start)
         print(f"round {i + 1}/{args.warmup + args.repeats} done", file=sys.stderr, flush=True)
-    for side in ("gated", "full"):
+    pairs = [s for s in ("gated", "full") if {f"{s}_one_by_one", f"{s}_batched"} <= set(outputs)]
+    for side in pairs:
         same = outputs[f"{side}_one_by_one"]["tokens"] == outputs[f"{side}_batched"]["tokens"]
         if not same:
             print(f"WARNING: {side}: batched and one-by-one hypotheses differ", file=sys.stderr)
     report = {"settings": settings, "modes": {}}
-    for mode in MODES:
+    for mode in args.modes:
         report["modes"][mode] = dict(
             min_s=min(times[mode]), median_s=statistics.median(times[mode]),
             gflops=sum(outputs[mode]["gflops"]), peak_mib=peak_memory_mib(lambda m=mode: run(m)),
         )
     r = report["modes"]
-    report["ratios"] = {
-        "gflops_gated/full": r["gated_batched"]["gflops"] / r["full_batched"]["gflops"],
-        "time_gated/full_one_by_one": r["gated_one_by_one"]["median_s"] / r["full_one_by_one"]["median_s"],
-        "time_gated/full_batched": r["gated_batched"]["median_s"] / r["full_batched"]["median_s"],
-        "time_batched/one_by_one_gated": r["gated_batched"]["median_s"] / r["gated_one_by_one"]["median_s"],
-        "time_batched/one_by_one_full": r["full_batched"]["median_s"] / r["full_one_by_one"]["median_s"],
-        "same_hyps_batched_vs_one_by_one": all(
-            outputs[f"{s}_one_by_one"]["tokens"] == outputs[f"{s}_batched"]["tokens"] for s in ("gated", "full")
-        ),
-    }
+    ratios = {}
+    for mode in ("batched", "one_by_one"):  # GFLOPs do not depend on batching
+        if {f"gated_{mode}", f"full_{mode}"} <= set(r):
+            ratios["gflops_gated/full"] = r[f"gated_{mode}"]["gflops"] / r[f"full_{mode}"]["gflops"]
+    for mode in ("one_by_one", "batched"):
+        if {f"gated_{mode}", f"full_{mode}"} <= set(r):
+            ratios[f"time_gated/full_{mode}"] = r[f"gated_{mode}"]["median_s"] / r[f"full_{mode}"]["median_s"]
+    for side in pairs:
+        ratios[f"time_batched/one_by_one_{side}"] = (
+            r[f"{side}_batched"]["median_s"] / r[f"{side}_one_by_one"]["median_s"])
+    if pairs:
+        ratios["same_hyps_batched_vs_one_by_one"] = all(
+            outputs[f"{s}_one_by_one"]["tokens"] == outputs[f"{s}_batched"]["tokens"] for s in pairs)
+    report["ratios"] = ratios
     print(f"{'mode':18s} {'min s':>8s} {'median s':>9s} {'GFLOPs':>9s} {'peak MiB':>9s}")
     for mode, v in r.items():
-        print(f"{mode:18s} {v['min_s']:8.3f} {v['median_s']:9.3f} {v['gflops']:9.2f} {v['peak_mib']:9.0f}")
+        mem = "-" if v["peak_mib"] is None else f"{v['peak_mib']:.0f}"
+        print(f"{mode:18s} {v['min_s']:8.3f} {v['median_s']:9.3f} {v['gflops']:9.2f} {mem:>9s}")
     for k, v in report["ratios"].items():
         print(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}")
     if args.out:
