@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "egs2" / "mini_europarl" / "s2t1"
 MODELS = ("full", "gated", "gated_spk", "gated_event")
+BASELINES = ("l0", "layerprune")  # static pruning at the gated model's FLOPs (--baselines true)
 SETS = ("pretrain", "train", "dev", "test")
 SUBSETS = ("test_eng_asr", "test_deu_asr", "test_fra_asr", "test_ita_asr",
            "test_deu_st_eng", "test_fra_st_eng", "test_ita_st_eng")
@@ -39,7 +40,7 @@ def stub_profile(exp: Path) -> None:
     settings = {"threads": 2, "beam_size": 5, "num_utts": 2, "repeats": 1}
     models = {m: {"gflops_mean": 1.0 - 0.1 * i, "time_median_s": 0.5, "time_min_s": 0.4,
                   "peak_rss_mb": 500.0, "gflops_ratio": 1.0 - 0.1 * i, "time_ratio": 1.0,
-                  "settings": settings} for i, m in enumerate(MODELS)}
+                  "settings": settings} for i, m in enumerate(MODELS + BASELINES)}
     (exp / "efficiency").mkdir(parents=True, exist_ok=True)
     (exp / "efficiency" / "test_deu_st_eng.json").write_text(
         json.dumps({"reference": "full", "models": models}))
@@ -48,7 +49,7 @@ def stub_profile(exp: Path) -> None:
 def run_recipe(tmp: Path, *opts: str) -> str:
     cmd = ["./run.sh", "--preset", "tiny", "--datadir", str(tmp / "data"),
            "--dumpdir", str(tmp / "dump"), "--expdir", str(tmp / "exp"),
-           "--results", str(tmp / "RESULTS.md"), *opts]
+           "--results", str(tmp / "RESULTS.md"), "--baselines", "true", *opts]
     # the recipe's default (path.sh): one torch thread per process, --nj processes
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True, env=env)
@@ -161,9 +162,39 @@ def test_stage6_models(recipe):
     assert "- event" in (exp / "gated_event" / "config.yaml").read_text()
 
 
+def test_stage6_baselines(recipe):
+    import torch
+    import yaml
+
+    tmp, log = recipe
+    exp = tmp / "exp"
+    target = float((exp / "baseline_target").read_text())
+    assert 0.2 < target < 1.0, target  # gated / full GFLOPs on the same decodes
+    assert f"baselines' FLOPs target: {target:.4f}" in log
+    full = yaml.safe_load((exp / "full" / "config.yaml").read_text())
+    # L0: trained with the matched target, exported to a stock model with fewer units
+    l0_train = yaml.safe_load((exp / "l0_train" / "config.yaml").read_text())
+    assert l0_train["model_conf"]["target_flops"] == pytest.approx(target, abs=1e-4)
+    l0 = yaml.safe_load((exp / "l0" / "config.yaml").read_text())
+    assert (l0["model"], l0["encoder"], l0["decoder"]) == ("espnet", "e_branchformer", "transformer")
+    report = json.loads((exp / "l0" / "l0_export.json").read_text())
+    assert report["max_abs_diff"] < 1e-4 and report["gflops"]["pruned"] < report["gflops"]["full"]
+    # layer pruning: convexity curve, fewer layers, fine-tuned from the base model's layers
+    curve = json.loads((exp / "layerprune_init" / "convexity.json").read_text())
+    n_enc, n_dec = full["encoder_conf"]["num_blocks"], full["decoder_conf"]["num_blocks"]
+    assert (len(curve["encoder"]["scores"]), len(curve["decoder"]["scores"])) == (n_enc, n_dec)
+    lp = yaml.safe_load((exp / "layerprune" / "config.yaml").read_text())
+    kept = (lp["encoder_conf"]["num_blocks"], lp["decoder_conf"]["num_blocks"])
+    assert sum(kept) < n_enc + n_dec, kept
+    for m in BASELINES:
+        state = torch.load(exp / m / "valid.acc.ave.pth", map_location="cpu")
+        assert all(torch.isfinite(v.float()).all() for v in state.values()), m
+        assert not any("gate_predictor" in k or "log_alpha" in k for k in state), m
+
+
 def test_stage7_decoding(recipe):
     tmp, _ = recipe
-    for m in MODELS:
+    for m in MODELS + BASELINES:
         for sub in SUBSETS:
             d = tmp / "exp" / m / f"decode_{sub}"
             keys = list(read_table(tmp / "dump" / "raw" / sub / "wav.scp"))
@@ -178,7 +209,7 @@ def test_stage7_decoding(recipe):
 
 def test_stage8_scores(recipe):
     tmp, _ = recipe
-    for m in MODELS:
+    for m in MODELS + BASELINES:
         scores = json.loads((tmp / "exp" / m / "scores.json").read_text())
         assert sorted(scores["subsets"]) == sorted(SUBSETS)
         for sub, s in scores["subsets"].items():
@@ -192,7 +223,7 @@ def test_stage9_results_md(recipe):
     tmp, _ = recipe
     md = (tmp / "RESULTS.md").read_text()
     assert "preset `tiny`" in md
-    for m in MODELS:
+    for m in MODELS + BASELINES:
         assert re.search(rf"^\| {m} \|", md, re.M), m
     for col in ("deu_st_eng bleu", "fra_st_eng chrf", "ita_asr wer", "eng_asr cer"):
         assert col in md, col
@@ -200,6 +231,9 @@ def test_stage9_results_md(recipe):
     assert "espnet_ext.bin.s2t_train" in md  # the commands
     for k in range(1, 10):
         assert re.search(rf"^\| {k} \| .* \| \d+ \|$", md, re.M), k
+    for png in ("tradeoff.png", "gates_gated_task.png", "gates_gated_language.png"):
+        assert (tmp / "exp" / "plots" / png).stat().st_size > 1000, png
+        assert png in md, png
 
 
 def test_rerun_of_stages_2_to_4_is_a_no_op(recipe):
