@@ -33,7 +33,8 @@ expdir=exp           # models, decoding, scores, RESULTS.md inputs
 results=RESULTS.md
 baselines=auto       # static pruning baselines l0 + layerprune (6f-6h): true | false | auto (bench)
 skip_bad_utts=false  # stage 2: leave bad utterances out (listed in dump/raw/<set>/bad_utts)
-__options="stage stop_stage preset nj ngpu datadir dumpdir expdir results baselines skip_bad_utts"
+gated_models="gated gated_spk gated_event"  # gate contexts to fine-tune (6c-6e); the baselines need gated
+__options="stage stop_stage preset nj ngpu datadir dumpdir expdir results baselines skip_bad_utts gated_models"
 
 cd "$(dirname "$0")"
 . ./path.sh
@@ -54,12 +55,18 @@ fi
 echo "${preset}" > "${expdir}/.preset"
 
 # Models fine-tuned in stage 6 and evaluated in stages 7-9 (name: gate context).
-models="full gated gated_spk gated_event"
+for model in ${gated_models}; do
+    case ${model} in gated|gated_spk|gated_event) ;;
+        *) log "--gated_models: unknown ${model} (gated, gated_spk, gated_event)"; exit 1 ;; esac
+done
+models="full ${gated_models}"
 # Static pruning baselines at the gated model's measured FLOPs (docs/baselines.md): trained in
 # stages 6f-6h after full and gated, then decoded, scored and reported like the others.
 [ "${baselines}" = auto ] && { baselines=false; [ "${preset}" = bench ] && baselines=true; }
 case ${baselines} in true) models="${models} l0 layerprune" ;; false) ;;
     *) log "--baselines must be true, false or auto, got ${baselines}"; exit 1 ;; esac
+case " ${gated_models} " in *" gated "*) ;;
+    *) log "--gated_models must include gated (the baselines' budget, the gate plots)"; exit 1 ;; esac
 test_sets="test_eng_asr test_deu_asr test_fra_asr test_ita_asr test_deu_st_eng test_fra_st_eng test_ita_st_eng"
 
 # Every python command goes through run, which records it in ${expdir}/commands.sh
