@@ -9,6 +9,7 @@ from espnet_ext.gating.gated import (
     gated_modules,
     gated_residual,
     pin_gates,
+    row_plan,
     set_tau,
     use_context,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "gated_modules",
     "gated_residual",
     "pin_gates",
+    "row_plan",
     "sample_gates",
     "set_tau",
     "use_context",

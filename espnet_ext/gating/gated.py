@@ -120,13 +120,37 @@ def open_rows(gate: torch.Tensor) -> Optional[torch.Tensor]:
     return is_open.nonzero(as_tuple=True)[0]
 
 
+def row_plan(gates: torch.Tensor) -> List[List[Union[bool, torch.Tensor]]]:
+    """Decides once what each unit does for a batch, for ``gated_residual``.
+
+    Incremental decoding runs every unit at every step: deciding each unit's
+    open rows there costs a host sync per unit, which at small model sizes
+    is a fair share of a step. One sync here decides them all.
+
+    Args:
+        gates (torch.Tensor): (#batch, layers, units) 0/1 gates.
+
+    Returns:
+        Per layer and unit: True (every row open), False (every row closed),
+        or the (#batch,) gate column when rows differ (or carry a gradient).
+    """
+    if gates.requires_grad:
+        return [list(g.unbind(-1)) for g in gates.unbind(1)]
+    is_open = gates > 0.5
+    every, some = is_open.all(0).tolist(), is_open.any(0).tolist()
+    return [
+        [a if a or not s else gates[:, i, j] for j, (a, s) in enumerate(zip(all_row, some_row))]
+        for i, (all_row, some_row) in enumerate(zip(every, some))
+    ]
+
+
 def _expand(gate: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return gate.view(-1, *([1] * (like.dim() - 1))).to(like.dtype)
 
 
 def gated_residual(
     x: torch.Tensor,
-    gate: torch.Tensor,
+    gate: Union[torch.Tensor, bool],
     fn: Callable[..., torch.Tensor],
     *args,
     scale: float = 1.0,
@@ -135,11 +159,13 @@ def gated_residual(
 
     Args:
         x (torch.Tensor): Residual stream (#batch, ...).
-        gate (torch.Tensor): (#batch,) 0/1 gates.
+        gate: (#batch,) 0/1 gates, or a bool for every row (see ``row_plan``).
         fn: The unit; called as ``fn(x_rows, *args_rows)``.
         *args: Batch-first tensors (row-selected with x) or None.
         scale (float): Residual scale (0.5 for macaron FFNs).
     """
+    if isinstance(gate, bool):
+        return x + scale * fn(x, *args) if gate else x
     if gate.requires_grad:
         return x + scale * (_expand(gate, x) * fn(x, *args))
     idx = open_rows(gate)

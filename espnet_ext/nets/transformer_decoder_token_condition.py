@@ -13,7 +13,7 @@ output to the cache, so ESPnet's (Batch)BeamSearch works unchanged.
 
 import math
 from functools import partial
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from typeguard import typechecked
@@ -23,7 +23,7 @@ from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
 from espnet.nets.pytorch_backend.transformer.decoder_layer import DecoderLayer
 from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
 
-from espnet_ext.gating import GateContext, GatedModule, gated_residual
+from espnet_ext.gating import GateContext, GatedModule, gated_residual, row_plan
 
 
 def _self_attn(layer: DecoderLayer, last_only: bool, x, kv, mask):
@@ -143,7 +143,7 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
         tgt_mask: Optional[torch.Tensor],
         memory: torch.Tensor,
         memory_mask: Optional[torch.Tensor],
-        gates: torch.Tensor,
+        gates: Union[torch.Tensor, Sequence[Union[bool, torch.Tensor]]],
         cache: Optional[torch.Tensor] = None,
         src_kv: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
         src_rows: Optional[torch.Tensor] = None,
@@ -156,7 +156,7 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
             tgt_mask (torch.Tensor): (#batch or 1, L, L) causal mask.
             memory (torch.Tensor): Encoder output (#batch, T, D).
             memory_mask (torch.Tensor): (#batch, 1, T) or None.
-            gates (torch.Tensor): (#batch, 3) gates of this layer.
+            gates: (#batch, 3) gates of this layer, or its ``row_plan`` row.
             cache (torch.Tensor): (#batch, L-1, D) this layer's previous
                 outputs; then only the last position is computed.
             src_kv (Tuple[torch.Tensor, torch.Tensor]): Source-attention keys
@@ -168,7 +168,7 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
         Returns:
             torch.Tensor: Output (#batch, L, D).
         """
-        g_self, g_src, g_ffn = gates.unbind(-1)
+        g_self, g_src, g_ffn = gates.unbind(-1) if isinstance(gates, torch.Tensor) else gates
         if cache is None:
             h, q_mask = x, tgt_mask
         else:
@@ -364,13 +364,14 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
     def _step(self, tgt, tgt_mask, memory, memory_mask, gates, cache, return_hs, kv, rows=None):
         x = self.embed(tgt)
         cache = [None] * len(self.decoders) if cache is None else cache
+        plan = row_plan(gates)
         new_cache = []
         for i, (c, layer) in enumerate(zip(cache, self.decoders)):
             src_kv = kv[i] if kv is not None else None
             if kv is not None and src_kv is None:  # closed for every row: never read
                 src_kv = (None, None)
             x = self.layer_forward(
-                layer, x, tgt_mask, memory, memory_mask, gates[:, i], c, src_kv, rows
+                layer, x, tgt_mask, memory, memory_mask, plan[i], c, src_kv, rows
             )
             new_cache.append(x)
         y = self.after_norm(x[:, -1])
