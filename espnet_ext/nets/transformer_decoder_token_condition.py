@@ -256,11 +256,13 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
             out.append((attn.k_norm(k), v))
         return out
 
-    def _memo_kv(self, key, memory: torch.Tensor, gates: torch.Tensor):
+    def _memo_kv(self, key, memory: torch.Tensor, gates: torch.Tensor, plan):
         if key is None or not self.cache_src_kv:
             return None
-        # weights changed in place (optimizer step, load_state_dict) -> stale
-        key = key + tuple(
+        # layers whose source attention runs (forced or pinned gates may differ
+        # from those of the memo); weights changed in place (optimizer step,
+        # load_state_dict) -> stale
+        key = key + (tuple(p[1] is not False for p in plan),) + tuple(
             (l.src_attn.linear_k.weight._version, l.src_attn.linear_v.weight._version)
             for l in self.decoders
             if l.src_attn is not None and hasattr(l.src_attn, "linear_k")
@@ -358,13 +360,13 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
         """
         key = self._memo_key(memory, memory_mask)
         gates = self._gates(memory, memory_mask, context, key)
-        kv = self._memo_kv(key, memory, gates)
-        return self._step(tgt, tgt_mask, memory, memory_mask, gates, cache, return_hs, kv)
+        plan = row_plan(gates)
+        kv = self._memo_kv(key, memory, gates, plan)
+        return self._step(tgt, tgt_mask, memory, memory_mask, plan, cache, return_hs, kv)
 
-    def _step(self, tgt, tgt_mask, memory, memory_mask, gates, cache, return_hs, kv, rows=None):
+    def _step(self, tgt, tgt_mask, memory, memory_mask, plan, cache, return_hs, kv, rows=None):
         x = self.embed(tgt)
         cache = [None] * len(self.decoders) if cache is None else cache
-        plan = row_plan(gates)
         new_cache = []
         for i, (c, layer) in enumerate(zip(cache, self.decoders)):
             src_kv = kv[i] if kv is not None else None
@@ -415,8 +417,8 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
         )
         mask = subsequent_mask(ys.size(-1), device=ys.device).unsqueeze(0)
         row_mask = memory_mask[rows] if memory_mask is not None else None
-        row_gates = gates[rows]
+        plan = row_plan(gates[rows])
         if src_kv is None:
             memory, rows = memory[rows], None
-        logp, cache = self._step(ys, mask, memory, row_mask, row_gates, cache, False, src_kv, rows)
+        logp, cache = self._step(ys, mask, memory, row_mask, plan, cache, False, src_kv, rows)
         return logp, [[c[b] for c in cache] for b in range(len(ys))]

@@ -221,3 +221,20 @@ def test_batch_score_utterances_equals_per_utterance_steps():
                         ys[sel, :t], torch.ones(1, t, t, dtype=torch.bool).tril(), mem, cache=cache
                     )
                     assert (ref - batched[i][sel]).abs().max() < 1e-5
+
+
+def test_src_kv_memo_follows_the_gates_of_the_step():
+    """An utterance's source K/V memo holds only the layers its gates opened;
+    forcing other gates in the same scope must compute the missing ones."""
+    stock, gated = build()
+    memory = torch.randn(1, 9, D).expand(2, -1, -1)
+    ys = torch.full((2, 1), VOCAB - 1)
+    closed_src = torch.ones(1, 3, 3)
+    closed_src[0, :, 1] = 0
+    with torch.no_grad(), use_context(gated, GateContext(tokens=torch.tensor([[3, 4]]))):
+        with pin_gates(gated, closed_src):
+            gated.batch_score(ys, [None] * 2, memory)
+        with force_gates(gated, 1.0):
+            out, _ = gated.batch_score(ys, [None] * 2, memory)
+        ref, _ = stock.batch_score(ys, [None] * 2, memory)
+    assert (ref - out).abs().max() < 1e-5
