@@ -155,7 +155,7 @@ def subsampling(encoder, n_input_frames: int, feat_dim: int) -> int:
         feat_dim (int): Feature size (e.g. 80 fbank bins).
     """
     # Decoding counts every utterance: trace each input shape once, not a
-    # second subsampling forward per utterance (~10 % of a small model's decode).
+    # second subsampling forward per utterance (~8 % of a small model's decode).
     embed = encoder.embed
     counts = _subsampling_macs.setdefault(embed, {})
     if (n_input_frames, feat_dim) not in counts:

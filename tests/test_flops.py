@@ -31,6 +31,7 @@ import torch
 from fvcore.nn import FlopCountAnalysis
 
 from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
+from espnet.nets.pytorch_backend.transformer.subsampling import Conv2dSubsampling
 
 from espnet_ext import flops
 from espnet_ext.gating import force_gates, pin_gates
@@ -279,3 +280,15 @@ def test_decoder_one_step(pattern):
     units = flops.decoder_units(dec, 1, t, T)
     analytic = (units * gates).sum().item() + D * VOCAB
     check(fvcore(OneStep(dec, gates[None], cache), ys, memory), analytic)
+
+
+def test_subsampling_macs_traced_once_per_shape():
+    enc = torch.nn.Module()
+    enc.embed = Conv2dSubsampling(20, 16, 0.0)
+    runs = []
+    enc.embed.register_forward_hook(lambda *_: runs.append(1))
+    first = flops.subsampling(enc, 100, 20)
+    # conv1 (1->16, 3x3, stride 2) over 49 x 9, conv2 (16->16) over 24 x 4, then the linear
+    assert first == 49 * 9 * 16 * 9 + 24 * 4 * 16 * 16 * 9 + 24 * 16 * 4 * 16
+    assert flops.subsampling(enc, 100, 20) == first and len(runs) == 1
+    assert flops.subsampling(enc, 200, 20) > first and len(runs) == 2
