@@ -146,6 +146,12 @@ def traced(module: torch.nn.Module, *inputs) -> int:
     return total
 
 
+# input layer -> {(input frames, feature size): MACs}; the shapes, not the weights, decide
+_subsampling_macs: "weakref.WeakKeyDictionary[torch.nn.Module, Dict[Tuple[int, int], int]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def subsampling(encoder, n_input_frames: int, feat_dim: int) -> int:
     """MACs of the (never gated) input layer for one utterance.
 
@@ -165,11 +171,6 @@ def subsampling(encoder, n_input_frames: int, feat_dim: int) -> int:
         counts[n_input_frames, feat_dim] = traced(embed, x, mask)
     return counts[n_input_frames, feat_dim]
 
-
-# input layer -> {(input frames, feature size): MACs}; the shapes, not the weights, decide
-_subsampling_macs: "weakref.WeakKeyDictionary[torch.nn.Module, Dict[Tuple[int, int], int]]" = (
-    weakref.WeakKeyDictionary()
-)
 
 
 def decoder_units(decoder, n_query: int, n_prefix: int, n_memory: int) -> torch.Tensor:

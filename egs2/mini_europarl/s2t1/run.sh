@@ -49,24 +49,25 @@ raw=${dumpdir}/raw
 token_dir=${datadir}/token_list/bpe_unigram${nbpe}
 stats_dir=${expdir}/s2t_stats_bpe${nbpe}
 python=python3
+# Options are checked before anything is written to ${expdir}.
+for model in ${gated_models}; do
+    case ${model} in gated|gated_spk|gated_event) ;;
+        *) log "--gated_models: unknown ${model} (gated, gated_spk, gated_event)"; exit 1 ;; esac
+done
+case " ${gated_models} " in *" gated "*) ;;
+    *) log "--gated_models must include gated (the baselines' budget, the gate plots)"; exit 1 ;; esac
 if [ -f "${expdir}/.preset" ] && [ "$(cat "${expdir}/.preset")" != "${preset}" ]; then
     log "${expdir} was made with --preset $(cat "${expdir}/.preset"); use another --expdir"; exit 1
 fi
 echo "${preset}" > "${expdir}/.preset"
 
 # Models fine-tuned in stage 6 and evaluated in stages 7-9 (name: gate context).
-for model in ${gated_models}; do
-    case ${model} in gated|gated_spk|gated_event) ;;
-        *) log "--gated_models: unknown ${model} (gated, gated_spk, gated_event)"; exit 1 ;; esac
-done
 models="full ${gated_models}"
 # Static pruning baselines at the gated model's measured FLOPs (docs/baselines.md): trained in
 # stages 6f-6h after full and gated, then decoded, scored and reported like the others.
 [ "${baselines}" = auto ] && { baselines=false; [ "${preset}" = bench ] && baselines=true; }
 case ${baselines} in true) models="${models} l0 layerprune" ;; false) ;;
     *) log "--baselines must be true, false or auto, got ${baselines}"; exit 1 ;; esac
-case " ${gated_models} " in *" gated "*) ;;
-    *) log "--gated_models must include gated (the baselines' budget, the gate plots)"; exit 1 ;; esac
 test_sets="test_eng_asr test_deu_asr test_fra_asr test_ita_asr test_deu_st_eng test_fra_st_eng test_ita_st_eng"
 
 # Every python command goes through run, which records it in ${expdir}/commands.sh
