@@ -7,6 +7,14 @@ Reads ``<exp>/<model>/scores.json`` (stage 8), the decoding outputs
 ``<exp>/stage_times/<K>`` and ``<exp>/<model>/train_seconds`` (run.sh) and
 ``<exp>/commands.sh`` (every command run.sh ran).
 
+From stage 8's ``decode_<subset>/per_utt.json`` it compares every model with the
+reference model (``--reference``, full) per test set by a paired bootstrap over the
+utterances (``scripts/bootstrap.py``: BLEU for ST, WER for ASR) and writes the
+comparison to ``<exp>/compare.json``:
+``{"reference", "n_resamples", "seed", "models": {model: {subset: {"metric", "num_utts",
+"delta", "ci_low", "ci_high", "p_value", "n_resamples", "score_a", "score_b"}}}}``
+(delta = model - reference, score_a the model's, score_b the reference's).
+
 Usage:
     python scripts/make_results.py --exp exp --preset demo \\
         --models full gated gated_spk gated_event --test-sets test_deu_st_eng ... --out RESULTS.md
@@ -20,6 +28,10 @@ import platform
 import statistics
 from pathlib import Path
 from typing import Dict, List, Optional
+
+# siblings in scripts/ (on sys.path when this script is run as a file)
+from bootstrap import paired_bootstrap_bleu, paired_bootstrap_wer
+from score import LOOP_RATIO, MAX_LOOPING, MIN_DISTINCT
 
 PROG = "make_results"
 STAGES = {
@@ -129,6 +141,98 @@ def gate_stats(model_dir: Path, subsets: List[str]) -> dict:
             "sparsity": closed / units if units else None}
 
 
+def compare(exp: Path, models: List[str], reference: str, subsets: List[str],
+            n: int = 1000, seed: int = 0) -> dict:
+    """Paired bootstrap of each model vs ``reference`` per subset (BLEU for ST, WER for ASR)."""
+    out = {"reference": reference, "n_resamples": n, "seed": seed, "models": {}}
+    for s in subsets:
+        path = exp / reference / f"decode_{s}" / "per_utt.json"
+        if not path.exists():
+            logging.warning(f"no {path} (rerun stage 8): no comparison on {s}")
+            continue
+        ref = json.loads(path.read_text(encoding="utf-8"))["utts"]
+        keys = sorted(ref)
+        for m in models:
+            path = exp / m / f"decode_{s}" / "per_utt.json"
+            if m == reference:
+                continue
+            if not path.exists():  # scored before per_utt.json existed
+                logging.warning(f"no {path} (rerun stage 8): {m} not compared on {s}")
+                continue
+            utts = json.loads(path.read_text(encoding="utf-8"))["utts"]
+            if sorted(utts) != keys:
+                raise ValueError(f"{path}: other utterances than {reference}'s")
+            if "_st_" in s:
+                r = paired_bootstrap_bleu([utts[k]["hyp"] for k in keys],
+                                          [ref[k]["hyp"] for k in keys],
+                                          [ref[k]["ref"] for k in keys], n, seed)
+            else:
+                r = paired_bootstrap_wer([utts[k]["errors"] for k in keys],
+                                         [ref[k]["words"] for k in keys],
+                                         [ref[k]["errors"] for k in keys], n, seed)
+            r = {"metric": "bleu" if "_st_" in s else "wer", "num_utts": len(keys), **r}
+            out["models"].setdefault(m, {})[s] = r
+    return out
+
+
+def listen_section(scores: Dict[str, dict], models: List[str], subsets: List[str]) -> List[str]:
+    """Distinct-hypothesis and looping fractions per model and set, and stage 8's warnings."""
+    md = ["## Do the models listen?", "",
+          "Per test set: the fraction of distinct hypotheses among its utterances (normalised "
+          "text; a model that ignores its input repeats itself) and, in brackets, the fraction "
+          f"of looping hypotheses (more than {LOOP_RATIO:g}x the reference's words). Bold: "
+          f"flagged by `scripts/score.py`, i.e. distinct < {MIN_DISTINCT:g} x the references' "
+          f"fraction or looping > {MAX_LOOPING:g}.", "",
+          "| model | " + " | ".join(s[len("test_"):] for s in subsets) + " |",
+          "| --- |" + " ---: |" * len(subsets)]
+    first = scores[models[0]]["subsets"]
+    md.append("| references | " + " | ".join(fmt(first[s].get("distinct_ref")) for s in subsets)
+              + " |")
+    flags = []
+    for m in models:
+        cells = []
+        for s in subsets:
+            r = scores[m]["subsets"][s]
+            cell = f"{fmt(r.get('distinct_hyp'))} ({fmt(r.get('looping'))})"
+            cells.append(f"**{cell}**" if r.get("warnings") else cell)
+            for w in r.get("warnings", []):
+                logging.warning(f"{m} {s}: {w}")
+                flags.append(f"**Warning**: {m} {s}: {w}.")
+        md.append(f"| {m} | " + " | ".join(cells) + " |")
+    return md + [""] + [line for f in flags for line in (f, "")]
+
+
+def compare_section(comparison: dict, models: List[str], subsets: List[str]) -> List[str]:
+    """The paired bootstrap table: delta [95% CI] p per model and set; bold if p < 0.05."""
+    ref, rows = comparison["reference"], comparison["models"]
+    shown = [m for m in models if m in rows]
+    if not shown:
+        return []
+    md = [f"## Difference vs {ref} (paired bootstrap, 95% CI, p)", "",
+          f"Model - {ref} per test set: BLEU points for ST (higher is better), WER points for "
+          f"ASR (lower is better); paired bootstrap over the set's utterances "
+          f"({comparison['n_resamples']} resamples, seed {comparison['seed']}, "
+          "`scripts/bootstrap.py`), 95% percentile interval, two-sided p (at least "
+          f"{2 / (comparison['n_resamples'] + 1):.3f} with this many resamples). Bold: p < 0.05. "
+          "All in `<exp>/compare.json`.", "",
+          "| model | " + " | ".join(f"{s[len('test_'):]} {'BLEU' if '_st_' in s else 'WER'}"
+                                   for s in subsets) + " |",
+          "| --- |" + " ---: |" * len(subsets)]
+    for m in shown:
+        cells = []
+        for s in subsets:
+            r = rows[m].get(s)
+            if r is None:
+                cells.append("-")
+                continue
+            p = r["p_value"]
+            cell = (f"{r['delta']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] "
+                    f"p={p:.{2 if p >= 0.01 else 3}f}")
+            cells.append(f"**{cell}**" if p < 0.05 else cell)
+        md.append(f"| {m} | " + " | ".join(cells) + " |")
+    return md + [""]
+
+
 def main():
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -137,7 +241,10 @@ def main():
     parser.add_argument("--preset", required=True, help="Preset name (tiny, demo, bench).")
     parser.add_argument("--models", nargs="+", required=True, help="Model dirs under --exp.")
     parser.add_argument("--test-sets", nargs="+", required=True, help="test_<lang>_<task>.")
-    parser.add_argument("--reference", default="full", help="Model the ratios refer to.")
+    parser.add_argument("--reference", default="full",
+                        help="Model the ratios and the paired bootstrap refer to.")
+    parser.add_argument("--resamples", type=int, default=1000, help="Paired bootstrap resamples.")
+    parser.add_argument("--seed", type=int, default=0, help="Paired bootstrap seed.")
     parser.add_argument("--out", required=True, type=Path, help="RESULTS.md to write.")
     args = parser.parse_args()
     logging.basicConfig(level="INFO", format=f"%(asctime)s ({PROG}) %(levelname)s: %(message)s")
@@ -180,6 +287,12 @@ def main():
     sig = scores[args.models[0]]
     md += ["Signatures: " + "; ".join(f"{k}: `{v}`" for k, v in sorted(sig["signatures"].items())),
            "", f"Normalisation (hypotheses and references): {sig['normalisation']}.", ""]
+    md += listen_section(scores, args.models, st + asr)
+    if args.reference in args.models:
+        comparison = compare(exp, args.models, args.reference, st + asr, args.resamples, args.seed)
+        (exp / "compare.json").write_text(json.dumps(comparison, indent=2) + "\n")
+        logging.info(f"wrote {exp / 'compare.json'}")
+        md += compare_section(comparison, args.models, st + asr)
 
     md += ["## Efficiency", ""]
     eff_path = exp / "efficiency" / "test_deu_st_eng.json"

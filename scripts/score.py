@@ -10,9 +10,20 @@ categories P*; apostrophes and hyphens become spaces, as in the corpus), spaces
 collapsed. The mini Europarl references are already normalised this way, so it
 only affects the hypotheses. An utterance without a hypothesis counts as empty.
 
+A model that ignores its input (the same text for every utterance) or loops can still
+get a BLEU or WER, which then means nothing. So each subset also gets, on the normalised
+text: ``distinct_hyp`` / ``distinct_ref``, the fractions of distinct hypotheses and
+references among its utterances, and ``looping``, the fraction of hypotheses with more
+than LOOP_RATIO (2) x the reference's words. A WARNING (also saved in ``warnings``)
+flags distinct_hyp < MIN_DISTINCT (0.5) x distinct_ref or looping > MAX_LOOPING (0.1).
+
 Writes ``<exp>/scores.json``:
-``{"subsets": {subset: {"lang", "task", "num_utts", "bleu", "chrf" | "wer", "cer"}},
-"signatures": {...}, "normalisation": "..."}``.
+``{"subsets": {subset: {"lang", "task", "num_utts", "bleu", "chrf" | "wer", "cer",
+"distinct_hyp", "distinct_ref", "looping", "warnings"}}, "signatures": {...},
+"normalisation": "..."}``, and, for the paired bootstrap of stage 9
+(``scripts/bootstrap.py``), ``<exp>/decode_<subset>/per_utt.json``:
+``{"subset", "task", "utts": {key: {"hyp", "ref"[, "errors", "words"]}}}`` with the text
+as scored, and for ASR each utterance's word errors (jiwer) and reference words.
 
 Usage:
     python scripts/score.py --exp exp/gated --dump dump/raw test_deu_st_eng test_eng_asr
@@ -26,7 +37,7 @@ import math
 import re
 import unicodedata
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List, Tuple
 
 PROG = "score"
 SPECIAL = re.compile(r"<[^<>\s]*>")
@@ -35,6 +46,11 @@ NORMALISATION = ("special tokens <...> removed; lower case; apostrophes and hyph
 # --st-normalise none: BLEU/chrF on cased, punctuated text (sacrebleu's own 13a tokenisation),
 # as usually reported for Europarl-ST; ASR is always scored with NORMALISATION.
 ST_NONE = "ST: special tokens <...> removed, whitespace collapsed (cased, punctuated); ASR: "
+# The input guard (see above): a model that listens to its input gives about as many
+# distinct hypotheses as there are distinct references, and stops near the reference length.
+MIN_DISTINCT = 0.5  # flag distinct_hyp < MIN_DISTINCT * distinct_ref
+LOOP_RATIO = 2.0  # a hypothesis with more than LOOP_RATIO x the reference's words loops
+MAX_LOOPING = 0.1  # flag more than this fraction of looping hypotheses
 
 
 def normalise(text: str) -> str:
@@ -57,7 +73,38 @@ def strip_special(text: str) -> str:
     return " ".join(SPECIAL.sub(" ", text).split())
 
 
-def score_subset(exp: Path, dump: Path, subset: str, st_normalise: str = "lc_nopunct") -> dict:
+def listen_check(hyp: List[str], ref: List[str]) -> Tuple[dict, List[str]]:
+    """Distinct-hypothesis/reference and looping fractions of normalised texts, and warnings."""
+    n = len(ref)
+    num_hyp, num_ref = len(set(hyp)), len(set(ref))
+    loops = sum(len(h.split()) > LOOP_RATIO * len(r.split()) for h, r in zip(hyp, ref))
+    stats = {"distinct_hyp": num_hyp / n, "distinct_ref": num_ref / n, "looping": loops / n}
+    warnings = []
+    if stats["distinct_hyp"] < MIN_DISTINCT * stats["distinct_ref"]:
+        what = "hypothesis" if num_hyp == 1 else "hypotheses"
+        warnings.append(f"only {num_hyp} distinct {what} for {n} utterances ({num_ref} distinct "
+                        "references): the model ignores its input; its scores mean nothing")
+    if stats["looping"] > MAX_LOOPING:
+        warnings.append(f"{loops} of {n} hypotheses have more than {LOOP_RATIO:g}x the "
+                        "reference's words: the model loops; its scores mean little")
+    return stats, warnings
+
+
+def word_errors(ref: List[str], hyp: List[str]) -> List[int]:
+    """Per utterance: substitutions + deletions + insertions (jiwer's alignment)."""
+    import jiwer
+
+    out = jiwer.process_words(ref, hyp)
+    span = {"substitute": lambda c: c.ref_end_idx - c.ref_start_idx,
+            "delete": lambda c: c.ref_end_idx - c.ref_start_idx,
+            "insert": lambda c: c.hyp_end_idx - c.hyp_start_idx,
+            "equal": lambda c: 0}
+    return [sum(span[c.type](c) for c in chunks) for chunks in out.alignments]
+
+
+def score_subset(exp: Path, dump: Path, subset: str,
+                 st_normalise: str = "lc_nopunct") -> Tuple[dict, dict, dict]:
+    """Scores of one subset, the metrics' signatures, and the per-utterance data."""
     import jiwer
     import sacrebleu
 
@@ -70,9 +117,12 @@ def score_subset(exp: Path, dump: Path, subset: str, st_normalise: str = "lc_nop
         logging.warning(f"{subset}: {len(missing)} utterances without hypothesis, "
                         f"scored as empty, e.g. {missing[:3]}")
     keys = sorted(refs)
+    if not keys:
+        raise ValueError(f"{subset}: no references in {dump / subset / 'text'}")
     ref = [normalise(refs[k]) for k in keys]
     hyp = [normalise(hyps.get(k, "")) for k in keys]
     out = {"lang": lang, "task": task, "num_utts": len(keys)}
+    listen, warnings = listen_check(hyp, ref)  # on normalised text, whatever st_normalise
     signatures = {}
     if task.startswith("st_") and st_normalise == "none":
         ref = [strip_special(refs[k]) for k in keys]
@@ -93,7 +143,12 @@ def score_subset(exp: Path, dump: Path, subset: str, st_normalise: str = "lc_nop
     for k, v in out.items():
         if isinstance(v, float) and not math.isfinite(v):
             raise ValueError(f"{subset}: {k} is {v}")
-    return out, signatures
+    utts = {k: {"hyp": h, "ref": r} for k, h, r in zip(keys, hyp, ref)}
+    if task == "asr":
+        for k, r, e in zip(keys, ref, word_errors(ref, hyp)):
+            utts[k].update(errors=e, words=len(r.split()))
+    out.update(listen, warnings=warnings)
+    return out, signatures, utts
 
 
 def main():
@@ -111,11 +166,17 @@ def main():
     norm = NORMALISATION if args.st_normalise == "lc_nopunct" else ST_NONE + NORMALISATION
     result = {"subsets": {}, "signatures": {}, "normalisation": norm}
     for subset in args.subsets:
-        scores, signatures = score_subset(args.exp, args.dump, subset, args.st_normalise)
+        scores, signatures, utts = score_subset(args.exp, args.dump, subset, args.st_normalise)
         result["subsets"][subset] = scores
         result["signatures"].update(signatures)
         shown = ", ".join(f"{k} {v:.2f}" for k, v in scores.items() if isinstance(v, float))
         logging.info(f"{args.exp.name} {subset} ({scores['num_utts']} utts): {shown}")
+        for w in scores["warnings"]:
+            logging.warning(f"{args.exp.name} {subset}: {w}")
+        per_utt = args.exp / f"decode_{subset}" / "per_utt.json"
+        per_utt.parent.mkdir(parents=True, exist_ok=True)
+        per_utt.write_text(json.dumps({"subset": subset, "task": scores["task"], "utts": utts},
+                                      ensure_ascii=False) + "\n", encoding="utf-8")
     for k, v in sorted(result["signatures"].items()):
         logging.info(f"signature {k}: {v}")
     (args.exp / "scores.json").write_text(json.dumps(result, indent=2) + "\n")
