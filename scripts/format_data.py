@@ -23,7 +23,7 @@ so every test subset is decoded with its own ``--lang_sym/--task_sym``.
 
 Usage:
     python scripts/format_data.py --data-dir data/test --out dump/raw/test \\
-        --config conf/demo/train_base.yaml --split-by-lang-task \\
+        --config conf/base/train_base.yaml --split-by-lang-task \\
         --langs eng,deu,fra,ita --tasks asr,st_eng [--skip_bad_utts]
 """
 

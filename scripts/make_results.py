@@ -46,7 +46,8 @@ STAGES = {
     "9": "efficiency profile",
 }
 DESCRIPTIONS = {
-    "base": "pre-trained base (stands in for OWSM), `pretrain` set",
+    "base": "pre-trained base (stands in for OWSM): `pretrained/mini_owsm`, or pre-trained "
+            "here on the `pretrain` set (`--base scratch`)",
     "full": "full fine-tune, stock modules (baseline)",
     "gated": "gated fine-tune, context lang+task",
     "gated_spk": "gated fine-tune, context lang+task+speaker (resemblyzer)",
@@ -245,6 +246,8 @@ def main():
                         help="Model the ratios and the paired bootstrap refer to.")
     parser.add_argument("--resamples", type=int, default=1000, help="Paired bootstrap resamples.")
     parser.add_argument("--seed", type=int, default=0, help="Paired bootstrap seed.")
+    parser.add_argument("--base-scores", type=Path,
+                        help="scores.json of the pre-trained base model (a row of its own).")
     parser.add_argument("--out", required=True, type=Path, help="RESULTS.md to write.")
     args = parser.parse_args()
     logging.basicConfig(level="INFO", format=f"%(asctime)s ({PROG}) %(levelname)s: %(message)s")
@@ -252,6 +255,9 @@ def main():
     st = [s for s in args.test_sets if "_st_" in s]
     asr = [s for s in args.test_sets if s.endswith("_asr")]
     scores = {m: json.loads((exp / m / "scores.json").read_text()) for m in args.models}
+    base = None
+    if args.base_scores and args.base_scores.is_file():
+        base = json.loads(args.base_scores.read_text())
     md = [f"# RESULTS: mini Europarl S2T, preset `{args.preset}`", ""]
     md += ["Context-aware dynamic pruning (gated E-Branchformer/Transformer) vs the full "
            "fine-tune, all initialised from the same small OWSM-shaped base model. "
@@ -278,8 +284,19 @@ def main():
         for m in args.models:
             cells = [fmt(scores[m]["subsets"][s].get(k)) for s in subsets for k in metrics]
             md.append(f"| {m} | " + " | ".join(cells) + " |")
+        if base:
+            cells = [fmt(base["subsets"].get(s, {}).get(k)) for s in subsets for k in metrics]
+            md.append("| base (as shipped) | " + " | ".join(cells) + " |")
         n = {s: scores[args.models[0]]["subsets"][s]["num_utts"] for s in subsets}
-        md += ["", "Utterances: " + ", ".join(f"{s} {v}" for s, v in n.items()), ""]
+        md += ["", "Utterances: " + ", ".join(f"{s} {v}" for s, v in n.items())]
+        if base:
+            nb = {s: base["subsets"].get(s, {}).get("num_utts") for s in subsets}
+            md += ["", "base (as shipped): the pre-trained model before any fine-tuning, scored "
+                   f"when it was made (`{args.base_scores}`, `./run.sh --preset base`) on the "
+                   "test sets of that preset (" + ", ".join(f"{v}" for v in nb.values())
+                   + " utterances; the first sentences of the permutation, so they include "
+                   "these test sets)."]
+        md += [""]
 
     table(st, ["bleu", "chrf"], "Speech translation (BLEU / chrF, sacrebleu)",
           "Per direction (source -> English), corpus level.")

@@ -11,7 +11,8 @@ directory in the same layout (an unpacked hub snapshot or ``espnet_model_zoo`` d
     data/token_list/bpe_unigram50000/bpe.model
     exp/s2t_stats_raw_bpe50000/train/feats_stats.npz
 
-Writes ``<out>/``: ``config.yaml`` (the original), ``model.pth`` (link to the weights),
+Writes ``<out>/``: ``config.yaml`` (the original, its bpemodel and stats paths pointing to
+the copies here), ``model.pth`` (link to the weights),
 ``bpe.model``, ``tokens.txt`` (from the config's token list), ``feats_stats.npz`` (global
 MVN) and ``train_opts`` (the s2t_train options that reuse them: ``--token_list --bpemodel
 --token_type bpe --normalize ... --normalize_conf ...``), ``model.json`` (what was found).
@@ -145,7 +146,6 @@ def prepare(model: str, out: Path, config: Optional[Path] = None,
     if config is not None:
         check_arch(conf, yaml.safe_load(config.read_text()), config)
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(files["config"], out / "config.yaml")
     shutil.copyfile(bpe, out / "bpe.model")
     (out / "tokens.txt").write_text("\n".join(tokens) + "\n", encoding="utf-8")
     link = out / "model.pth"
@@ -160,11 +160,18 @@ def prepare(model: str, out: Path, config: Optional[Path] = None,
         if stats is None or not stats.is_file():
             raise ModelError(f"{files['config']}: global_mvn stats file {stats} is missing")
         shutil.copyfile(stats, out / "feats_stats.npz")
+        conf["normalize_conf"] = dict(conf["normalize_conf"],
+                                      stats_file=str((out / "feats_stats.npz").resolve()))
         opts += ["--normalize", "global_mvn", "--normalize_conf",
                  f"stats_file={(out / 'feats_stats.npz').resolve()}"]
     elif normalize:
         opts += ["--normalize", normalize]
     (out / "train_opts").write_text(" ".join(opts) + "\n")
+    # The config with its paths pointing here: ESPnet's tools (build_model_from_file,
+    # s2t_inference) load it as it is; the hub's copy has paths relative to its root.
+    conf.update(bpemodel=str((out / "bpe.model").resolve()), token_list=tokens)
+    (out / "config.yaml").write_text(yaml.safe_dump(conf, allow_unicode=True, sort_keys=False),
+                                     encoding="utf-8")
     info = {"model": model, "root": str(root), "config": str(files["config"]),
             "model_file": str(files["model"]), "num_tokens": len(tokens),
             "normalize": normalize, "encoder": conf.get("encoder"), "decoder": conf.get("decoder"),

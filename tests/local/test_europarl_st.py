@@ -243,7 +243,10 @@ def test_owsm_model_dir_is_reused(owsm_dir, tmp_path):
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert (out / "tokens.txt").read_text().split() == cfg["token_list"]
     assert info["num_tokens"] == len(cfg["token_list"]) and info["encoder_blocks"] == 2
-    assert (out / "bpe.model").read_bytes() == (owsm_dir / cfg["bpemodel"]).read_bytes()
+    orig = yaml.safe_load(open(owsm_dir / conf["yaml_files"]["s2t_train_config"]))
+    assert (out / "bpe.model").read_bytes() == (owsm_dir / orig["bpemodel"]).read_bytes()
+    assert cfg["bpemodel"] == str((out / "bpe.model").resolve())
+    assert cfg["normalize_conf"]["stats_file"] == str((out / "feats_stats.npz").resolve())
     stats = np.load(out / "feats_stats.npz")
     assert stats["sum"].shape == (40,)
     opts = (out / "train_opts").read_text().split()

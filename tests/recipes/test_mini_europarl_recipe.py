@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -246,3 +247,45 @@ def test_rerun_of_stages_2_to_4_is_a_no_op(recipe):
         assert f"Stage {k}: nothing to do" in log, log
     after = {p: p.stat().st_mtime for p in (tmp / "dump").rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_fine_tunes_a_packed_base(recipe, tmp_path):
+    """Stage 10 packs a base model in the OWSM hub layout; --base <dir> fine-tunes it.
+
+    The path every preset but tiny takes with pretrained/mini_owsm, on the tiny base model.
+    """
+    import torch
+    import yaml
+
+    tmp, _ = recipe
+    exp = tmp / "exp"
+    packed = tmp_path / "mini_owsm"
+    (stats,) = exp.glob("s2t_stats_*/pretrain/train/feats_stats.npz")
+    proc = subprocess.run([sys.executable, "local/pack_base.py", "--exp", str(exp / "base"),
+                           "--stats", str(stats), "--out", str(packed)],
+                          cwd=RECIPE, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = yaml.safe_load((packed / "meta.yaml").read_text())
+    conf = yaml.safe_load((packed / meta["yaml_files"]["s2t_train_config"]).read_text())
+    assert (packed / conf["bpemodel"]).is_file()
+    assert (packed / conf["normalize_conf"]["stats_file"]).is_file()
+    state = torch.load(packed / meta["files"]["s2t_model_file"], map_location="cpu")
+    orig = torch.load(exp / "base" / "valid.acc.ave.pth", map_location="cpu")
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+    assert max((state[k].float() - v).abs().max().item() for k, v in orig.items()) < 1e-2
+    assert "M parameters" in (packed / "README.md").read_text()
+
+    new = tmp_path / "run"
+    log = run_recipe(new, "--base", str(packed), "--gated_models", "gated", "--baselines", "false",
+                     "--stop_stage", "8")
+    assert "Stage 6a" not in log  # nothing pre-trained
+    assert not (new / "dump" / "raw" / "pretrain").exists()
+    base = new / "exp" / "base"
+    assert (base / "tokens.txt").read_text().split() == conf["token_list"]
+    assert os.path.realpath(base / "model.pth") == str((packed / meta["files"]["s2t_model_file"]).resolve())
+    train_conf = yaml.safe_load((new / "exp" / "full" / "config.yaml").read_text())
+    assert train_conf["init_param"] == [str(base / "model.pth")]
+    assert train_conf["normalize_conf"]["stats_file"] == str(base / "feats_stats.npz")
+    for m in ("full", "gated"):
+        scores = json.loads((new / "exp" / m / "scores.json").read_text())
+        assert sorted(scores["subsets"]) == sorted(SUBSETS), m

@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Mini Europarl, S2T (OWSM-style ASR + ST): context-aware dynamic pruning end to end, offline,
-# on CPUs. Synthesises the corpus, pre-trains a small OWSM-shaped base model, fine-tunes it
-# fully (baseline) and with gates (lang/task, + speaker, + event context), decodes, scores
-# and writes RESULTS.md.
+# on CPUs. Synthesises the corpus, fine-tunes the pre-trained mini OWSM that ships in
+# pretrained/mini_owsm fully (baseline) and with gates (lang/task, + speaker, + event
+# context), decodes, scores and writes RESULTS.md.
 #
 # Usage:
-#   ./run.sh --preset demo                      # everything (~20 min on a busy 2-core machine)
+#   ./run.sh --preset demo                      # everything (< 20 min on a 2-core machine)
 #   ./run.sh --preset demo --stage 7 --stop_stage 8
+#   ./run.sh --preset demo --base scratch       # pre-train the base model too (stage 6a)
+#   ./run.sh --preset base                      # re-make pretrained/mini_owsm (see README.md)
 #   ./run.sh --preset tiny --datadir /tmp/x/data --dumpdir /tmp/x/dump --expdir /tmp/x/exp
 #
-# Stages: 1 data prep, 2 audio format, 3 context embeddings, 4 token list, 5 stats,
-#   6 training (6a base, 6b full fine-tune, 6c gated, 6d gated+spk, 6e gated+event),
-#   7 decoding, 8 scoring, 9 efficiency + RESULTS.md.
+# Stages: 1 data prep, 2 audio format, 3 context embeddings, 4 token list (from the base
+#   model, or a new BPE with --base scratch), 5 stats,
+#   6 training (6a base (--base scratch), 6b full fine-tune, 6c gated, 6d gated+spk,
+#   6e gated+event), 7 decoding, 8 scoring, 9 efficiency + RESULTS.md,
+#   10 (--preset base) pack the base model in the OWSM hub layout into --base_out.
 # Every unit of work leaves a .done file; a rerun skips what is finished, and training
 # resumes from its last checkpoint (--resume true).
 set -euo pipefail
@@ -23,8 +27,10 @@ log() {
 
 # Options (--name value).
 stage=1
-stop_stage=9
-preset=demo          # tiny | demo | bench: conf/<preset>/{preset.sh,train_*.yaml}
+stop_stage=10
+preset=demo          # tiny | demo | bench | base: conf/<preset>/{preset.sh,train_*.yaml}
+base=                # pre-trained model dir (OWSM hub layout) | scratch; empty: the preset's
+base_out=pretrained/mini_owsm  # stage 10 of --preset base writes the packed base model here
 nj=2                 # parallel jobs for corpus synthesis
 ngpu=0               # passed to ESPnet (0: CPU)
 datadir=data         # Kaldi dirs from stage 1, token list
@@ -33,16 +39,26 @@ expdir=exp           # models, decoding, scores, RESULTS.md inputs
 results=RESULTS.md
 baselines=auto       # static pruning baselines l0 + layerprune (6f-6h): true | false | auto (bench)
 skip_bad_utts=false  # stage 2: leave bad utterances out (listed in dump/raw/<set>/bad_utts)
-gated_models="gated gated_spk gated_event"  # gate contexts to fine-tune (6c-6e); the baselines need gated
-__options="stage stop_stage preset nj ngpu datadir dumpdir expdir results baselines skip_bad_utts gated_models"
+gated_models=        # gate contexts to fine-tune (6c-6e) from gated gated_spk gated_event; empty: the preset's
+__options="stage stop_stage preset base base_out nj ngpu datadir dumpdir expdir results baselines skip_bad_utts gated_models"
 
 cd "$(dirname "$0")"
 . ./path.sh
 . scripts/parse_options.sh
 
-[ -f "conf/${preset}/preset.sh" ] || { log "unknown --preset ${preset} (tiny, demo, bench)"; exit 1; }
+[ -f "conf/${preset}/preset.sh" ] || { log "unknown --preset ${preset} (tiny, demo, bench, base)"; exit 1; }
 . "conf/${preset}/preset.sh"
+base=${base:-${preset_base}}
+gated_models=${gated_models:-${preset_gated_models:-gated gated_spk gated_event}}
+[ "${preset}" = base ] && [ "${base}" != scratch ] && { log "--preset base pre-trains: --base scratch"; exit 1; }
+if [ "${base}" != scratch ]; then
+    [ -d "${base}" ] || { log "--base ${base}: no such model directory (or: --base scratch)"; exit 1; }
+    base=$(cd "${base}" && pwd)
+fi
 conf=conf/${preset}
+# The base model's config (stage 6a, and the audio length limits of stage 2): the preset's
+# own (tiny), else the one that made pretrained/mini_owsm.
+base_config=${conf}/train_base.yaml; [ -f "${base_config}" ] || base_config=conf/base/train_base.yaml
 mkdir -p "${datadir}" "${dumpdir}" "${expdir}"
 datadir=$(cd "${datadir}" && pwd); dumpdir=$(cd "${dumpdir}" && pwd); expdir=$(cd "${expdir}" && pwd)
 raw=${dumpdir}/raw
@@ -61,8 +77,13 @@ if [ -f "${expdir}/.preset" ] && [ "$(cat "${expdir}/.preset")" != "${preset}" ]
 fi
 echo "${preset}" > "${expdir}/.preset"
 
-# Models fine-tuned in stage 6 and evaluated in stages 7-9 (name: gate context).
+# Models fine-tuned in stage 6 and evaluated in stages 7-9 (name: gate context); --preset base
+# trains and evaluates the base model alone.
 models="full ${gated_models}"
+[ "${preset}" = base ] && { models=base; baselines=false; }
+# Splits to synthesise: `pretrain` only to pre-train the base model here.
+dsets="train dev test"
+[ "${base}" = scratch ] && dsets="pretrain ${dsets}"
 # Static pruning baselines at the gated model's measured FLOPs (docs/baselines.md): trained in
 # stages 6f-6h after full and gated, then decoded, scored and reported like the others.
 [ "${baselines}" = auto ] && { baselines=false; [ "${preset}" = bench ] && baselines=true; }
@@ -138,12 +159,15 @@ data_opts() {  # data_opts <mode: train|valid> <dir> [<shape dir>] [extra npy na
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     stage_start 1 "Data preparation: synthesise mini Europarl (${corpus_sizes}) -> ${datadir}"
-    hash=$(inputs_hash "sizes=${corpus_sizes}" "voices=${voices_per_lang}")
+    sizes=${corpus_sizes}
+    [ "${base}" = scratch ] || sizes=$(echo "${sizes}" | sed -E 's/pretrain=[0-9]+/pretrain=0/')
+    hash=$(inputs_hash "sizes=${sizes}" "voices=${voices_per_lang}")
     if ! is_done "${datadir}/.done" "${hash}"; then
-        run local/data.sh --out "${datadir}" --sizes "${corpus_sizes}" --nj "${nj}" \
+        run local/data.sh --out "${datadir}" --sizes "${sizes}" --nj "${nj}" \
             --voices-per-lang "${voices_per_lang}"
+        # shellcheck disable=SC2046
         run ${python} scripts/validate_data_dir.py --langs eng,deu,fra,ita --tasks asr,st_eng \
-            "${datadir}"/{pretrain,train,dev,test}
+            $(for d in ${dsets}; do echo "${datadir}/${d}"; done)
         echo "${hash}" > "${datadir}/.done"
     fi
     stage_end 1
@@ -151,19 +175,19 @@ fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     stage_start 2 "Format audio: 16 kHz mono check, length filter, speech_shape -> ${raw}"
-    for dset in pretrain train dev test; do
+    for dset in ${dsets}; do
         split_opt=""; [ "${dset}" = test ] && split_opt=--split-by-lang-task
         ${skip_bad_utts} && split_opt="${split_opt} --skip_bad_utts"
-        hash=$(inputs_hash "${split_opt}" "${conf}/train_base.yaml" scripts/format_data.py \
+        hash=$(inputs_hash "${split_opt}" "${base_config}" scripts/format_data.py \
             "${datadir}/${dset}"/{wav.scp,text,text.ctc,text.prev,utt2spk,utt2lang,utt2task} \
             "$(audio_stamp "${datadir}/${dset}/wav.scp")")
         is_done "${raw}/${dset}/.done" "${hash}" && continue
         # shellcheck disable=SC2086
         run ${python} scripts/format_data.py --data-dir "${datadir}/${dset}" \
-            --out "${raw}/${dset}" --config "${conf}/train_base.yaml" ${split_opt} \
+            --out "${raw}/${dset}" --config "${base_config}" ${split_opt} \
             --langs eng,deu,fra,ita --tasks asr,st_eng
         # shellcheck disable=SC2046
-        run ${python} scripts/validate_data_dir.py --config "${conf}/train_base.yaml" \
+        run ${python} scripts/validate_data_dir.py --config "${base_config}" \
             --langs eng,deu,fra,ita --tasks asr,st_eng "${raw}/${dset}" \
             $([ "${dset}" = test ] && for t in ${test_sets}; do echo "${raw}/${t}"; done)
         echo "${hash}" > "${raw}/${dset}/.done"
@@ -171,15 +195,16 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     stage_end 2
 fi
 
-if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && [ "${preset}" != base ]; then
     stage_start 3 "Context embeddings: speaker (resemblyzer), event (small tagger)"
     # One torch thread: these small models (batch 1, LSTM/CNN) ran 3x faster on 1 thread
     # than on 2 on the 2-core machine.
     tagger=${expdir}/event_tagger/tagger.pth
     if [ ! -f "${expdir}/event_tagger/.done" ]; then
-        log "Training the event tagger on pretrain+train (<= ${tagger_clips_per_event} recordings per event)"
+        log "Training the event tagger on ${dsets% dev test} (<= ${tagger_clips_per_event} recordings per event)"
+        # shellcheck disable=SC2046
         run ${python} scripts/context.py recordings --out "${expdir}/event_tagger/data" \
-            --max-per-event "${tagger_clips_per_event}" "${raw}/pretrain" "${raw}/train"
+            --max-per-event "${tagger_clips_per_event}" $(for d in ${dsets% dev test}; do echo "${raw}/${d}"; done)
         # shellcheck disable=SC2086
         run ${python} -m espnet_ext.bin.train_event_tagger \
             --data-dir "${expdir}/event_tagger/data" --out "${tagger}" \
@@ -202,13 +227,41 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     stage_end 3
 fi
 
+# The base model: pre-trained here (6a), or a pre-trained model whose BPE, token list and
+# feature statistics every fine-tune reuses (stage 4 checks it fits, as the Europarl recipe
+# does with OWSM v3.1).
+if [ "${base}" = scratch ]; then
+    base_model=${expdir}/base/valid.acc.ave.pth
+    stats_file=${stats_dir}/pretrain/train/feats_stats.npz
+else
+    token_dir=${expdir}/base
+    base_model=${token_dir}/model.pth
+    stats_file=${token_dir}/feats_stats.npz
+fi
+
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
-    stage_start 4 "Token list: unigram BPE (${nbpe}) with OWSM special tokens -> ${token_dir}"
-    hash=$(inputs_hash "${nbpe}" "${raw}"/{pretrain,train}/{text,text.ctc})
-    if ! is_done "${token_dir}/.done" "${hash}"; then
-        run ${python} scripts/make_token_list.py --vocab-size "${nbpe}" --out "${token_dir}" \
-            "${raw}/pretrain" "${raw}/train"
-        echo "${hash}" > "${token_dir}/.done"
+    if [ "${base}" = scratch ]; then
+        stage_start 4 "Token list: unigram BPE (${nbpe}) with OWSM special tokens -> ${token_dir}"
+        hash=$(inputs_hash "${nbpe}" "${raw}"/{pretrain,train}/{text,text.ctc})
+        if ! is_done "${token_dir}/.done" "${hash}"; then
+            run ${python} scripts/make_token_list.py --vocab-size "${nbpe}" --out "${token_dir}" \
+                "${raw}/pretrain" "${raw}/train"
+            echo "${hash}" > "${token_dir}/.done"
+        fi
+    else
+        stage_start 4 "Pre-trained base ${base}: BPE, token list, stats, weights -> ${token_dir}"
+        hash=$(inputs_hash "${base}" "${conf}/train_full.yaml" \
+            "$(find "${base}" -type f -printf '%P %s %T@\n' | sort)")
+        if ! is_done "${token_dir}/.done" "${hash}"; then
+            run ${python} "${MAIN_ROOT}/local/europarl_st/owsm_model.py" --model "${base}" \
+                --out "${token_dir}" --config "${conf}/train_gated.yaml" \
+                --specials "<eng> <deu> <fra> <ita> <asr> <st_eng>"
+            # what the base model scored and cost when it was made (RESULTS.md shows it)
+            for f in scores.json train_seconds; do
+                [ -f "${base}/${f}" ] && cp "${base}/${f}" "${token_dir}/${f}"
+            done
+            echo "${hash}" > "${token_dir}/.done"
+        fi
     fi
     stage_end 4
 fi
@@ -220,16 +273,18 @@ common_opts="--use_preprocessor true --token_type bpe --bpemodel ${token_dir}/bp
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     stage_start 5 "Collect stats (shapes, feats_stats.npz for global_mvn)"
     ntok=$(wc -l < "${token_dir}/tokens.txt")
-    for dset in pretrain train; do  # the two runs in parallel
+    stat_sets="${dsets% dev test}"; [ "${preset}" = base ] && stat_sets=pretrain
+    for dset in ${stat_sets}; do  # in parallel
         out=${stats_dir}/${dset}
         [ -f "${out}/.done" ] && continue
         log "collect_stats: ${dset} (valid: dev) -> ${out} (log: ${out}.log)"
         stage_did_work=true
         mkdir -p "${stats_dir}"
+        config=${conf}/train_full.yaml; [ ${dset} = pretrain ] && config=${base_config}
         (
             # shellcheck disable=SC2046,SC2086
             run ${python} -m espnet_ext.bin.s2t_train --collect_stats true \
-                --config "${conf}/train_base.yaml" ${common_opts} --output_dir "${out}" \
+                --config "${config}" ${common_opts} --output_dir "${out}" \
                 $(data_opts train "${raw}/${dset}") $(data_opts valid "${raw}/dev") \
                 > "${out}.log" 2>&1 || { tail -n 30 "${out}.log"; exit 1; }
             for mode in train valid; do  # as s2t.sh stage 10: token shapes get the vocab size
@@ -267,7 +322,7 @@ context_names() {  # npy inputs a model reads
     case $1 in gated_spk) echo spk_embed ;; gated_event) echo event_embed ;; *) echo ;; esac
 }
 model_config() {
-    case $1 in base) echo "${conf}/train_base.yaml" ;; full) echo "${conf}/train_full.yaml" ;;
+    case $1 in base) echo "${base_config}" ;; full) echo "${conf}/train_full.yaml" ;;
         l0_train) echo "${conf}/train_l0.yaml" ;; layerprune) echo "${conf}/train_layerprune.yaml" ;;
         *) echo "${conf}/train_gated.yaml" ;; esac
 }
@@ -278,7 +333,7 @@ train_model() {  # train_model <model> <stage label, e.g. 6c> <torch threads>
     [ ${model} = base ] && dset=pretrain
     names=$(context_names ${model})
     [ -n "${names}" ] && var_opts="--allow_variable_data_keys true"
-    [ ${model} != base ] && init_opts="--init_param ${expdir}/base/valid.acc.ave.pth"
+    [ ${model} != base ] && init_opts="--init_param ${base_model}"
     [ ${model} = layerprune ] && init_opts="--init_param ${expdir}/layerprune_init/model.pth"
     # shellcheck disable=SC2046,SC2086
     local opts="--config $(model_config ${model}) ${common_opts} ${norm_opts} ${init_opts}
@@ -289,14 +344,15 @@ train_model() {  # train_model <model> <stage label, e.g. 6c> <torch threads>
     if [[ ${model} = gated* ]]; then
         log "Stage ${label}: checking that the base model initialises ${model}"
         # shellcheck disable=SC2086
-        run ${python} scripts/check_init.py --init "${expdir}/base/valid.acc.ave.pth" -- ${opts} \
+        run ${python} scripts/check_init.py --init "${base_model}" -- ${opts} \
             > "${out}/check_init.log" 2>&1 || { cat "${out}/check_init.log"; return 1; }
         grep "(check_init)" "${out}/check_init.log" | sed 's/^.*INFO: /  /'
     fi
     log "Stage ${label}: training ${model} on ${dset}, ${threads} thread(s) (log: ${out}/train.log)"
     # Progress: one line per epoch; the whole log is in ${out}/train.log.
     # shellcheck disable=SC2086
-    if ! OMP_NUM_THREADS=${threads} run ${python} -m espnet_ext.bin.s2t_train ${opts} 2>&1 \
+    # MKL_NUM_THREADS too: torch takes the smaller of the two (path.sh exports both).
+    if ! OMP_NUM_THREADS=${threads} MKL_NUM_THREADS=${threads} run ${python} -m espnet_ext.bin.s2t_train ${opts} 2>&1 \
             | tee "${out}/train.log" \
             | { grep --line-buffered "epoch results" \
                 | sed -u -E "s/^.*INFO: (.{0,200}).*$/  ${model} \1/" || true; }; then
@@ -309,18 +365,19 @@ train_model() {  # train_model <model> <stage label, e.g. 6c> <torch threads>
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     stage_start 6 "Training: 6a base (pretrain), 6b full fine-tune, 6c-6e gated fine-tunes (train)"
-    norm_opts="--normalize global_mvn --normalize_conf stats_file=${stats_dir}/pretrain/train/feats_stats.npz"
-    if [ ! -f "${expdir}/base/.done" ]; then
+    norm_opts="--normalize global_mvn --normalize_conf stats_file=${stats_file}"
+    if [ "${base}" = scratch ] && [ ! -f "${expdir}/base/.done" ]; then
         stage_did_work=true
-        train_model base 6a "${OMP_NUM_THREADS}"
+        # alone on the machine: the threads of all --nj jobs
+        train_model base 6a "$(( OMP_NUM_THREADS * nj ))"
     fi
     # The fine-tunes are independent: --nj of them at a time, OMP_NUM_THREADS/nj threads each
     # (on 2 cores two 1-thread jobs beat one 2-thread job for these small models).
-    # The base model trains alone with OMP_NUM_THREADS threads.
+    # The base model trains alone with OMP_NUM_THREADS x nj threads.
     threads=$(( OMP_NUM_THREADS / nj )); [ ${threads} -ge 1 ] || threads=1
     running=0; label=b
     for model in ${models}; do
-        case ${model} in l0|layerprune) continue ;; esac  # the baselines: 6f-6h below
+        case ${model} in base|l0|layerprune) continue ;; esac  # 6a above; the baselines: 6f-6h below
         if [ ! -f "${expdir}/${model}/.done" ]; then
             stage_did_work=true
             train_model ${model} 6${label} ${threads} &
@@ -348,12 +405,12 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
             mkdir -p "${init}"
             log "Stage 6h: per-layer convexity of the base model on dev, layers to keep -> ${init}"
             run ${python} -m espnet_ext.bin.convexity --config "${expdir}/base/config.yaml" \
-                --model_file "${expdir}/base/valid.acc.ave.pth" --data-dir "${raw}/dev" \
+                --model_file "${base_model}" --data-dir "${raw}/dev" \
                 --max-tokens 2000 --out "${init}/convexity.json" > "${init}/convexity.txt" \
                 2> "${init}/convexity.log" || { tail -n 30 "${init}/convexity.log"; exit 1; }
             grep -v "Flash Attention" "${init}/convexity.txt" | sed 's/^/  /'
             run ${python} -m espnet_ext.bin.layer_prune --config "${expdir}/base/config.yaml" \
-                --model_file "${expdir}/base/valid.acc.ave.pth" --convexity "${init}/convexity.json" \
+                --model_file "${base_model}" --convexity "${init}/convexity.json" \
                 --target-fraction "$(cat "${target}")" --out-dir "${init}" 2> "${init}/layer_prune.log" \
                 | grep -v "Flash Attention" | sed 's/^/  /'
             touch "${init}/.done"
@@ -382,29 +439,35 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     stage_start 7 "Decoding: beam 5, maxlenratio 0.0, every model x every test subset"
     # --src_kv_cache false: the gated decoders compute the source K/V at every step, as the
     # stock decoder of the full fine-tune does, so GFLOPs and times compare like for like.
-    # One process per model (ESPnet's import costs more than a small subset), --nj models at
-    # a time with OMP_NUM_THREADS/nj threads each. Stage 9 times the models properly.
+    # One process per model (ESPnet's import costs more than a small subset), --nj processes at
+    # a time with OMP_NUM_THREADS/nj threads each; fewer models than --nj: each model's subsets
+    # are dealt out to --nj processes. Stage 9 times the models properly.
     threads=$(( OMP_NUM_THREADS / nj )); [ ${threads} -ge 1 ] || threads=1
+    nmodels=$(echo ${models} | wc -w); parts=1; [ ${nmodels} -lt ${nj} ] && parts=${nj}
     running=0
     for model in ${models}; do
-        todo=""
+        todo=()
         for tset in ${test_sets}; do
-            [ -f "${expdir}/${model}/decode_${tset}/.done" ] || todo="${todo} ${tset}"
+            [ -f "${expdir}/${model}/decode_${tset}/.done" ] || todo+=("${tset}")
         done
-        [ -n "${todo}" ] || continue
+        [ ${#todo[@]} -gt 0 ] || continue
         stage_did_work=true
-        log "Decoding ${model} on${todo} (log: ${expdir}/${model}/decode.log)"
-        (
-            # shellcheck disable=SC2046,SC2086
-            OMP_NUM_THREADS=${threads} run ${python} scripts/decode.py \
-                --model-dir "${expdir}/${model}" --dump "${raw}" $(context_names ${model} | sed 's/^./--npy &/') \
-                ${todo} -- --config conf/decode_s2t.yaml --ngpu "${ngpu}" --beam_size 5 \
-                --maxlenratio 0.0 --src_kv_cache false > "${expdir}/${model}/decode.log" 2>&1 || {
-                tail -n 30 "${expdir}/${model}/decode.log"; log "decoding ${model} failed"; exit 1; }
-            grep -h "^decoded " "${expdir}/${model}/decode.log" | sed 's/^/  /'
-        ) &
-        running=$(( running + 1 ))
-        if [ ${running} -ge ${nj} ]; then wait_all; running=0; fi
+        for (( part = 0; part < parts && part < ${#todo[@]}; part++ )); do
+            sets=""; for (( i = part; i < ${#todo[@]}; i += parts )); do sets="${sets} ${todo[i]}"; done
+            dlog=${expdir}/${model}/decode.log; [ ${parts} -gt 1 ] && dlog=${expdir}/${model}/decode.${part}.log
+            log "Decoding ${model} on${sets} (log: ${dlog})"
+            (
+                # shellcheck disable=SC2046,SC2086
+                OMP_NUM_THREADS=${threads} run ${python} scripts/decode.py \
+                    --model-dir "${expdir}/${model}" --dump "${raw}" $(context_names ${model} | sed 's/^./--npy &/') \
+                    ${sets} -- --config conf/decode_s2t.yaml --ngpu "${ngpu}" --beam_size 5 \
+                    --maxlenratio 0.0 --src_kv_cache false > "${dlog}" 2>&1 || {
+                    tail -n 30 "${dlog}"; log "decoding ${model} failed"; exit 1; }
+                grep -h "^decoded " "${dlog}" | sed 's/^/  /'
+            ) &
+            running=$(( running + 1 ))
+            if [ ${running} -ge ${nj} ]; then wait_all; running=0; fi
+        done
     done
     wait_all
     stage_end 7
@@ -419,7 +482,7 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
     stage_end 8
 fi
 
-if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
+if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ] && [ "${preset}" != base ]; then
     stage_start 9 "Efficiency (GFLOPs, wall-clock; pruned vs full) and ${results}"
     eff=${expdir}/efficiency/test_deu_st_eng.json
     if [ ! -f "${eff}" ]; then
@@ -445,7 +508,14 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
         --test-sets ${test_sets} --out-dir "${expdir}/plots" | sed 's/^/  /'
     # shellcheck disable=SC2086
     ${python} scripts/make_results.py --exp "${expdir}" --preset "${preset}" \
-        --models ${models} --test-sets ${test_sets} --out "${results}"
+        --models ${models} --test-sets ${test_sets} --out "${results}" \
+        $([ "${base}" = scratch ] || echo --base-scores "${token_dir}/scores.json")
     log "Wrote ${results}"
+fi
+
+if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ] && [ "${preset}" = base ]; then
+    stage_start 10 "Pack the base model (OWSM hub layout) -> ${base_out}"
+    run ${python} local/pack_base.py --exp "${expdir}/base" --stats "${stats_file}" --out "${base_out}"
+    stage_end 10
 fi
 log "Finished stages ${stage}-${stop_stage} (preset ${preset})"

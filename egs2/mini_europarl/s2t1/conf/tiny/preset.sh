@@ -2,6 +2,7 @@
 corpus_sizes=pretrain=2,train=2,dev=2,test=2   # sentences per language per split
 voices_per_lang=8
 nbpe=100                   # sentencepiece vocabulary (special symbols included)
+preset_base=scratch        # pre-trains its own tiny base (stage 6a)
 tagger_clips_per_event=0   # event tagger training clips per label (0: all)
 tagger_opts="--epochs 2 --channels 8 16 --embed-dim 32 --crop-seconds 2"
 profile_num_utts=2         # utterances of test_deu_st_eng profiled in stage 9
