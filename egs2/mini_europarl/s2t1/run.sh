@@ -366,25 +366,27 @@ train_model() {  # train_model <model> <stage label, e.g. 6c> <torch threads>
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     stage_start 6 "Training: 6a base (pretrain), 6b full fine-tune, 6c-6e gated fine-tunes (train)"
     norm_opts="--normalize global_mvn --normalize_conf stats_file=${stats_file}"
+    threads=$(( OMP_NUM_THREADS / nj )); [ ${threads} -ge 1 ] || threads=1  # per job
     if [ "${base}" = scratch ] && [ ! -f "${expdir}/base/.done" ]; then
         stage_did_work=true
         # alone on the machine: the threads of all --nj jobs
-        train_model base 6a "$(( OMP_NUM_THREADS * nj ))"
+        train_model base 6a $(( threads * nj ))
     fi
     # The fine-tunes are independent: --nj of them at a time, OMP_NUM_THREADS/nj threads each
     # (on 2 cores two 1-thread jobs beat one 2-thread job for these small models).
-    # The base model trains alone with OMP_NUM_THREADS x nj threads.
-    threads=$(( OMP_NUM_THREADS / nj )); [ ${threads} -ge 1 ] || threads=1
-    running=0; label=b
+    running=0; label=b; todo=()
     for model in ${models}; do
         case ${model} in base|l0|layerprune) continue ;; esac  # 6a above; the baselines: 6f-6h below
-        if [ ! -f "${expdir}/${model}/.done" ]; then
-            stage_did_work=true
-            train_model ${model} 6${label} ${threads} &
-            running=$(( running + 1 ))
-            if [ ${running} -ge ${nj} ]; then wait_all; running=0; fi
-        fi
+        [ -f "${expdir}/${model}/.done" ] || todo+=("${model}:6${label}")
         label=$(echo ${label} | tr 'a-d' 'b-e')
+    done
+    for (( i = 0; i < ${#todo[@]}; i++ )); do
+        stage_did_work=true
+        n=${threads}  # the last of an odd number trains alone: all the threads
+        [ $(( i + 1 )) -eq ${#todo[@]} ] && [ ${running} -eq 0 ] && n=$(( threads * nj ))
+        train_model "${todo[i]%:*}" "${todo[i]#*:}" ${n} &
+        running=$(( running + 1 ))
+        if [ ${running} -ge ${nj} ]; then wait_all; running=0; fi
     done
     wait_all
     if ${baselines}; then
