@@ -195,7 +195,11 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     stage_end 2
 fi
 
-if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && [ "${preset}" != base ]; then
+# Stage 3 serves the models with speaker or event context only (the gate plots group by
+# utt2spk and utt2event, which stage 1 writes).
+need_context=false
+case " ${models} " in *" gated_spk "*|*" gated_event "*) need_context=true ;; esac
+if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && ${need_context}; then
     stage_start 3 "Context embeddings: speaker (resemblyzer), event (small tagger)"
     # One torch thread: these small models (batch 1, LSTM/CNN) ran 3x faster on 1 thread
     # than on 2 on the 2-core machine.

@@ -126,7 +126,7 @@ def pack(exp: Path, stats: Path, out: Path, model_file: str = "valid.acc.ave.pth
             shutil.copyfile(exp / f, out / f)
     (out / "README.md").write_text(readme(conf, state, out), encoding="utf-8")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    logging.info(f"{exp} -> {out}: {len(state)} tensors in float16, {nbpe} tokens, "
+    logging.info(f"{exp} -> {out}: {len(state)} tensors in float16, {nbpe}-piece BPE, "
                  f"{size / 2**20:.1f} MiB")
     return out
 
