@@ -239,7 +239,7 @@ def main():
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--exp", required=True, type=Path, help="Experiment root (exp).")
-    parser.add_argument("--preset", required=True, help="Preset name (tiny, demo, bench).")
+    parser.add_argument("--preset", required=True, help="Preset name (tiny, demo, bench, base).")
     parser.add_argument("--models", nargs="+", required=True, help="Model dirs under --exp.")
     parser.add_argument("--test-sets", nargs="+", required=True, help="test_<lang>_<task>.")
     parser.add_argument("--reference", default="full",
@@ -248,6 +248,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0, help="Paired bootstrap seed.")
     parser.add_argument("--base-scores", type=Path,
                         help="scores.json of the pre-trained base model (a row of its own).")
+    parser.add_argument("--base-name", default="pre-trained", help="Its name in that row.")
     parser.add_argument("--out", required=True, type=Path, help="RESULTS.md to write.")
     args = parser.parse_args()
     logging.basicConfig(level="INFO", format=f"%(asctime)s ({PROG}) %(levelname)s: %(message)s")
@@ -286,16 +287,16 @@ def main():
             md.append(f"| {m} | " + " | ".join(cells) + " |")
         if base:
             cells = [fmt(base["subsets"].get(s, {}).get(k)) for s in subsets for k in metrics]
-            md.append("| base (as shipped) | " + " | ".join(cells) + " |")
+            md.append(f"| base ({args.base_name}) | " + " | ".join(cells) + " |")
         n = {s: scores[args.models[0]]["subsets"][s]["num_utts"] for s in subsets}
         md += ["", "Utterances: " + ", ".join(f"{s} {v}" for s, v in n.items())]
         if base:
             nb = {s: base["subsets"].get(s, {}).get("num_utts") for s in subsets}
-            md += ["", "base (as shipped): the pre-trained model before any fine-tuning, scored "
-                   f"when it was made (`{args.base_scores}`, `./run.sh --preset base`) on the "
-                   "test sets of that preset (" + ", ".join(f"{v}" for v in nb.values())
-                   + " utterances; the first sentences of the permutation, so they include "
-                   "these test sets)."]
+            md += ["", f"base ({args.base_name}): the pre-trained model before any fine-tuning, "
+                   "scored when it was made (`./run.sh --preset base`, its `scores.json`) on "
+                   "that preset's test sets (" + ", ".join(f"{v}" for v in nb.values())
+                   + " utterances; the first sentences of the same permutation, so they "
+                   "include these)."]
         md += [""]
 
     table(st, ["bleu", "chrf"], "Speech translation (BLEU / chrF, sacrebleu)",

@@ -272,7 +272,8 @@ def test_fine_tunes_a_packed_base(recipe, tmp_path):
     state = torch.load(packed / meta["files"]["s2t_model_file"], map_location="cpu")
     orig = torch.load(exp / "base" / "valid.acc.ave.pth", map_location="cpu")
     assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
-    assert max((state[k].float() - v).abs().max().item() for k, v in orig.items()) < 1e-2
+    for k, v in orig.items():  # float16 rounding: 2^-11 relative
+        assert ((state[k].float() - v).abs() <= 1e-3 * v.abs().clamp(min=1)).all(), k
     assert "M parameters" in (packed / "README.md").read_text()
 
     new = tmp_path / "run"

@@ -29,6 +29,7 @@ def owsm_model():
 
 
 def test_layout_size_and_architecture(tmp_path):
+    assert (BASE / "meta.yaml").is_file(), f"{BASE} missing: ./run.sh --preset base (README.md)"
     size = sum(p.stat().st_size for p in BASE.rglob("*") if p.is_file())
     assert size < 25 * 2**20, size
     for preset in ("demo", "bench"):  # stage 4's check: the fine-tuning configs fit the weights

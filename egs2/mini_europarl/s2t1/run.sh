@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Mini Europarl, S2T (OWSM-style ASR + ST): context-aware dynamic pruning end to end, offline,
 # on CPUs. Synthesises the corpus, fine-tunes the pre-trained mini OWSM that ships in
-# pretrained/mini_owsm fully (baseline) and with gates (lang/task, + speaker, + event
-# context), decodes, scores and writes RESULTS.md.
+# pretrained/mini_owsm fully (baseline) and with gates (lang/task context; bench and tiny
+# also + speaker, + event), decodes, scores and writes RESULTS.md.
 #
 # Usage:
 #   ./run.sh --preset demo                      # everything (< 20 min on a 2-core machine)
 #   ./run.sh --preset demo --stage 7 --stop_stage 8
 #   ./run.sh --preset demo --base scratch       # pre-train the base model too (stage 6a)
-#   ./run.sh --preset base                      # re-make pretrained/mini_owsm (see README.md)
+#   ./run.sh --preset base --datadir base/data --dumpdir base/dump --expdir base/exp
+#                                               # re-make pretrained/mini_owsm (see README.md)
 #   ./run.sh --preset tiny --datadir /tmp/x/data --dumpdir /tmp/x/dump --expdir /tmp/x/exp
 #
 # Stages: 1 data prep, 2 audio format, 3 context embeddings, 4 token list (from the base
@@ -48,7 +49,7 @@ cd "$(dirname "$0")"
 
 [ -f "conf/${preset}/preset.sh" ] || { log "unknown --preset ${preset} (tiny, demo, bench, base)"; exit 1; }
 . "conf/${preset}/preset.sh"
-base=${base:-${preset_base}}
+base=${base:-${preset_base:-scratch}}
 gated_models=${gated_models:-${preset_gated_models:-gated gated_spk gated_event}}
 [ "${preset}" = base ] && [ "${base}" != scratch ] && { log "--preset base pre-trains: --base scratch"; exit 1; }
 if [ "${base}" != scratch ]; then
@@ -63,7 +64,7 @@ mkdir -p "${datadir}" "${dumpdir}" "${expdir}"
 datadir=$(cd "${datadir}" && pwd); dumpdir=$(cd "${dumpdir}" && pwd); expdir=$(cd "${expdir}" && pwd)
 raw=${dumpdir}/raw
 token_dir=${datadir}/token_list/bpe_unigram${nbpe}
-stats_dir=${expdir}/s2t_stats_bpe${nbpe}
+stats_dir=${expdir}/s2t_stats_bpe${nbpe}; [ "${base}" = scratch ] || stats_dir=${expdir}/s2t_stats_base
 python=python3
 # Options are checked before anything is written to ${expdir}.
 for model in ${gated_models}; do
@@ -72,10 +73,15 @@ for model in ${gated_models}; do
 done
 case " ${gated_models} " in *" gated "*) ;;
     *) log "--gated_models must include gated (the baselines' budget, the gate plots)"; exit 1 ;; esac
-if [ -f "${expdir}/.preset" ] && [ "$(cat "${expdir}/.preset")" != "${preset}" ]; then
-    log "${expdir} was made with --preset $(cat "${expdir}/.preset"); use another --expdir"; exit 1
+# An exp dir holds one preset's models, fine-tuned from one base model (its weights' md5).
+made_with="--preset ${preset} --base scratch"
+[ "${base}" = scratch ] || made_with="--preset ${preset} --base ${base} ($(cat "${base}/meta.yaml" \
+    "$(find "${base}" -name '*.pth' | sort | head -n 1)" | md5sum | cut -c1-8))"
+if [ -f "${expdir}/.preset" ] && [ "$(cat "${expdir}/.preset")" != "${made_with}" ]; then
+    log "${expdir} was made with $(cat "${expdir}/.preset"), not ${made_with}; use another --expdir"
+    exit 1
 fi
-echo "${preset}" > "${expdir}/.preset"
+echo "${made_with}" > "${expdir}/.preset"
 
 # Models fine-tuned in stage 6 and evaluated in stages 7-9 (name: gate context); --preset base
 # trains and evaluates the base model alone.
@@ -254,7 +260,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
         fi
     else
         stage_start 4 "Pre-trained base ${base}: BPE, token list, stats, weights -> ${token_dir}"
-        hash=$(inputs_hash "${base}" "${conf}/train_full.yaml" \
+        hash=$(inputs_hash "${base}" "${conf}/train_gated.yaml" "${MAIN_ROOT}/local/europarl_st/owsm_model.py" \
             "$(find "${base}" -type f -printf '%P %s %T@\n' | sort)")
         if ! is_done "${token_dir}/.done" "${hash}"; then
             run ${python} "${MAIN_ROOT}/local/europarl_st/owsm_model.py" --model "${base}" \
@@ -355,7 +361,7 @@ train_model() {  # train_model <model> <stage label, e.g. 6c> <torch threads>
     log "Stage ${label}: training ${model} on ${dset}, ${threads} thread(s) (log: ${out}/train.log)"
     # Progress: one line per epoch; the whole log is in ${out}/train.log.
     # shellcheck disable=SC2086
-    # MKL_NUM_THREADS too: torch takes the smaller of the two (path.sh exports both).
+    # MKL_NUM_THREADS too: with both set torch follows it (path.sh exports both).
     if ! OMP_NUM_THREADS=${threads} MKL_NUM_THREADS=${threads} run ${python} -m espnet_ext.bin.s2t_train ${opts} 2>&1 \
             | tee "${out}/train.log" \
             | { grep --line-buffered "epoch results" \
@@ -464,7 +470,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
             log "Decoding ${model} on${sets} (log: ${dlog})"
             (
                 # shellcheck disable=SC2046,SC2086
-                OMP_NUM_THREADS=${threads} run ${python} scripts/decode.py \
+                OMP_NUM_THREADS=${threads} MKL_NUM_THREADS=${threads} run ${python} scripts/decode.py \
                     --model-dir "${expdir}/${model}" --dump "${raw}" $(context_names ${model} | sed 's/^./--npy &/') \
                     ${sets} -- --config conf/decode_s2t.yaml --ngpu "${ngpu}" --beam_size 5 \
                     --maxlenratio 0.0 --src_kv_cache false > "${dlog}" 2>&1 || {
@@ -515,7 +521,7 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ] && [ "${preset}" != base ]; the
     # shellcheck disable=SC2086
     ${python} scripts/make_results.py --exp "${expdir}" --preset "${preset}" \
         --models ${models} --test-sets ${test_sets} --out "${results}" \
-        $([ "${base}" = scratch ] || echo --base-scores "${token_dir}/scores.json")
+        $([ "${base}" = scratch ] || echo --base-scores "${token_dir}/scores.json" --base-name "$(basename "${base}")")
     log "Wrote ${results}"
 fi
 

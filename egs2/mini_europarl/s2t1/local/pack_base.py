@@ -28,7 +28,6 @@ import os
 import platform
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -107,7 +106,10 @@ def pack(exp: Path, stats: Path, out: Path, model_file: str = "valid.acc.ave.pth
     shutil.copyfile(conf["bpemodel"], out / bpe)
     shutil.copyfile(stats, out / stats_rel)
 
-    roots = [(str(exp.resolve().parent), "exp"), (str(Path(conf["bpemodel"]).resolve().parents[2]), "data")]
+    roots = [(str(exp.resolve().parent), "exp"),
+             (str(Path(conf["bpemodel"]).resolve().parents[2]), "data")]
+    if conf.get("train_data_path_and_name_and_type"):  # <dump>/raw/<set>/wav.scp
+        roots.append((str(Path(conf["train_data_path_and_name_and_type"][0][0]).parents[2]), "dump"))
     for key in ("train_data_path_and_name_and_type", "valid_data_path_and_name_and_type",
                 "train_shape_file", "valid_shape_file", "output_dir"):
         if key in conf:
@@ -118,7 +120,8 @@ def pack(exp: Path, stats: Path, out: Path, model_file: str = "valid.acc.ave.pth
     (out / model_dir / "config.yaml").write_text(
         yaml.safe_dump(conf, allow_unicode=True, sort_keys=False), encoding="utf-8")
     meta = {"espnet": str(espnet.__version__), "files": {"s2t_model_file": str(model_dir / model_file)},
-            "python": platform.python_version(), "timestamp": time.time(),
+            "python": platform.python_version(),
+            "timestamp": (exp / model_file).stat().st_mtime,  # when it was trained
             "torch": str(torch.__version__), "yaml_files": {"s2t_train_config": str(model_dir / "config.yaml")}}
     (out / "meta.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
     for f in ("scores.json", "train_seconds"):
