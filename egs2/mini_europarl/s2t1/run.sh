@@ -60,9 +60,6 @@ conf=conf/${preset}
 # The base model's config (stage 6a, and the audio length limits of stage 2): the preset's
 # own (tiny), else the one that made pretrained/mini_owsm.
 base_config=${conf}/train_base.yaml; [ -f "${base_config}" ] || base_config=conf/base/train_base.yaml
-# A second pre-training phase, if the base config has one (conf/base does): exp/base_phase1
-# with train_base.yaml, then exp/base with train_base_phase2.yaml from its last epoch.
-base_phase2=${base_config%.yaml}_phase2.yaml
 mkdir -p "${datadir}" "${dumpdir}" "${expdir}"
 datadir=$(cd "${datadir}" && pwd); dumpdir=$(cd "${dumpdir}" && pwd); expdir=$(cd "${expdir}" && pwd)
 raw=${dumpdir}/raw
@@ -335,9 +332,7 @@ context_names() {  # npy inputs a model reads
     case $1 in gated_spk) echo spk_embed ;; gated_event) echo event_embed ;; *) echo ;; esac
 }
 model_config() {
-    case $1 in base_phase1) echo "${base_config}" ;;
-        base) if [ -f "${base_phase2}" ]; then echo "${base_phase2}"; else echo "${base_config}"; fi ;;
-        full) echo "${conf}/train_full.yaml" ;;
+    case $1 in base) echo "${base_config}" ;; full) echo "${conf}/train_full.yaml" ;;
         l0_train) echo "${conf}/train_l0.yaml" ;; layerprune) echo "${conf}/train_layerprune.yaml" ;;
         *) echo "${conf}/train_gated.yaml" ;; esac
 }
@@ -345,14 +340,10 @@ model_config() {
 train_model() {  # train_model <model> <stage label, e.g. 6c> <torch threads>
     local model=$1 label=$2 threads=$3 out=${expdir}/$1 dset=train names init_opts="" var_opts=""
     local t0; t0=$(date +%s)
+    [ ${model} = base ] && dset=pretrain
     names=$(context_names ${model})
     [ -n "${names}" ] && var_opts="--allow_variable_data_keys true"
-    case ${model} in
-        base_phase1) dset=pretrain ;;
-        base) dset=pretrain
-            [ -f "${base_phase2}" ] && init_opts="--init_param ${expdir}/base_phase1/latest.pth" ;;
-        *) init_opts="--init_param ${base_model}" ;;
-    esac
+    [ ${model} != base ] && init_opts="--init_param ${base_model}"
     [ ${model} = layerprune ] && init_opts="--init_param ${expdir}/layerprune_init/model.pth"
     # shellcheck disable=SC2046,SC2086
     local opts="--config $(model_config ${model}) ${common_opts} ${norm_opts} ${init_opts}
@@ -389,9 +380,6 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     if [ "${base}" = scratch ] && [ ! -f "${expdir}/base/.done" ]; then
         stage_did_work=true
         # alone on the machine: the threads of all --nj jobs
-        if [ -f "${base_phase2}" ] && [ ! -f "${expdir}/base_phase1/.done" ]; then
-            train_model base_phase1 6a $(( threads * nj ))
-        fi
         train_model base 6a $(( threads * nj ))
     fi
     # The fine-tunes are independent: --nj of them at a time, OMP_NUM_THREADS/nj threads each
