@@ -359,11 +359,12 @@ train_model() {  # train_model <model> <stage label, e.g. 6c> <torch threads>
         grep "(check_init)" "${out}/check_init.log" | sed 's/^.*INFO: /  /'
     fi
     log "Stage ${label}: training ${model} on ${dset}, ${threads} thread(s) (log: ${out}/train.log)"
-    # Progress: one line per epoch; the whole log is in ${out}/train.log.
+    # Progress: one line per epoch; the whole log is in ${out}/train.log (appended: a resumed
+    # training keeps the earlier epochs' lines).
     # shellcheck disable=SC2086
     # MKL_NUM_THREADS too: with both set torch follows it (path.sh exports both).
     if ! OMP_NUM_THREADS=${threads} MKL_NUM_THREADS=${threads} run ${python} -m espnet_ext.bin.s2t_train ${opts} 2>&1 \
-            | tee "${out}/train.log" \
+            | tee -a "${out}/train.log" \
             | { grep --line-buffered "epoch results" \
                 | sed -u -E "s/^.*INFO: (.{0,200}).*$/  ${model} \1/" || true; }; then
         tail -n 30 "${out}/train.log"; log "training ${model} failed"; return 1
