@@ -80,6 +80,11 @@ def readme(conf: dict, state: dict, out: Path) -> str:
             md.append(f"| {name} | {r['num_utts']} | {metric.upper()} {r[metric]:.2f} | "
                       f"{r.get('distinct_hyp', float('nan')):.2f} "
                       f"({r.get('distinct_ref', float('nan')):.2f}) |")
+        flagged = [name for name, r in subsets.items() if r.get("warnings")]
+        if flagged:
+            md += ["", f"**It does not listen yet**: `scripts/score.py` flags {len(flagged)} of "
+                   f"{len(subsets)} sets (too few distinct hypotheses, or looping ones): "
+                   + ", ".join(flagged) + ". Fine-tunes of it inherit that."]
     return "\n".join(md) + "\n"
 
 
