@@ -164,9 +164,9 @@ data_opts() {  # data_opts <mode: train|valid> <dir> [<shape dir>] [extra npy na
 }
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
-    stage_start 1 "Data preparation: synthesise mini Europarl (${corpus_sizes}) -> ${datadir}"
     sizes=${corpus_sizes}
     [ "${base}" = scratch ] || sizes=$(echo "${sizes}" | sed -E 's/pretrain=[0-9]+/pretrain=0/')
+    stage_start 1 "Data preparation: synthesise mini Europarl (${sizes}) -> ${datadir}"
     hash=$(inputs_hash "sizes=${sizes}" "voices=${voices_per_lang}")
     if ! is_done "${datadir}/.done" "${hash}"; then
         run local/data.sh --out "${datadir}" --sizes "${sizes}" --nj "${nj}" \
