@@ -40,7 +40,7 @@ STAGES = {
     "3": "context embeddings",
     "4": "token list",
     "5": "stats",
-    "6": "training (5 models)",
+    "6": "training",
     "7": "decoding",
     "8": "scoring",
     "9": "efficiency profile",
@@ -203,8 +203,13 @@ def listen_section(scores: Dict[str, dict], models: List[str], subsets: List[str
     return md + [""] + [line for f in flags for line in (f, "")]
 
 
-def compare_section(comparison: dict, models: List[str], subsets: List[str]) -> List[str]:
-    """The paired bootstrap table: delta [95% CI] p per model and set; bold if p < 0.05."""
+def compare_section(comparison: dict, models: List[str], subsets: List[str],
+                    scores: Dict[str, dict]) -> List[str]:
+    """The paired bootstrap table: delta [95% CI] p per model and set; bold if p < 0.05.
+
+    A set where either model is flagged (``warnings`` of stage 8) is marked: a difference
+    between models that ignore their input is no comparison.
+    """
     ref, rows = comparison["reference"], comparison["models"]
     shown = [m for m in models if m in rows]
     if not shown:
@@ -215,7 +220,8 @@ def compare_section(comparison: dict, models: List[str], subsets: List[str]) -> 
           f"({comparison['n_resamples']} resamples, seed {comparison['seed']}, "
           "`scripts/bootstrap.py`), 95% percentile interval, two-sided p (at least "
           f"{2 / (comparison['n_resamples'] + 1):.3f} with this many resamples). Bold: p < 0.05. "
-          "All in `<exp>/compare.json`.", "",
+          "(flagged): one of the two models does not listen on that set (above), so the "
+          "difference says nothing about pruning. All in `<exp>/compare.json`.", "",
           "| model | " + " | ".join(f"{s[len('test_'):]} {'BLEU' if '_st_' in s else 'WER'}"
                                    for s in subsets) + " |",
           "| --- |" + " ---: |" * len(subsets)]
@@ -229,7 +235,10 @@ def compare_section(comparison: dict, models: List[str], subsets: List[str]) -> 
             p = r["p_value"]
             cell = (f"{r['delta']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] "
                     f"p={p:.{2 if p >= 0.01 else 3}f}")
-            cells.append(f"**{cell}**" if p < 0.05 else cell)
+            cell = f"**{cell}**" if p < 0.05 else cell
+            if any(scores[x]["subsets"][s].get("warnings") for x in (m, ref) if x in scores):
+                cell += " (flagged)"
+            cells.append(cell)
         md.append(f"| {m} | " + " | ".join(cells) + " |")
     return md + [""]
 
@@ -310,7 +319,7 @@ def main():
         comparison = compare(exp, args.models, args.reference, st + asr, args.resamples, args.seed)
         (exp / "compare.json").write_text(json.dumps(comparison, indent=2) + "\n")
         logging.info(f"wrote {exp / 'compare.json'}")
-        md += compare_section(comparison, args.models, st + asr)
+        md += compare_section(comparison, args.models, st + asr, scores)
 
     md += ["## Efficiency", ""]
     eff_path = exp / "efficiency" / "test_deu_st_eng.json"
