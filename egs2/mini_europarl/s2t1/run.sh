@@ -32,6 +32,9 @@ stop_stage=10
 preset=demo          # tiny | demo | bench | base: conf/<preset>/{preset.sh,train_*.yaml}
 base=                # pre-trained model dir (OWSM hub layout) | scratch; empty: the preset's
 base_out=pretrained/mini_owsm  # stage 10 of --preset base writes the packed base model here
+base_init=           # --base scratch: start 6a from these weights, e.g. --preset base
+                     # --base_init pretrained/mini_owsm/exp/s2t_train_mini_owsm/valid.acc.ave.pth
+                     # (same pretrain data, so the same BPE and stats: more steps for the base)
 nj=2                 # parallel jobs for corpus synthesis
 ngpu=0               # passed to ESPnet (0: CPU)
 datadir=data         # Kaldi dirs from stage 1, token list
@@ -41,7 +44,7 @@ results=RESULTS.md
 baselines=auto       # static pruning baselines l0 + layerprune (6f-6h): true | false | auto (bench)
 skip_bad_utts=false  # stage 2: leave bad utterances out (listed in dump/raw/<set>/bad_utts)
 gated_models=        # gate contexts to fine-tune (6c-6e) from gated gated_spk gated_event; empty: the preset's
-__options="stage stop_stage preset base base_out nj ngpu datadir dumpdir expdir results baselines skip_bad_utts gated_models"
+__options="stage stop_stage preset base base_out base_init nj ngpu datadir dumpdir expdir results baselines skip_bad_utts gated_models"
 
 cd "$(dirname "$0")"
 . ./path.sh
@@ -54,6 +57,7 @@ gated_models=${gated_models:-${preset_gated_models:-gated gated_spk gated_event}
 [ "${preset}" = base ] && [ "${base}" != scratch ] && { log "--preset base pre-trains: --base scratch"; exit 1; }
 if [ "${base}" != scratch ]; then
     [ -d "${base}" ] || { log "--base ${base}: no such model directory (or: --base scratch)"; exit 1; }
+    [ -z "${base_init}" ] || { log "--base_init starts a pre-training: use it with --base scratch"; exit 1; }
     base=$(cd "${base}" && pwd)
 fi
 conf=conf/${preset}
@@ -74,7 +78,7 @@ done
 case " ${gated_models} " in *" gated "*) ;;
     *) log "--gated_models must include gated (the baselines' budget, the gate plots)"; exit 1 ;; esac
 # An exp dir holds one preset's models, fine-tuned from one base model (its weights' md5).
-made_with="--preset ${preset} --base scratch"
+made_with="--preset ${preset} --base scratch${base_init:+ --base_init ${base_init}}"
 [ "${base}" = scratch ] || made_with="--preset ${preset} --base ${base} ($(cat "${base}/meta.yaml" \
     "$(find "${base}" -name '*.pth' | sort | head -n 1)" | md5sum | cut -c1-8))"
 if [ -f "${expdir}/.preset" ] && [ "$(cat "${expdir}/.preset")" != "${made_with}" ]; then
@@ -344,6 +348,7 @@ train_model() {  # train_model <model> <stage label, e.g. 6c> <torch threads>
     names=$(context_names ${model})
     [ -n "${names}" ] && var_opts="--allow_variable_data_keys true"
     [ ${model} != base ] && init_opts="--init_param ${base_model}"
+    [ ${model} = base ] && [ -n "${base_init}" ] && init_opts="--init_param ${base_init}"
     [ ${model} = layerprune ] && init_opts="--init_param ${expdir}/layerprune_init/model.pth"
     # shellcheck disable=SC2046,SC2086
     local opts="--config $(model_config ${model}) ${common_opts} ${norm_opts} ${init_opts}
