@@ -78,9 +78,14 @@ done
 case " ${gated_models} " in *" gated "*) ;;
     *) log "--gated_models must include gated (the baselines' budget, the gate plots)"; exit 1 ;; esac
 # An exp dir holds one preset's models, fine-tuned from one base model (its weights' md5).
+# base_md5: the content of every file of the base model dir (stage 4 redoes its work when it
+# changes).
 made_with="--preset ${preset} --base scratch${base_init:+ --base_init ${base_init}}"
-[ "${base}" = scratch ] || made_with="--preset ${preset} --base ${base} ($(cat "${base}/meta.yaml" \
-    "$(find "${base}" -name '*.pth' | sort | head -n 1)" | md5sum | cut -c1-8))"
+if [ "${base}" != scratch ]; then
+    base_md5=$(find "${base}" -type f -printf '%P\n' | LC_ALL=C sort \
+        | (cd "${base}" && xargs -d '\n' md5sum) | md5sum | cut -d' ' -f1)
+    made_with="--preset ${preset} --base ${base} (${base_md5:0:8})"
+fi
 if [ -f "${expdir}/.preset" ] && [ "$(cat "${expdir}/.preset")" != "${made_with}" ]; then
     log "${expdir} was made with $(cat "${expdir}/.preset"), not ${made_with}; use another --expdir"
     exit 1
@@ -92,8 +97,11 @@ echo "${made_with}" > "${expdir}/.preset"
 models="full ${gated_models}"
 [ "${preset}" = base ] && { models=base; baselines=false; }
 # Splits to synthesise: `pretrain` only to pre-train the base model here.
-dsets="train dev test"
-[ "${base}" = scratch ] && dsets="pretrain ${dsets}"
+train_sets=train  # what the event tagger and stage 5 see
+[ "${base}" = scratch ] && train_sets="pretrain train"
+dsets="${train_sets} dev test"
+# torch threads of each of the --nj jobs that run side by side
+threads=$(( OMP_NUM_THREADS / nj )); [ ${threads} -ge 1 ] || threads=1
 # Static pruning baselines at the gated model's measured FLOPs (docs/baselines.md): trained in
 # stages 6f-6h after full and gated, then decoded, scored and reported like the others.
 [ "${baselines}" = auto ] && { baselines=false; [ "${preset}" = bench ] && baselines=true; }
@@ -215,10 +223,10 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && ${need_context}; then
     # than on 2 on the 2-core machine.
     tagger=${expdir}/event_tagger/tagger.pth
     if [ ! -f "${expdir}/event_tagger/.done" ]; then
-        log "Training the event tagger on ${dsets% dev test} (<= ${tagger_clips_per_event} recordings per event)"
+        log "Training the event tagger on ${train_sets} (<= ${tagger_clips_per_event} recordings per event)"
         # shellcheck disable=SC2046
         run ${python} scripts/context.py recordings --out "${expdir}/event_tagger/data" \
-            --max-per-event "${tagger_clips_per_event}" $(for d in ${dsets% dev test}; do echo "${raw}/${d}"; done)
+            --max-per-event "${tagger_clips_per_event}" $(for d in ${train_sets}; do echo "${raw}/${d}"; done)
         # shellcheck disable=SC2086
         run ${python} -m espnet_ext.bin.train_event_tagger \
             --data-dir "${expdir}/event_tagger/data" --out "${tagger}" \
@@ -264,8 +272,8 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
         fi
     else
         stage_start 4 "Pre-trained base ${base}: BPE, token list, stats, weights -> ${token_dir}"
-        hash=$(inputs_hash "${base}" "${conf}/train_gated.yaml" "${MAIN_ROOT}/local/europarl_st/owsm_model.py" \
-            "$(find "${base}" -type f -printf '%P %s %T@\n' | sort)")
+        hash=$(inputs_hash "${base}" "${base_md5}" "${conf}/train_gated.yaml" \
+            "${MAIN_ROOT}/local/europarl_st/owsm_model.py")
         if ! is_done "${token_dir}/.done" "${hash}"; then
             run ${python} "${MAIN_ROOT}/local/europarl_st/owsm_model.py" --model "${base}" \
                 --out "${token_dir}" --config "${conf}/train_gated.yaml" \
@@ -287,7 +295,7 @@ common_opts="--use_preprocessor true --token_type bpe --bpemodel ${token_dir}/bp
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     stage_start 5 "Collect stats (shapes, feats_stats.npz for global_mvn)"
     ntok=$(wc -l < "${token_dir}/tokens.txt")
-    stat_sets="${dsets% dev test}"; [ "${preset}" = base ] && stat_sets=pretrain
+    stat_sets=${train_sets}; [ "${preset}" = base ] && stat_sets=pretrain
     for dset in ${stat_sets}; do  # in parallel
         out=${stats_dir}/${dset}
         [ -f "${out}/.done" ] && continue
@@ -382,7 +390,6 @@ train_model() {  # train_model <model> <stage label, e.g. 6c> <torch threads>
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     stage_start 6 "Training: 6a base (pretrain), 6b full fine-tune, 6c-6e gated fine-tunes (train)"
     norm_opts="--normalize global_mvn --normalize_conf stats_file=${stats_file}"
-    threads=$(( OMP_NUM_THREADS / nj )); [ ${threads} -ge 1 ] || threads=1  # per job
     if [ "${base}" = scratch ] && [ ! -f "${expdir}/base/.done" ]; then
         stage_did_work=true
         # alone on the machine: the threads of all --nj jobs
@@ -460,7 +467,6 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     # One process per model (ESPnet's import costs more than a small subset), --nj processes at
     # a time with OMP_NUM_THREADS/nj threads each; fewer models than --nj: each model's subsets
     # are dealt out to --nj processes. Stage 9 times the models properly.
-    threads=$(( OMP_NUM_THREADS / nj )); [ ${threads} -ge 1 ] || threads=1
     nmodels=$(echo ${models} | wc -w); parts=1; [ ${nmodels} -lt ${nj} ] && parts=${nj}
     running=0
     for model in ${models}; do
