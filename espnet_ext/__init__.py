@@ -43,7 +43,9 @@ def _load(path: str):
 
 
 def register_task(task_module) -> None:
-    """Adds our classes to the ``ClassChoices`` of one ESPnet task module.
+    """Adds our classes to the ``ClassChoices`` of one ESPnet task module; makes ESPnet's
+    trainer write checkpoints atomically (``espnet_ext.checkpoint``) and its beam search
+    hand the decoding prefix's <lang>/<task> to gated models (``espnet_ext.s2t.stock_inference``).
 
     Args:
         task_module: ``espnet2.tasks.s2t`` or ``espnet2.tasks.asr`` (module object).
@@ -64,6 +66,13 @@ def register_task(task_module) -> None:
         for name, path in entries.items():
             if name not in choices.classes:
                 choices.classes[name] = _load(path)
+    from espnet2.train import trainer
+
+    from espnet_ext import checkpoint
+    from espnet_ext.s2t import stock_inference
+
+    checkpoint.install(trainer)  # checkpoint.pth written atomically
+    stock_inference.install()  # espnet2.bin.s2t_inference's --lang_sym/--task_sym reach the gates
 
 
 def register() -> None:

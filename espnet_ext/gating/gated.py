@@ -68,6 +68,7 @@ class GatedModule(torch.nn.Module):
         self.tau = 1.0
         self.forced_gates: Union[None, float, torch.Tensor] = None
         self.scoped_context: Optional[GateContext] = None
+        self.primer_context: Optional[GateContext] = None  # from a stock beam search's prefix
         self.last_gates: Optional[torch.Tensor] = None
         self.last_probs: Optional[torch.Tensor] = None
         self.gate_memo = None  # per-utterance cache of modules called step by step
@@ -98,6 +99,8 @@ class GatedModule(torch.nn.Module):
             probs = gates
         else:
             ctx = context if context is not None else self.scoped_context
+            if ctx is None and not self.training:
+                ctx = self.primer_context  # espnet_ext.s2t.stock_inference
             gates, probs = self.gate_predictor(xs, mask, ctx, self.tau)
             gates, probs = gates.view(shape), probs.view(shape)
         self.last_gates, self.last_probs = gates, probs

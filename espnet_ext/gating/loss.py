@@ -14,6 +14,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import torch
 
 from espnet_ext import flops
+from espnet_ext.gating.context import GateContext
 from espnet_ext.gating.gated import GatedModule, force_gates, set_tau
 from espnet_ext.gating.schedule import GateSchedule
 
@@ -59,6 +60,27 @@ class GatedModelMixin:
                 "(e_branchformer_token_condition / transformer_token_condition / "
                 "transformer_decoder_token_condition)"
             )
+        # ESPnet's own decoding CLI gives the gates no context, but its beam search's prefix
+        # holds <lang>/<task>: espnet_ext.s2t.stock_inference hands it to this hook.
+        self.decoder.hyp_primer_hook = self._hyp_primer_hook
+        # The out-of-scope side is forced open, so its predictor never runs: frozen, it has
+        # no parameter that DDP waits a gradient for (else the 2nd iteration stops).
+        for m in self._out_of_scope():
+            if m.gate_predictor is not None:
+                m.gate_predictor.requires_grad_(False)
+
+    def _hyp_primer_hook(self, primer) -> None:
+        """Makes the <lang>/<task> after <sos> in a beam search's prefix the default gate
+        context (used where no context is given; not for speaker/event context)."""
+        ids = [int(i) for i in primer]
+        sos = getattr(self, "sos", None)
+        context = None
+        if sos in ids and len(ids) >= ids.index(sos) + 3 and set(self.context_kinds) <= {"lang", "task"}:
+            start = ids.index(sos) + 1
+            device = next(self.parameters()).device
+            context = GateContext(tokens=torch.tensor([ids[start:start + 2]], device=device))
+        for m in self.sides.values():
+            m.primer_context = context
 
     @property
     def context_kinds(self) -> List[str]:

@@ -123,13 +123,13 @@ class DecodeMeter:
 
     @property
     def gflops(self) -> Dict[str, float]:
-        """GFLOPs (2 x MACs / 1e9) per part and in total."""
+        """GFLOPs (fvcore: MACs / 1e9) per part and in total."""
         return gflops(self.macs)
 
 
 def gflops(macs: Dict[str, float]) -> Dict[str, float]:
-    """MACs per part -> GFLOPs (2 x MACs / 1e9) per part and in total."""
-    out = {k: 2 * v / 1e9 for k, v in macs.items()}
+    """MACs per part -> GFLOPs (fvcore: MACs / 1e9) per part and in total."""
+    out = {k: flops.to_gflops(v) for k, v in macs.items()}
     out["total"] = sum(out.values())
     return out
 
@@ -188,6 +188,31 @@ class UttDecode:
     gflops: Dict[str, float]
 
 
+def token_id(s2t: Speech2Text, sym: str, what: str) -> int:
+    """Id of a special token ("<deu>") in ``s2t``'s token list; one-line error if absent."""
+    if sym not in s2t.converter.token2id:
+        known = [t for t in s2t.converter.token_list if t.startswith("<") and t.endswith(">")][:20]
+        raise ValueError(f"unknown {what} {sym}: not in the token list (special tokens: {known} ...)")
+    return s2t.converter.token2id[sym]
+
+
+def gate_context(s2t: Speech2Text, lang_sym: str, task_sym: str, spk_embed=None, event_embed=None):
+    """The gate context of one utterance decoded by ``s2t`` (ours or ESPnet's ``Speech2Text``).
+
+    Args:
+        lang_sym, task_sym (str): "<deu>", "<st_eng>", ...
+        spk_embed, event_embed: (D,) arrays or tensors, or None.
+    """
+    ids = [token_id(s2t, lang_sym, "lang_sym"), token_id(s2t, task_sym, "task_sym")]
+    tokens = torch.tensor([ids], device=s2t.device)
+    spk, event = _as_row(spk_embed), _as_row(event_embed)
+    spk = spk.to(s2t.device) if spk is not None else None
+    event = event.to(s2t.device) if event is not None else None
+    if hasattr(s2t.s2t_model, "make_context"):
+        return s2t.s2t_model.make_context(tokens, spk, event)
+    return GateContext(tokens=tokens, spk_embed=spk, event_embed=event)
+
+
 class Speech2TextGated(Speech2Text):
     """``Speech2Text`` for gated models (also works for stock ones).
 
@@ -208,24 +233,9 @@ class Speech2TextGated(Speech2Text):
         self.meter = DecodeMeter(self.s2t_model)
         self.gates: Dict[str, torch.Tensor] = {}
 
-    def _token_id(self, sym: str, what: str) -> int:
-        if sym not in self.converter.token2id:
-            known = [t for t in self.converter.token_list if t.startswith("<") and t.endswith(">")][:20]
-            raise ValueError(f"unknown {what} {sym}: not in the token list (special tokens: {known} ...)")
-        return self.converter.token2id[sym]
-
     def context(self, lang_sym: str, task_sym: str, spk_embed=None, event_embed=None):
         """The gate context of one utterance."""
-        tokens = torch.tensor(
-            [[self._token_id(lang_sym, "lang_sym"), self._token_id(task_sym, "task_sym")]],
-            device=self.device,
-        )
-        spk, event = _as_row(spk_embed), _as_row(event_embed)
-        spk = spk.to(self.device) if spk is not None else None
-        event = event.to(self.device) if event is not None else None
-        if hasattr(self.s2t_model, "make_context"):
-            return self.s2t_model.make_context(tokens, spk, event)
-        return GateContext(tokens=tokens, spk_embed=spk, event_embed=event)
+        return gate_context(self, lang_sym, task_sym, spk_embed, event_embed)
 
     def _fixed_length(self, speech) -> torch.Tensor:
         """(nsamples,) padded or trimmed to the model's fixed input length, as ESPnet does."""
@@ -236,7 +246,7 @@ class Speech2TextGated(Speech2Text):
     def _hyp_primer(self, lang_sym: str, task_sym: str, text_prev=None) -> List[int]:
         """The decoder prefix of one utterance, as ``Speech2Text.__call__`` builds it."""
         model = self.s2t_model
-        primer = [model.sos, self._token_id(lang_sym, "lang_sym"), self._token_id(task_sym, "task_sym")]
+        primer = [model.sos, token_id(self, lang_sym, "lang_sym"), token_id(self, task_sym, "task_sym")]
         if not self.predict_time:
             primer.append(self.converter.token2id[self.preprocessor_conf["notime_symbol"]])
         if text_prev is not None:
@@ -358,7 +368,7 @@ class Speech2TextGated(Speech2Text):
 
     def _batch_context(self, lang_sym, task_sym, spk_embed, event_embed) -> GateContext:
         tokens = torch.tensor(
-            [[self._token_id(lang, "lang_sym"), self._token_id(task, "task_sym")]
+            [[token_id(self, lang, "lang_sym"), token_id(self, task, "task_sym")]
              for lang, task in zip(lang_sym, task_sym)],
             device=self.device,
         )

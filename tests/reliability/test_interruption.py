@@ -164,3 +164,23 @@ def test_killed_training_resumes_to_identical_model(tiny_corpus, tiny_config, tm
     assert outputs[0] == outputs[1]
     assert outputs[0][0][0]["encoder"]  # gates were predicted
     shutil.rmtree(whole)
+
+
+def test_kill_during_checkpoint_write_keeps_the_resume_point(tiny_corpus, tiny_config, tmp_path):
+    """espnet #5407: ESPnet writes checkpoint.pth in place; ours replaces it once complete."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny_corpus import train_args
+
+    out = tmp_path / "exp"
+    args = [*train_args(tiny_corpus, tiny_config, out), "--max_epoch", "3",
+            "--num_iters_per_epoch", "4", "--use_tensorboard", "false"]
+    killed = subprocess.run([sys.executable, str(ROOT / "tests" / "killed_save_train.py"), *args],
+                            capture_output=True, text=True, env=env(), cwd=ROOT)
+    assert killed.returncode == 137, killed.stderr[-3000:]
+    ckpt = torch.load(out / "checkpoint.pth", map_location="cpu", weights_only=False)
+    assert ckpt["reporter"]["epoch"] == 1  # epoch 1's checkpoint, whole
+    log = run([sys.executable, "-m", "espnet_ext.bin.s2t_train", *args])
+    assert "1epoch results" not in log and "2epoch results" in log and "3epoch results" in log
+    assert not list(out.glob(".*.tmp"))

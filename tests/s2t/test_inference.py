@@ -56,6 +56,29 @@ def test_cli_writes_recognition_gates_and_gflops(trained, tiny_corpus, tmp_path)
     assert all(float(l.split()[1]) > 0 for l in (out / "gflops").read_text().splitlines())
 
 
+def test_stock_espnet_cli_decodes_gated_models_as_ours(trained, tiny_corpus, tmp_path):
+    """``python -m espnet2.bin.s2t_inference`` (s2t.sh's decoder) takes --lang_sym/--task_sym
+    as the gate context: the same hypotheses as our CLI."""
+    exp, _ = trained
+    scp = tmp_path / "wav.scp"
+    lines = [l for l in (tiny_corpus["valid"] / "wav.scp").read_text().splitlines() if "_deu_st_eng" in l]
+    scp.write_text("\n".join(lines) + "\n")
+    texts = {}
+    for cli in ("espnet2", "espnet_ext"):
+        out = tmp_path / cli
+        cmd = [
+            sys.executable, "-m", f"{cli}.bin.s2t_inference", "--ngpu", "0",
+            "--s2t_train_config", str(exp / "config.yaml"), "--s2t_model_file", str(exp / "10epoch.pth"),
+            "--data_path_and_name_and_type", f"{scp},speech,sound", "--lang_sym", "<deu>",
+            "--task_sym", "<st_eng>", "--beam_size", "3", "--output_dir", str(out),
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        texts[cli] = (out / "1best_recog" / "text").read_text()
+    assert texts["espnet2"] == texts["espnet_ext"]
+    assert len(texts["espnet2"].splitlines()) == len(lines) >= 2
+
+
 def test_closed_units_are_not_run_and_not_counted(trained, tiny_corpus):
     exp, _ = trained
     s2t = decoder(exp)
