@@ -23,6 +23,11 @@ decoder call per beam-search step for all their hypotheses, each row with its
 own gates; ``Speech2TextGated.decode_batch``): the same results as the default
 one-by-one decoding, faster. (ESPnet's own CLI decodes one at a time.)
 
+Audio is checked first (``espnet_ext.s2t.audio_input``): another sample rate
+is resampled to the model's, stereo down-mixed (``--audio_mismatch convert``,
+the default, one log line) or refused (``error``); unreadable or empty audio
+ends in one line naming the utterance and the file.
+
 Resumable: every finished utterance is appended to
 ``<output_dir>/logdir/decoded.jsonl``; a killed run, rerun with the same
 command, skips the utterances found there. The final files are written at the
@@ -38,6 +43,7 @@ import time
 from pathlib import Path
 from typing import Dict
 
+import humanfriendly
 import torch
 from tqdm import tqdm
 
@@ -51,6 +57,8 @@ from espnet2.torch_utils.set_all_random_seed import set_all_random_seed  # noqa:
 from espnet2.utils.types import str2bool  # noqa: E402
 from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError  # noqa: E402
 
+from espnet_ext.context.audio import AudioError  # noqa: E402
+from espnet_ext.s2t.audio_input import MISMATCH, check_sound_inputs  # noqa: E402
 from espnet_ext.s2t.inference import Speech2TextGated, format_gates  # noqa: E402
 
 # Speech2Text arguments taken verbatim from the stock CLI options.
@@ -70,7 +78,20 @@ def get_parser():
         help="Gated decoder: source-attention K/V once per utterance instead of at every "
         "step (false: compute as stock ESPnet does, for like-for-like comparisons)",
     )
+    parser.add_argument(
+        "--audio_mismatch", choices=MISMATCH, default="convert",
+        help="Audio at another sample rate than the model's, multi-channel audio, or audio ESPnet "
+        "cannot read: convert (resample / down-mix / decode it once into <output_dir>/logdir/audio, "
+        "one log line) or error (refuse it: one line naming utterance and file)",
+    )
     return parser
+
+
+def model_rate(train_args) -> int:
+    """The sample rate the model was trained at (frontend's fs, else the preprocessor's)."""
+    fs = (getattr(train_args, "frontend_conf", None) or {}).get("fs")
+    fs = fs or (getattr(train_args, "preprocessor_conf", None) or {}).get("fs") or 16000
+    return int(humanfriendly.parse_size(fs)) if isinstance(fs, str) else int(fs)
 
 
 def _items(keys, batch: Dict[str, torch.Tensor]):
@@ -222,8 +243,11 @@ def inference(args) -> None:
     for k in ("lang_sym", "task_sym"):
         kwargs[k] = f"<{kwargs[k].lstrip('<').rstrip('>')}>"
     s2t = Speech2TextGated(device=device, src_kv_cache=args.src_kv_cache, **kwargs)
+    output_dir = Path(args.output_dir)
+    inputs = check_sound_inputs(args.data_path_and_name_and_type, model_rate(s2t.s2t_train_args),
+                                args.audio_mismatch, output_dir / "logdir" / "audio")
     loader = S2TTask.build_streaming_iterator(
-        args.data_path_and_name_and_type,
+        inputs,
         dtype=args.dtype,
         batch_size=args.batch_size,
         key_file=args.key_file,
@@ -234,7 +258,6 @@ def inference(args) -> None:
         inference=True,
     )
     model = s2t.s2t_model
-    output_dir = Path(args.output_dir)
     units = {
         name: " ".join(m.unit_names)
         for name, m in (("encoder", model.encoder), ("decoder", model.decoder))
@@ -267,7 +290,11 @@ def main(cmd=None):
         level=args.log_level,
         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
     )
-    inference(args)
+    try:
+        inference(args)
+    except AudioError as e:
+        print(f"s2t_inference: error: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
