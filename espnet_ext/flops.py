@@ -2,8 +2,10 @@
 
 Counts the matrix products that dominate the cost (linear layers,
 convolutions, attention scores and weighted sums); norms, activations and
-softmax are left out, as fvcore does. ``GFLOPs = 2 * MACs / 1e9``. The counts
-are checked against fvcore in ``tests/test_flops.py``.
+softmax are left out, as fvcore does. GFLOPs follow fvcore's convention (the
+papers' tool): one multiply-add counts as one flop, ``GFLOPs = MACs / 1e9``
+(``to_gflops``); tools that count 2 flops per multiply-add give twice our
+figures. The counts are checked against fvcore in ``tests/test_flops.py``.
 
 Used for: the FLOPs-weighted sparsity (``sparsity_weighting: flops``), the
 GFLOPs each decoded utterance actually spends, and the efficiency report.
@@ -18,6 +20,11 @@ from espnet.nets.pytorch_backend.transformer.attention import (
     LegacyRelPositionMultiHeadedAttention,
     MultiHeadedAttention,
 )
+
+
+def to_gflops(macs: float) -> float:
+    """GFLOPs in fvcore's convention: one multiply-add = one flop."""
+    return macs / 1e9
 
 
 def per_position(modules: Iterable[torch.nn.Module]) -> int:

@@ -263,6 +263,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     if pairs:
         ratios["same_hyps_batched_vs_one_by_one"] = all(same.values())
     report["ratios"] = ratios
+    print("GFLOPs: fvcore's convention, one multiply-add = one flop")
     print(f"{'mode':18s} {'min s':>8s} {'median s':>9s} {'GFLOPs':>9s} {'peak MiB':>9s}")
     for mode, v in r.items():
         mem = "-" if v["peak_mib"] is None else f"{v['peak_mib']:.0f}"

@@ -95,13 +95,13 @@ def bench_encoder(conf, args, report):
 
     open_gates = torch.ones(1, args.enc_layers, units)
     full = macs(open_gates)
-    fns, gflops = {"stock": lambda: stock(feats, lens)}, {"stock": 2 * full / 1e9}
+    fns, gflops = {"stock": lambda: stock(feats, lens)}, {"stock": flops.to_gflops(full)}
 
     def run_open():
         with force_gates(gated, 1.0):
             gated(feats, lens)
 
-    fns["gated_open"], gflops["gated_open"] = run_open, 2 * full / 1e9
+    fns["gated_open"], gflops["gated_open"] = run_open, flops.to_gflops(full)
     for closed in args.closed:
         gates = pattern(args.enc_layers, units, closed, seed=1)
         name = f"gated_{int(closed * 100)}pct_closed"
@@ -110,7 +110,7 @@ def bench_encoder(conf, args, report):
             with pin_gates(gated, gates):
                 gated(feats, lens)
 
-        fns[name], gflops[name] = run, 2 * macs(gates) / 1e9
+        fns[name], gflops[name] = run, flops.to_gflops(macs(gates))
     with torch.no_grad():
         times = timed(fns, args.warmup, args.repeats)
     report["encoder"] = rows(times, gflops, "stock")
@@ -140,7 +140,7 @@ def bench_decoder(conf, args, report):
             n = 1 if t == 1 else args.beam_size
             units = flops.decoder_units(gated, 1, t, 749)
             total += n * float((units * gates[0]).sum()) + n * d * vocab
-        return 2 * total / 1e9
+        return flops.to_gflops(total)
 
     open_gates = torch.ones(1, args.dec_layers, 3)
     fns = {"stock": search(stock)}

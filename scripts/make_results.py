@@ -321,7 +321,8 @@ def main():
         logging.info(f"wrote {exp / 'compare.json'}")
         md += compare_section(comparison, args.models, st + asr, scores)
 
-    md += ["## Efficiency", ""]
+    md += ["## Efficiency", "",
+           "GFLOPs in fvcore's convention (the papers' tool): one multiply-add = one flop.", ""]
     eff_path = exp / "efficiency" / "test_deu_st_eng.json"
     if eff_path.exists():
         eff = json.loads(eff_path.read_text())

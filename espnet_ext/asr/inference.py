@@ -71,7 +71,7 @@ class Speech2TextGated(Speech2Text):
             module, GatedModule) else torch.ones_like(costs)
         _, t_in, feat_dim = self._feats
         macs = flops.subsampling(module, t_in, feat_dim) + float((costs * gates).sum())
-        self.gates, self.encoder_gflops = gates, 2 * macs / 1e9
+        self.gates, self.encoder_gflops = gates, flops.to_gflops(macs)
 
     @torch.no_grad()
     def __call__(self, speech, spk_embed=None, event_embed=None):

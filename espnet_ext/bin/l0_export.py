@@ -32,6 +32,7 @@ espnet_ext.register()
 
 from espnet2.tasks.s2t import S2TTask  # noqa: E402
 
+from espnet_ext import flops  # noqa: E402
 from espnet_ext.pruning.layers import layer_macs  # noqa: E402
 from espnet_ext.pruning.prune import prune_model  # noqa: E402
 
@@ -95,7 +96,7 @@ def main(cmd=None):
     out = {
         **asdict(report),
         "params_m": {k: v / 1e6 for k, v in params.items()},
-        "gflops": {k: 2 * v / 1e9 for k, v in total.items()},
+        "gflops": {k: flops.to_gflops(v) for k, v in total.items()},
         "flops_fraction": total["pruned"] / total["full"],
         "max_abs_diff": diff,
     }

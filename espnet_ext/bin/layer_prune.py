@@ -37,6 +37,7 @@ espnet_ext.register()
 
 from espnet2.tasks.s2t import S2TTask  # noqa: E402
 
+from espnet_ext import flops  # noqa: E402
 from espnet_ext.pruning.convexity import layer_budget  # noqa: E402
 from espnet_ext.pruning.layers import drop_layers, layer_macs  # noqa: E402
 
@@ -94,7 +95,7 @@ def main(cmd=None):
     report = {
         "keep": keep,
         "layers": {s: len(v) for s, v in macs.items()},
-        "gflops": {"full": 2 * full / 1e9, "pruned": 2 * kept / 1e9},
+        "gflops": {"full": flops.to_gflops(full), "pruned": flops.to_gflops(kept)},
         "flops_fraction": kept / full,
         "flops_count": {"input_frames": n_in, "tokens": args.flops_tokens, "beam": args.flops_beam},
         "target_fraction": args.target_fraction,
@@ -104,8 +105,8 @@ def main(cmd=None):
     (args.out_dir / "train_opts").write_text(  # for s2t_train, with --init_param <out-dir>/model.pth
         f"--encoder_conf num_blocks={keep['encoder']} --decoder_conf num_blocks={keep['decoder']}\n")
     print(f"kept encoder {keep['encoder']}/{len(macs['encoder'])}, decoder "
-          f"{keep['decoder']}/{len(macs['decoder'])} layers: {2 * kept / 1e9:.3f} of "
-          f"{2 * full / 1e9:.3f} GFLOPs ({100 * kept / full:.1f}%) -> {args.out_dir}")
+          f"{keep['decoder']}/{len(macs['decoder'])} layers: {flops.to_gflops(kept):.3f} of "
+          f"{flops.to_gflops(full):.3f} GFLOPs ({100 * kept / full:.1f}%) -> {args.out_dir}")
 
 
 if __name__ == "__main__":

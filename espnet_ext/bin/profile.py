@@ -266,6 +266,7 @@ def print_table(report: dict) -> None:
     print(f"# {s['num_utts']} utts of {s['data_dir']} ({s['lang_sym']}{s['task_sym']}), beam {s['beam_size']}, "
           f"maxlenratio {s['maxlenratio']}, batch 1, {s['threads']} threads, {s['device']}, "
           f"warm-up {s['warmup']}, {s['repeats']} timed passes")
+    print("GFLOPs: fvcore's convention, one multiply-add = one flop")
     print(f"{'model':<16}{'GFLOPs/utt':>12}{'ratio':>8}{'s/utt med':>11}{'s/utt min':>11}{'ratio':>8}{'peak MB':>9}")
     for name, r in report["models"].items():
         mem = f"{r['peak_rss_mb']:.0f}" if r["peak_rss_mb"] else "-"

@@ -26,6 +26,7 @@ from typeguard import typechecked
 from espnet2.s2t.espnet_model import ESPnetS2TModel
 from espnet2.torch_utils.device_funcs import force_gatherable
 
+from espnet_ext import flops
 from espnet_ext.pruning.lagrangian import Lagrangian, param_groups
 from espnet_ext.pruning.structured import EBranchformerL0Encoder, TransformerDecoderL0, l0_modules
 
@@ -109,7 +110,7 @@ class ESPnetS2TL0Model(ESPnetS2TModel):
                 continue
             expected = expected + e
             full[name] = f
-        return expected / sum(full.values()), {k: 2 * v / 1e9 for k, v in full.items()}
+        return expected / sum(full.values()), {k: flops.to_gflops(v) for k, v in full.items()}
 
     @torch.no_grad()
     def flops_floor(self, n_tokens: float, n_memory: int) -> float:
