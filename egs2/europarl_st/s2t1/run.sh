@@ -211,6 +211,8 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
                     > "${stats_dir}/${mode}/${f}_shape.bpe"
             done
         done
+        # batch_type unsorted batches consecutive keys (one talk, one speaker): mix them
+        run ${python} scripts/shuffle_keys.py "${stats_dir}/train/speech_shape"
         touch "${stats_dir}/.done"
     fi
     stage_end 5

@@ -315,6 +315,8 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
                         > "${out}/${mode}/${f}_shape.bpe"
                 done
             done
+            # ESPnet's unsorted sampler batches consecutive keys: mix speakers/languages/tasks
+            run ${python} scripts/shuffle_keys.py "${out}/train/speech_shape"
             touch "${out}/.done"
         ) &
     done
@@ -351,7 +353,6 @@ model_config() {
 
 train_model() {  # train_model <model> <stage label, e.g. 6c> <torch threads>
     local model=$1 label=$2 threads=$3 out=${expdir}/$1 dset=train names init_opts="" var_opts=""
-    local t0; t0=$(date +%s)
     [ ${model} = base ] && dset=pretrain
     names=$(context_names ${model})
     [ -n "${names}" ] && var_opts="--allow_variable_data_keys true"
@@ -383,7 +384,8 @@ train_model() {  # train_model <model> <stage label, e.g. 6c> <torch threads>
         tail -n 30 "${out}/train.log"; log "training ${model} failed"; return 1
     fi
     [ -e "${out}/valid.acc.ave.pth" ] || { log "no ${out}/valid.acc.ave.pth"; return 1; }
-    echo $(( $(date +%s) - t0 )) > "${out}/train_seconds"
+    # the epochs' own time: a resumed run adds its epochs to the earlier runs' ones
+    ${python} scripts/train_seconds.py "${out}/train.log" > "${out}/train_seconds"
     touch "${out}/.done"
 }
 

@@ -61,7 +61,8 @@ def readme(conf: dict, state: dict, out: Path) -> str:
           f"- {conf['encoder']} encoder ({enc['num_blocks']} blocks) + {conf['decoder']} "
           f"decoder ({dec['num_blocks']} blocks), d {enc['output_size']}, "
           f"{enc['attention_heads']} heads, FFN {enc['linear_units']}, cgMLP "
-          f"{enc['cgmlp_linear_units']}, {conf['frontend_conf']['n_mels']} mel bins, "
+          f"{enc['cgmlp_linear_units']}, {enc['input_layer']} subsampling, "
+          f"{conf['frontend_conf']['n_mels']} mel bins, "
           f"{len(conf['token_list'])} tokens; {params / 1e6:.2f} M parameters (float16 here)",
           f"- trained {conf['max_epoch']} x {conf['num_iters_per_epoch']} steps of "
           f"{conf['batch_size']} utterances on the `pretrain` split; weights: average of the "
