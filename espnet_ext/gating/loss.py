@@ -62,7 +62,8 @@ class GatedModelMixin:
             )
         # ESPnet's own decoding CLI gives the gates no context, but its beam search's prefix
         # holds <lang>/<task>: espnet_ext.s2t.stock_inference hands it to this hook.
-        self.decoder.hyp_primer_hook = self._hyp_primer_hook
+        if self.decoder is not None:
+            self.decoder.hyp_primer_hook = self._hyp_primer_hook
         # The out-of-scope side is forced open, so its predictor never runs: frozen, it has
         # no parameter that DDP waits a gradient for (else the 2nd iteration stops).
         for m in self._out_of_scope():
