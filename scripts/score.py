@@ -90,16 +90,13 @@ def listen_check(hyp: List[str], ref: List[str]) -> Tuple[dict, List[str]]:
     return stats, warnings
 
 
-def word_errors(ref: List[str], hyp: List[str]) -> List[int]:
-    """Per utterance: substitutions + deletions + insertions (jiwer's alignment)."""
-    import jiwer
-
-    out = jiwer.process_words(ref, hyp)
+def word_errors(words) -> List[int]:
+    """Per utterance: substitutions + deletions + insertions of a ``jiwer.process_words`` result."""
     span = {"substitute": lambda c: c.ref_end_idx - c.ref_start_idx,
             "delete": lambda c: c.ref_end_idx - c.ref_start_idx,
             "insert": lambda c: c.hyp_end_idx - c.hyp_start_idx,
             "equal": lambda c: 0}
-    return [sum(span[c.type](c) for c in chunks) for chunks in out.alignments]
+    return [sum(span[c.type](c) for c in chunks) for chunks in words.alignments]
 
 
 def score_subset(exp: Path, dump: Path, subset: str,
@@ -133,7 +130,8 @@ def score_subset(exp: Path, dump: Path, subset: str,
         out["chrf"] = chrf.corpus_score(hyp, [ref]).score
         signatures = {"bleu": str(bleu.get_signature()), "chrf": str(chrf.get_signature())}
     elif task == "asr":
-        out["wer"] = 100 * jiwer.wer(ref, hyp)  # an empty hypothesis: all deletions
+        words = jiwer.process_words(ref, hyp)  # one alignment: WER and per-utterance errors
+        out["wer"] = 100 * words.wer  # an empty hypothesis: all deletions
         out["cer"] = 100 * jiwer.cer(ref, hyp)
         version = importlib.metadata.version("jiwer")
         signatures = {"wer": f"jiwer {version} wer: words split on whitespace, percent",
@@ -145,7 +143,7 @@ def score_subset(exp: Path, dump: Path, subset: str,
             raise ValueError(f"{subset}: {k} is {v}")
     utts = {k: {"hyp": h, "ref": r} for k, h, r in zip(keys, hyp, ref)}
     if task == "asr":
-        for k, r, e in zip(keys, ref, word_errors(ref, hyp)):
+        for k, r, e in zip(keys, ref, word_errors(words)):
             utts[k].update(errors=e, words=len(r.split()))
     out.update(listen, warnings=warnings)
     return out, signatures, utts
