@@ -29,7 +29,7 @@ from espnet_ext.context.audio import AudioError, _decode, read_table, resample
 MISMATCH = ("convert", "error")
 
 
-def _problem(spec: str, fs: int) -> Tuple[str, str]:
+def _problem(utt: str, spec: str, fs: int) -> Tuple[str, str]:
     """("", "") if ESPnet reads ``spec`` as is; else (kind, what) of the first problem."""
     if spec.endswith("|"):
         return "decoded", "a command, which ESPnet's sound loader cannot run"
@@ -38,7 +38,7 @@ def _problem(spec: str, fs: int) -> Tuple[str, str]:
     except (sf.LibsndfileError, RuntimeError):
         return "decoded", "a format ESPnet's sound loader (libsndfile) cannot read"
     if info.frames == 0:
-        raise ValueError("empty audio (0 samples)")
+        raise AudioError(utt, spec, "empty audio (0 samples)")
     if info.samplerate != fs:
         return "resampled", f"{info.samplerate} Hz, the model takes {fs} Hz"
     if info.channels != 1:
@@ -84,10 +84,7 @@ def check_sound_inputs(
         table = read_table(path)
         lines, changed = [], {}
         for utt, spec in table.items():
-            try:
-                problem, what = _problem(spec, fs)
-            except ValueError as e:
-                raise AudioError(utt, spec, str(e)) from None
+            problem, what = _problem(utt, spec, fs)
             if problem and mismatch == "error":
                 if problem == "decoded":
                     _decode(utt, spec)  # an unreadable file is an error of its own
