@@ -75,9 +75,9 @@ class GatedModelMixin:
         context (used where no context is given; not for speaker/event context)."""
         ids = [int(i) for i in primer]
         sos = getattr(self, "sos", None)
+        start = ids.index(sos) + 1 if sos in ids else len(ids)
         context = None
-        if sos in ids and len(ids) >= ids.index(sos) + 3 and set(self.context_kinds) <= {"lang", "task"}:
-            start = ids.index(sos) + 1
+        if start + 2 <= len(ids) and set(self.context_kinds) <= {"lang", "task"}:
             device = next(self.parameters()).device
             context = GateContext(tokens=torch.tensor([ids[start:start + 2]], device=device))
         for m in self.sides.values():

@@ -12,13 +12,14 @@ from tiny_corpus import s2t_train, train_args
 pytestmark = pytest.mark.slow
 
 STEPS = ("--max_epoch", "1", "--num_iters_per_epoch", "4", "--batch_size", "8")
+SCOPES = ("both", "encoder", "decoder")
 
 
-@pytest.mark.parametrize("scope", ["both", "encoder", "decoder"])
+@pytest.mark.parametrize("scope", SCOPES)
 def test_two_ranks_train_every_scope(tiny_corpus, tiny_config, tmp_path, scope):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", str(29500 + ["both", "encoder", "decoder"].index(scope)),
+           "--master_port", str(29500 + SCOPES.index(scope)),
            str(Path(__file__).parents[1] / "ddp_train.py"), str(tmp_path / "final")]
     cmd += train_args(tiny_corpus, tiny_config, out) + list(STEPS)
     cmd += ["--dist_backend", "gloo", "--multiprocessing_distributed", "false",
