@@ -44,7 +44,8 @@ def _load(path: str):
 
 def register_task(task_module) -> None:
     """Adds our classes to the ``ClassChoices`` of one ESPnet task module; makes ESPnet's
-    trainer write checkpoints atomically (``espnet_ext.checkpoint``) and its beam search
+    trainer write checkpoints atomically and rank a gated model's epochs at its final
+    sparsity target only (``espnet_ext.checkpoint``), and its beam search
     hand the decoding prefix's <lang>/<task> to gated models (``espnet_ext.s2t.stock_inference``).
 
     Args:
@@ -71,7 +72,7 @@ def register_task(task_module) -> None:
     from espnet_ext import checkpoint
     from espnet_ext.s2t import stock_inference
 
-    checkpoint.install(trainer)  # checkpoint.pth written atomically
+    checkpoint.install(trainer)  # atomic checkpoint.pth; epochs ranked at the final target
     stock_inference.install()  # espnet2.bin.s2t_inference's --lang_sym/--task_sym reach the gates
 
 

@@ -1,4 +1,4 @@
-"""Checkpoints that a kill cannot break.
+"""Checkpoints that a kill cannot break, and the choice of the checkpoint to decode.
 
 ESPnet's trainer writes ``checkpoint.pth`` (model, optimizer and scheduler
 states) in place at the end of every epoch (espnet #5407): a job killed during
@@ -7,13 +7,30 @@ preemption to hit it, leaves a truncated file and no resume point.
 ``install`` makes the trainer's ``torch.save`` write to a temporary file in
 the same directory and rename it over the target once it is complete, so the
 previous checkpoint stays valid until the new one is whole.
+
+A gated model is decoded at its final sparsity target. The target ramps up over
+the first epochs, and the less pruned early epochs often validate best, so
+ESPnet's ``valid.acc.ave`` (the n best epochs by accuracy) would average gate
+predictors trained at different sparsities. ``TargetReporter`` ranks only the
+epochs whose ``sparsity_target`` is the latest epoch's (after the ramp: every
+epoch at ``sparsity_end``), for every ``best_model_criterion``: the
+``*.best.pth`` links, the files ``keep_nbest_models`` keeps and the averaged
+``*.ave.pth`` all come from those. The averaged model's step counters
+(``COUNTERS``) are the latest averaged epoch's, where ESPnet's averaging sums them.
 """
 
+import logging
 import os
 import types
 from pathlib import Path
 
 import torch
+from espnet2.main_funcs.average_nbest_models import average_nbest_models
+from espnet2.train.reporter import Reporter
+
+# Integer step counters of our models: schedules continue from them, so they must stay exact.
+COUNTERS = ("gate_schedule.forwards", "lagrangian.step")
+TARGET_KEY = "sparsity_target"
 
 
 def atomic_save(obj, f, *args, **kwargs) -> None:
@@ -44,7 +61,68 @@ class _Torch(types.ModuleType):
     save = staticmethod(atomic_save)
 
 
+class TargetReporter(Reporter):
+    """ESPnet's ``Reporter`` whose epoch rankings skip epochs below the final sparsity target.
+
+    An epoch is a candidate when its ``sparsity_target`` (in the ranked phase,
+    e.g. ``valid``) equals the latest epoch's: while the target still ramps only
+    the latest epoch is, after the ramp every epoch at ``sparsity_end``. Models
+    without the stat (stock, L0) are ranked as by ESPnet.
+    """
+
+    def sort_epochs_and_values(self, key: str, key2: str, mode: str):
+        values = super().sort_epochs_and_values(key, key2, mode)
+        targets = {e: float(s[key][TARGET_KEY]) for e, s in self.stats.items()
+                   if TARGET_KEY in s.get(key, {})}
+        if not targets:
+            return values
+        final = targets[max(targets)]
+        return [(e, v) for e, v in values if abs(targets.get(e, -1.0) - final) < 1e-6]
+
+
+def _counter(path: Path, key: str) -> int:
+    # mmap: reads one scalar, not the whole (GBs at OWSM size) state dict
+    return int(torch.load(path, map_location="cpu", mmap=True, weights_only=False)[key])
+
+
+def average_at_target(output_dir: Path, reporter: Reporter, best_model_criterion, nbest,
+                      suffix=None, use_deepspeed: bool = False) -> None:
+    """ESPnet's ``average_nbest_models``, then the averaged files' ``COUNTERS`` set to
+    the latest averaged epoch's (ESPnet sums integer tensors)."""
+    average_nbest_models(output_dir=output_dir, reporter=reporter,
+                         best_model_criterion=best_model_criterion, nbest=nbest,
+                         suffix=suffix, use_deepspeed=use_deepspeed)
+    if use_deepspeed:
+        return
+    nbests = [nbest] if isinstance(nbest, int) else list(nbest)
+    suffix = f"{suffix}." if suffix is not None else ""
+    for ph, cr, mode in best_model_criterion:
+        if not reporter.has(ph, cr):
+            continue
+        ranked = reporter.sort_epochs(ph, cr, mode)
+        if isinstance(reporter, TargetReporter) and len(ranked) < max(nbests):
+            logging.warning(f"{ph}.{cr}: only epochs {sorted(ranked)} are at the final "
+                            f"sparsity target; averaging {len(ranked)}, not {max(nbests)}")
+        for n in nbests:
+            path = output_dir / f"{ph}.{cr}.ave_{n}best.{suffix}pth"
+            if n < 2 or n > len(ranked) or path.is_symlink() or not path.exists():
+                continue
+            state = torch.load(path, map_location="cpu", weights_only=False)
+            keys = [k for k in state if k.endswith(COUNTERS)]
+            if not keys:
+                continue
+            latest = output_dir / f"{max(ranked[:n])}epoch.pth"
+            for k in keys:
+                state[k] = torch.tensor(_counter(latest, k), dtype=state[k].dtype)
+            atomic_save(state, path)
+            logging.info(f"{path.name}: epochs {sorted(ranked[:n])}, step counters of "
+                         f"epoch {max(ranked[:n])}")
+
+
 def install(trainer_module) -> None:
-    """Makes ``trainer_module`` (``espnet2.train.trainer``) save atomically. Idempotent."""
+    """Makes ``trainer_module`` (``espnet2.train.trainer``) save atomically, rank epochs
+    at the final sparsity target and keep step counters exact. Idempotent."""
     if not isinstance(trainer_module.torch, _Torch):
         trainer_module.torch = _Torch()
+    trainer_module.Reporter = TargetReporter
+    trainer_module.average_nbest_models = average_at_target

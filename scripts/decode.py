@@ -74,10 +74,10 @@ def main():
         n = sum(1 for _ in open(data / "wav.scp"))
         print("python -m espnet_ext.bin.s2t_inference " + shlex.join(cmd), flush=True)
         start = time.perf_counter()
-        s2t_inference.main(cmd)
+        summary = s2t_inference.main(cmd)
         (out / ".done").touch()
         print(f"decoded {args.model_dir.name} {subset}: {n} utts in "
-              f"{time.perf_counter() - start:.1f} s", flush=True)
+              f"{time.perf_counter() - start:.1f} s, {s2t_inference.describe(summary)}", flush=True)
 
 
 if __name__ == "__main__":

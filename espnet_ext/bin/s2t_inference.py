@@ -198,6 +198,34 @@ def write_outputs(output_dir: Path, keys, records: Dict[str, dict], units: Dict[
         _write_atomic(output_dir / name, lines)
 
 
+def summarize(records) -> Dict[str, float]:
+    """Mean GFLOPs and the fraction of gated units closed (per side and in all) of decoded records."""
+    records = list(records)
+    out = {"utts": len(records)}
+    if records:
+        out["gflops"] = sum(float(r["gflops"]) for r in records) / len(records)
+    closed, units = {}, {}
+    for r in records:
+        for side, bits in r["gates"].items():
+            closed[side] = closed.get(side, 0) + bits.count("0")
+            units[side] = units.get(side, 0) + bits.count("0") + bits.count("1")
+    for side in sorted(units, key=lambda side: side != "encoder"):  # encoder first
+        out[f"closed_{side}"] = closed[side] / units[side]
+    if units:
+        out["closed"] = sum(closed.values()) / sum(units.values())
+    return out
+
+
+def describe(summary: Dict[str, float]) -> str:
+    """'12.3% of gated units closed (encoder 20.0%, decoder 0.0%), 0.123 GFLOPs/utt'."""
+    text = f"{summary.get('gflops', 0.0):.3f} GFLOPs/utt"
+    if "closed" in summary:
+        sides = ", ".join(f"{k[len('closed_'):]} {100 * v:.1f}%" for k, v in summary.items()
+                          if k.startswith("closed_"))
+        text = f"{100 * summary['closed']:.1f}% of gated units closed ({sides}), {text}"
+    return text
+
+
 def _decode(s2t: Speech2TextGated, batch, nbest: int):
     """Records of a list of (key, item); batched when there are several."""
     if len(batch) > 1:
@@ -231,7 +259,8 @@ def _decode(s2t: Speech2TextGated, batch, nbest: int):
     return records
 
 
-def inference(args) -> None:
+def inference(args) -> Dict[str, float]:
+    """Decodes ``args``' inputs into ``args.output_dir``; returns ``summarize`` of them."""
     if args.ngpu > 1:
         raise ValueError("only single-GPU decoding is supported (--ngpu 0 or 1)")
     if args.word_lm_train_config is not None:
@@ -281,6 +310,9 @@ def inference(args) -> None:
     if len(progress.done) > len(keys):
         logging.warning(f"{progress.path} has utterances that are not in the input: ignored")
     write_outputs(output_dir, keys, progress.done, units)
+    summary = summarize(progress.done[k] for k in dict.fromkeys(keys))
+    logging.info(f"decoded {summary['utts']} utterances: {describe(summary)}")
+    return summary
 
 
 def main(cmd=None):
@@ -291,7 +323,7 @@ def main(cmd=None):
         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
     )
     try:
-        inference(args)
+        return inference(args)
     except AudioError as e:
         print(f"s2t_inference: error: {e}", file=sys.stderr)
         sys.exit(1)

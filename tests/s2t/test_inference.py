@@ -54,6 +54,12 @@ def test_cli_writes_recognition_gates_and_gflops(trained, tiny_corpus, tmp_path)
     units = (out / "gates" / "units").read_text()
     assert "encoder ffn1 attn cgmlp ffn2" in units and "decoder self_attn src_attn ffn" in units
     assert all(float(l.split()[1]) > 0 for l in (out / "gflops").read_text().splitlines())
+    # the closing log line gives the measured sparsity of what was decoded
+    bits = {side: "".join("".join(l.split()[1:]) for l in (out / "gates" / side).read_text().splitlines())
+            for side in ("encoder", "decoder")}
+    closed = sum(b.count("0") for b in bits.values()) / sum(len(b) for b in bits.values())
+    assert f"decoded {len(utts)} utterances: {100 * closed:.1f}% of gated units closed (encoder " \
+        in proc.stderr, proc.stderr[-2000:]
 
 
 def test_stock_espnet_cli_decodes_gated_models_as_ours(trained, tiny_corpus, tmp_path):

@@ -1,0 +1,73 @@
+"""The decoded checkpoint of a gated model is one trained at its final sparsity target."""
+
+import re
+
+import pytest
+import torch
+from tiny_corpus import s2t_train
+
+from espnet_ext.checkpoint import TargetReporter, average_at_target
+
+
+def reporter_of(epochs):
+    """A reporter with ``valid`` stats {epoch: (acc, sparsity_target)}."""
+    reporter = TargetReporter()
+    for epoch, (acc, target) in epochs.items():
+        with reporter.observe("valid", epoch) as sub:
+            sub.register({"acc": acc, "sparsity_target": target})
+    return reporter
+
+
+def test_early_epochs_with_higher_accuracy_are_not_candidates():
+    # the target ramps over epochs 1-3; the less pruned epochs have the best accuracy
+    reporter = reporter_of({1: (0.95, 0.1), 2: (0.93, 0.2), 3: (0.90, 0.3), 4: (0.88, 0.3),
+                            5: (0.91, 0.3)})
+    assert reporter.sort_epochs("valid", "acc", "max") == [5, 3, 4]
+    assert reporter.get_best_epoch("valid", "acc", "max") == 5
+
+
+def test_while_the_target_ramps_only_the_latest_epoch_is_a_candidate():
+    reporter = reporter_of({1: (0.95, 0.1), 2: (0.93, 0.2)})
+    assert reporter.sort_epochs("valid", "acc", "max") == [2]
+
+
+def test_models_without_a_target_are_ranked_as_by_espnet():
+    reporter = TargetReporter()
+    for epoch, acc in ((1, 0.9), (2, 0.8), (3, 0.95)):
+        with reporter.observe("valid", epoch) as sub:
+            sub.register({"acc": acc})
+    assert reporter.sort_epochs("valid", "acc", "max") == [3, 1, 2]
+
+
+def test_average_holds_the_candidates_and_the_latest_counter(tmp_path):
+    reporter = reporter_of({1: (0.95, 0.1), 2: (0.90, 0.3), 3: (0.92, 0.3)})
+    for epoch in (1, 2, 3):
+        torch.save({"w": torch.full((2,), float(epoch)),
+                    "gate_schedule.forwards": torch.tensor(100 * epoch)},
+                   tmp_path / f"{epoch}epoch.pth")
+    average_at_target(tmp_path, reporter, [("valid", "acc", "max")], 2)
+    avg = torch.load(tmp_path / "valid.acc.ave.pth")
+    assert avg["w"].tolist() == [2.5, 2.5]  # epochs 2 and 3, not the more accurate epoch 1
+    assert int(avg["gate_schedule.forwards"]) == 300  # ESPnet's averaging: 500 (summed)
+
+
+@pytest.mark.slow
+def test_training_decodes_an_average_at_the_target(tiny_corpus, tiny_config, tmp_path):
+    # 4 epochs x 10 steps, target ramp over 20 steps: epoch 1 validates at s* = 0.15
+    exp = tmp_path / "gated"
+    log = s2t_train(tiny_corpus, tiny_config, exp, "--max_epoch", "4",
+                    "--num_iters_per_epoch", "10", "--tau_cooldown_steps", "20",
+                    "--sparsity_warmup_steps", "20", "--keep_nbest_models", "2")
+    targets = {int(e): float(t) for e, t in
+               re.findall(r"(\d+)epoch results: .*\[valid\].*?sparsity_target=([0-9.]+)", log)}
+    assert targets == {1: 0.15, 2: 0.3, 3: 0.3, 4: 0.3}
+    m = re.search(r"valid\.acc\.ave_2best\.pth: epochs \[(\d+), (\d+)\]", log)
+    assert m, log[-3000:]
+    epochs = sorted(int(e) for e in m.groups())
+    assert 1 not in epochs
+    avg = torch.load(exp / "valid.acc.ave.pth", map_location="cpu")
+    states = [torch.load(exp / f"{e}epoch.pth", map_location="cpu") for e in epochs]
+    assert int(avg["gate_schedule.forwards"]) == 10 * max(epochs)
+    for k, v in avg.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, (states[0][k] + states[1][k]) / 2)
