@@ -28,6 +28,10 @@ SCHEDULE_KEYS = {
     "sparsity_warmup_steps",
     "sparsity_loss_weight",
     "sparsity_loss_type",
+    "sparsity_control",
+    "sparsity_lambda_lr",
+    "gate_lr",
+    "gate_lr_scale",
 }
 SWAPPED = {
     "encoder": ("e_branchformer_token_condition", "e_branchformer"),
@@ -140,6 +144,8 @@ def test_owsm_architecture_and_paper_settings():
     assert (args.tau_ini, args.tau_end, args.tau_cooldown_steps) == (1.0, 0.1, 15000)
     assert (args.sparsity_init, args.sparsity_end, args.sparsity_warmup_steps) == (0.0, 0.3, 15000)
     assert (args.sparsity_loss_weight, args.tau_schedule) == (1.0, "linear")
+    # sparsity reached whatever the summed loss's scale; gates at their own learning rate
+    assert (args.sparsity_control, args.sparsity_lambda_lr, args.gate_lr) == ("lagrangian", 0.05, 1e-3)
 
 
 def test_decode_config():
@@ -173,7 +179,9 @@ def test_gated_params_are_stock_plus_gate_predictors(one_block_models):
         p.numel() for n, p in gated.named_parameters() if ".gate_predictor." in f".{n}"
     )
     assert predictors == n_gated["gates"] > 0
-    assert n_gated["total"] == n_stock["total"] + predictors
+    multipliers = sum(p.numel() for n, p in gated.named_parameters() if n.startswith("gate_schedule."))
+    assert multipliers == 2  # sparsity_control: lagrangian's lambda1, lambda2
+    assert n_gated["total"] == n_stock["total"] + predictors + multipliers
     for key in ("encoder", "decoder", "ctc"):
         assert n_gated[key] == n_stock[key], key
     # lang/task embedding tables over the token list, on each side

@@ -2,8 +2,8 @@
 
 g = fraction of gated units closed (averaged over the batch, over the
 in-scope gated modules, optionally weighted by each unit's MACs); the loss is
-``alpha * (|g - s*| + (g - s*)^2)`` with the target s* and the Gumbel
-temperature from ``GateSchedule`` (ICLR 2025). ``GatedModelMixin`` holds this
+``alpha * (|g - s*| + (g - s*)^2)`` (ICLR 2025) or its Lagrangian form, with
+the target s* and the Gumbel temperature from ``GateSchedule``. ``GatedModelMixin`` holds this
 for the S2T model (``espnet_ext.s2t.espnet_model``) and the ASR model
 (``espnet_ext.asr.espnet_model``) alike.
 """
@@ -220,13 +220,13 @@ class GatedModelMixin:
         step: Dict[str, float],
         lengths: Dict[str, float],
     ) -> torch.Tensor:
-        """Adds alpha * (|g - s*| + (g - s*)^2) to ``loss`` and the gate stats to ``stats``.
+        """Adds the sparsity loss (``GateSchedule.loss``) to ``loss`` and the gate stats to ``stats``.
 
         Args:
             loss (torch.Tensor): The stock model's loss.
             stats (dict): The stock model's stats (updated in place: loss,
                 loss_sparsity, sparsity, sparsity_target, tau, gate_step,
-                sparsity_<side>).
+                sparsity_<side>, and lambda1/lambda2 of "lagrangian").
             step (dict): What ``gating_step`` yielded.
             lengths (dict): Mean encoder frames ("enc") and decoder tokens ("dec").
 
@@ -234,7 +234,7 @@ class GatedModelMixin:
             torch.Tensor: The total loss.
         """
         g, per_side = self.sparsity(lengths)
-        loss_sparsity = self.gate_schedule.loss(g, step["target"])
+        loss_sparsity = self.gate_schedule.loss(g, step["target"], loss)
         loss = loss + loss_sparsity
         stats.update(
             loss=loss.detach(),
@@ -246,4 +246,8 @@ class GatedModelMixin:
         )
         for name, value in per_side.items():
             stats[f"sparsity_{name}"] = value
+        multipliers = getattr(self.gate_schedule, "multipliers", None)
+        if multipliers is not None:
+            stats.update(lambda1=multipliers.lambda1.detach().clone(),
+                         lambda2=multipliers.lambda2.detach().clone())
         return loss

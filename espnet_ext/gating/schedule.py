@@ -5,6 +5,16 @@ then stays; the sparsity target s*(step) ramps linearly from ``sparsity_init``
 to ``sparsity_end`` over ``sparsity_warmup_steps``. The step counter is a
 buffer, so it is saved with the model and ``--resume true`` continues both
 schedules where they were.
+
+Two ways to hold the fraction of closed units g at s*:
+- "penalty" (ICLR 2025): ``alpha * (|g - s*| + (g - s*)^2)``. Whether it wins
+  against the task loss depends on alpha, the task loss's scale (ESPnet's S2T
+  loss is summed over tokens) and the learning rates.
+- "lagrangian" (as DPHuBERT, arXiv 2302.14132): ``(lambda1 (g - s*) + lambda2
+  (g - s*)^2) * |L_task|``, the multipliers trained by gradient ascent: they
+  grow until g meets s*. The factor ``|L_task|`` (detached) makes the needed
+  multipliers O(1) whatever the loss's scale, so one ``sparsity_lambda_lr``
+  serves summed and mean losses, any batch size and schedule length.
 """
 
 import math
@@ -15,6 +25,24 @@ from typeguard import typechecked
 
 TAU_SCHEDULES = ("linear", "exp")
 SPARSITY_LOSSES = ("abs_squared", "squared")
+SPARSITY_CONTROLS = ("penalty", "lagrangian")
+
+
+class Multipliers(torch.nn.Module):
+    """``lambda1 * d + lambda2 * d^2`` of a constraint d = 0.
+
+    The optimizer must *maximise* over lambda1 and lambda2 (a parameter group of
+    their own with ``maximize=True``): lambda1 follows the sign of d, lambda2
+    grows while d != 0, so the penalty becomes as strong as it has to be.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.lambda1 = torch.nn.Parameter(torch.zeros(()))
+        self.lambda2 = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, diff: torch.Tensor) -> torch.Tensor:
+        return self.lambda1 * diff + self.lambda2 * diff * diff
 
 
 class GateSchedule(torch.nn.Module):
@@ -28,15 +56,19 @@ class GateSchedule(torch.nn.Module):
         sparsity_init (float): Initial target fraction of closed units.
         sparsity_end (float): Final target.
         sparsity_warmup_steps (int): Steps of the linear ramp; None = tau_cooldown_steps.
-        sparsity_loss_weight (float): alpha of the sparsity loss.
+        sparsity_loss_weight (float): alpha of the "penalty" sparsity loss.
         sparsity_loss_type (str): "abs_squared" = |g - s*| + (g - s*)^2, or
-            "squared" = (g - s*)^2.
+            "squared" = (g - s*)^2 ("penalty" only).
+        sparsity_control (str): "penalty" (alpha * the above) or "lagrangian"
+            (multipliers trained by ascent, see the module docstring).
+        sparsity_lambda_lr (float): Learning rate of the multipliers ("lagrangian").
         accum_grad (int): Forward passes per optimizer step.
     """
 
     KEYS = (
         "tau_ini tau_end tau_cooldown_steps tau_schedule sparsity_init sparsity_end "
-        "sparsity_warmup_steps sparsity_loss_weight sparsity_loss_type accum_grad"
+        "sparsity_warmup_steps sparsity_loss_weight sparsity_loss_type sparsity_control "
+        "sparsity_lambda_lr accum_grad"
     ).split()
 
     @typechecked
@@ -51,6 +83,8 @@ class GateSchedule(torch.nn.Module):
         sparsity_warmup_steps: Optional[int] = None,
         sparsity_loss_weight: float = 1.0,
         sparsity_loss_type: str = "abs_squared",
+        sparsity_control: str = "penalty",
+        sparsity_lambda_lr: float = 0.05,
         accum_grad: int = 1,
     ):
         super().__init__()
@@ -65,6 +99,8 @@ class GateSchedule(torch.nn.Module):
             sparsity_warmup_steps=sparsity_warmup_steps,
             sparsity_loss_weight=sparsity_loss_weight,
             sparsity_loss_type=sparsity_loss_type,
+            sparsity_control=sparsity_control,
+            sparsity_lambda_lr=sparsity_lambda_lr,
             accum_grad=accum_grad,
         )
 
@@ -82,6 +118,13 @@ class GateSchedule(torch.nn.Module):
             raise ValueError(
                 f"unknown sparsity_loss_type: {self.sparsity_loss_type} (choose from {SPARSITY_LOSSES})"
             )
+        if self.sparsity_control not in SPARSITY_CONTROLS:
+            raise ValueError(
+                f"unknown sparsity_control: {self.sparsity_control} (choose from {SPARSITY_CONTROLS})"
+            )
+        # created once the task configures "lagrangian" (before the optimizer is built)
+        if self.sparsity_control == "lagrangian" and not hasattr(self, "multipliers"):
+            self.multipliers = Multipliers()
         for key in ("sparsity_init", "sparsity_end"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(f"{key} must be in [0, 1], got {getattr(self, key)}")
@@ -113,9 +156,18 @@ class GateSchedule(torch.nn.Module):
         p = self._progress(self.step if step is None else step, steps)
         return self.sparsity_init + p * (self.sparsity_end - self.sparsity_init)
 
-    def loss(self, sparsity: torch.Tensor, target: float) -> torch.Tensor:
-        """alpha * (|g - s*| + (g - s*)^2) (or the squared term only)."""
+    def loss(
+        self, sparsity: torch.Tensor, target: float, task_loss: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """The sparsity loss of the fraction closed ``sparsity`` (g) at target s*.
+
+        "penalty": alpha * (|g - s*| + (g - s*)^2) (or the squared term only);
+        "lagrangian": (lambda1 (g - s*) + lambda2 (g - s*)^2) * |task_loss| (detached; 1 if None).
+        """
         diff = sparsity - target
+        if self.sparsity_control == "lagrangian":
+            scale = 1.0 if task_loss is None else task_loss.detach().abs()
+            return self.multipliers(diff) * scale
         loss = diff.pow(2)
         if self.sparsity_loss_type == "abs_squared":
             loss = loss + diff.abs()

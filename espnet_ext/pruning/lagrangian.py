@@ -19,8 +19,10 @@ from typing import List
 
 import torch
 
+from espnet_ext.gating.schedule import Multipliers
 
-class Lagrangian(torch.nn.Module):
+
+class Lagrangian(Multipliers):
     """lambda1 * (s - t) + lambda2 * (s - t)^2 with a linearly ramped target.
 
     Args:
@@ -42,8 +44,6 @@ class Lagrangian(torch.nn.Module):
         self.target_end = target_end
         self.target_init = target_init
         self.warmup_steps = warmup_steps
-        self.lambda1 = torch.nn.Parameter(torch.zeros(()))
-        self.lambda2 = torch.nn.Parameter(torch.zeros(()))
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
     def target(self, step: int = None) -> float:
@@ -60,8 +60,7 @@ class Lagrangian(torch.nn.Module):
     def forward(self, size: torch.Tensor, target: float = None) -> torch.Tensor:
         """The penalty for expected size ``size`` (scalar tensor)."""
         t = self.target() if target is None else target
-        diff = size - t
-        return self.lambda1 * diff + self.lambda2 * diff * diff
+        return super().forward(size - t)
 
 
 def param_groups(
@@ -81,7 +80,7 @@ def param_groups(
     from espnet_ext.pruning.hardconcrete import HardConcrete
 
     masks = {id(m.log_alpha) for m in model.modules() if isinstance(m, HardConcrete)}
-    lambdas = {id(p) for m in model.modules() if isinstance(m, Lagrangian)
+    lambdas = {id(p) for m in model.modules() if isinstance(m, Multipliers)
                for p in (m.lambda1, m.lambda2)}
     if "maximize" not in optimizer.defaults:
         raise ValueError(f"{type(optimizer).__name__} has no 'maximize' option: use adam/adamw/sgd")

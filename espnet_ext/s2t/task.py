@@ -16,9 +16,15 @@ builds the model, for training and for loading a trained model alike.
 import argparse
 import inspect
 
-from espnet2.utils.types import int_or_none
+from espnet2.utils.types import float_or_none, int_or_none
 
-from espnet_ext.gating.schedule import SPARSITY_LOSSES, TAU_SCHEDULES, GateSchedule
+from espnet_ext.gating.schedule import (
+    SPARSITY_CONTROLS,
+    SPARSITY_LOSSES,
+    TAU_SCHEDULES,
+    GateSchedule,
+    Multipliers,
+)
 
 OPTIONS = [
     ("tau_ini", float, 1.0, "Initial Gumbel-softmax temperature."),
@@ -33,15 +39,24 @@ OPTIONS = [
         None,
         "Steps of the linear sparsity-target ramp (default: tau_cooldown_steps).",
     ),
-    ("sparsity_loss_weight", float, 1.0, "alpha: weight of the sparsity loss."),
     (
-        "gate_lr_scale",
-        float,
-        1.0,
-        "Learning-rate multiplier of the gate predictors. With Adam a parameter moves about "
-        "lr per step, so at fine-tuning rates (1e-5) the gate logits barely move from their "
-        "initial open bias unless this is large (e.g. 100).",
+        "sparsity_control",
+        str,
+        "penalty",
+        f"{' | '.join(SPARSITY_CONTROLS)}: alpha*(|g-s*| + (g-s*)^2) (ICLR 2025), or "
+        "multipliers trained by gradient ascent that reach s* whatever the loss's scale.",
     ),
+    ("sparsity_loss_weight", float, 1.0, "alpha: weight of the 'penalty' sparsity loss."),
+    ("sparsity_lambda_lr", float, 0.05, "Learning rate of the 'lagrangian' multipliers (ascent)."),
+    (
+        "gate_lr",
+        float_or_none,
+        None,
+        "Learning rate of the gate predictors, whatever the model's (the scheduler scales it "
+        "like the others); overrides gate_lr_scale. With Adam a parameter moves about lr per "
+        "step: at fine-tuning rates (1e-5) the gates barely move from their initial open bias.",
+    ),
+    ("gate_lr_scale", float, 1.0, "Learning rate of the gate predictors as a multiple of lr."),
     (
         "sparsity_loss_type",
         str,
@@ -99,17 +114,40 @@ def fill_context_vocab_size(args: argparse.Namespace, task_module) -> None:
     conf["context_vocab_size"] = len(token_list)
 
 
-def scale_gate_lr(optimizer, model, scale: float) -> None:
-    """Moves the gate-predictor parameters of every group of a fresh optimizer
-    into groups of their own with ``lr * scale`` (schedulers keep the ratio)."""
-    gate = {id(p) for n, p in model.named_parameters() if "gate_predictor." in n}
+def move_params(optimizer, params, **options) -> None:
+    """Moves ``params`` out of every group of a fresh optimizer into groups of their own,
+    each a copy of its old group's options updated with ``options``; a callable option
+    is given the old group's value (schedulers built afterwards keep the ratios)."""
+    ids = {id(p) for p in params}
     for group in list(optimizer.param_groups):
-        mine = [p for p in group["params"] if id(p) in gate]
+        mine = [p for p in group["params"] if id(p) in ids]
         if not mine:
             continue
-        group["params"] = [p for p in group["params"] if id(p) not in gate]
-        optimizer.add_param_group({**{k: v for k, v in group.items() if k != "params"},
-                                   "params": mine, "lr": group["lr"] * scale})
+        group["params"] = [p for p in group["params"] if id(p) not in ids]
+        new = {k: v for k, v in group.items() if k != "params"}
+        new.update({k: v(group[k]) if callable(v) else v for k, v in options.items()})
+        optimizer.add_param_group({**new, "params": mine})
+    optimizer.param_groups[:] = [g for g in optimizer.param_groups if g["params"]]
+
+
+def split_gate_params(optimizer, model, args: argparse.Namespace) -> None:
+    """Gate predictors at ``gate_lr`` (or ``lr * gate_lr_scale``); the multipliers of a
+    "lagrangian" schedule ascending at ``sparsity_lambda_lr``, without weight decay."""
+    gate = [p for n, p in model.named_parameters() if "gate_predictor." in n]
+    gate_lr = getattr(args, "gate_lr", None)
+    scale = getattr(args, "gate_lr_scale", 1.0)
+    if gate_lr is not None:
+        move_params(optimizer, gate, lr=gate_lr)
+    elif scale != 1.0:
+        move_params(optimizer, gate, lr=lambda lr: lr * scale)
+    schedule = getattr(model, "gate_schedule", None)
+    multipliers = getattr(schedule, "multipliers", None)
+    if isinstance(multipliers, Multipliers):
+        if "maximize" not in optimizer.defaults:
+            raise ValueError(f"sparsity_control: lagrangian needs an optimizer with 'maximize' "
+                             f"(adam, adamw, sgd), not {type(optimizer).__name__}")
+        move_params(optimizer, list(multipliers.parameters()), lr=schedule.sparsity_lambda_lr,
+                    weight_decay=0.0, maximize=True)
 
 
 def install(task_cls) -> None:
@@ -135,9 +173,7 @@ def install(task_cls) -> None:
 
     def _build_optimizers(cls, args, model):
         optimizers = build_optimizers(cls, args, model)
-        scale = getattr(args, "gate_lr_scale", 1.0)
-        if scale != 1.0:
-            scale_gate_lr(optimizers[0], model, scale)
+        split_gate_params(optimizers[0], model, args)
         split = getattr(model, "split_param_groups", None)  # e.g. espnet_l0's masks/multipliers
         if callable(split):
             split(optimizers[0])
