@@ -6,7 +6,7 @@
     gates = SGSE(logits)[..., 1]             # straight-through Gumbel-softmax
 """
 
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from typeguard import typechecked
@@ -52,7 +52,8 @@ class ContextEmbedding(torch.nn.Module):
 
     ``lang``/``task``: learned embeddings of the token ids (an embedding lookup
     is the linear projection of a one-hot), then LayerNorm. ``spk``/``event``:
-    Linear + LayerNorm of the given vectors.
+    Linear + LayerNorm of the given vectors. The tables span ``vocab_size``
+    rows until ``restrict`` keeps those of the <lang>/<task> tokens only.
 
     Args:
         kinds (List[str]): Enabled sources, subset of ("lang", "task", "spk", "event").
@@ -78,6 +79,7 @@ class ContextEmbedding(torch.nn.Module):
                 f"gate_context must be distinct names from {CONTEXT_KINDS}, got {kinds}"
             )
         self.kinds = list(kinds)
+        self.vocab_size = vocab_size
         self.proj = torch.nn.ModuleDict()
         for kind in self.kinds:
             if kind in ("lang", "task"):
@@ -101,6 +103,39 @@ class ContextEmbedding(torch.nn.Module):
                 )
         self.output_size = dim * len(self.kinds)
 
+    def restrict(self, ids: Dict[str, torch.Tensor]) -> None:
+        """Keeps the lang/task table rows of the token ids ``ids[kind]`` only.
+
+        OWSM's token list has 50k entries, of which ~300 are <lang>/<task> tokens: full
+        tables would add 4 x 50k x dim parameters that are never read. Row 0 stands for
+        any other id (zeros). A state dict with full tables (older models) still loads:
+        the rows of ``ids`` are taken from it.
+        """
+        for kind, kind_ids in ids.items():
+            if kind not in self.proj or kind not in ("lang", "task") or hasattr(self, f"{kind}_rows"):
+                continue
+            kind_ids = torch.as_tensor(kind_ids, dtype=torch.long)
+            rows = torch.zeros(self.vocab_size, dtype=torch.long)
+            rows[kind_ids] = torch.arange(1, len(kind_ids) + 1)
+            self.register_buffer(f"{kind}_rows", rows, persistent=False)
+            table = self.proj[kind][0]
+            small = torch.nn.Embedding(len(kind_ids) + 1, table.embedding_dim)
+            with torch.no_grad():  # the same initial vectors as the full table had
+                small.weight.zero_()
+                small.weight[1:] = table.weight[kind_ids]
+            small.weight.requires_grad_(table.weight.requires_grad)  # a frozen side stays frozen
+            self.proj[kind][0] = small.to(table.weight)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for kind in ("lang", "task"):
+            key = f"{prefix}proj.{kind}.0.weight"
+            rows = getattr(self, f"{kind}_rows", None)
+            if rows is not None and key in state_dict and state_dict[key].size(0) == rows.numel():
+                full = state_dict[key]  # a full table: its rows of our ids, in our order
+                ids = torch.nonzero(rows, as_tuple=True)[0][rows[rows > 0].argsort()]
+                state_dict[key] = torch.cat([full.new_zeros(1, full.size(1)), full[ids.to(full.device)]])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self, context: Optional[GateContext]) -> Optional[torch.Tensor]:
         """Returns C (#batch, output_size), or None if no source is enabled."""
         if not self.kinds:
@@ -116,7 +151,9 @@ class ContextEmbedding(torch.nn.Module):
             if kind in ("lang", "task"):
                 if context.tokens is None:
                     raise ValueError(f"gate context '{kind}' needs the <lang>/<task> token ids")
-                parts.append(self.proj[kind](context.tokens[:, 0 if kind == "lang" else 1]))
+                ids = context.tokens[:, 0 if kind == "lang" else 1]
+                rows = getattr(self, f"{kind}_rows", None)
+                parts.append(self.proj[kind](ids if rows is None else rows[ids]))
             else:
                 x = getattr(context, f"{kind}_embed")
                 if x is None:

@@ -50,17 +50,6 @@ class ESPnetS2TGatedModel(ESPnetS2TModel, GatedModelMixin):
     ):
         super().__init__(*args, **kwargs)
         self.init_gating(prune_scope, sparsity_weighting)
-        for name, m in self.sides.items():
-            if m.gate_predictor is None:  # fixed gates (static export)
-                continue
-            table = m.gate_predictor.context.proj
-            if "lang" in table or "task" in table:
-                size = (table["lang"] if "lang" in table else table["task"])[0].num_embeddings
-                if size != self.vocab_size:
-                    key = "encoder_conf.context_vocab_size" if name == "enc" else "decoder"
-                    raise ValueError(
-                        f"{key} is {size} but the token list has {self.vocab_size} tokens"
-                    )
         self.special_ids = torch.tensor(
             [i for i, t in enumerate(self.token_list) if t.startswith("<") and t.endswith(">")]
         )
@@ -73,6 +62,18 @@ class ESPnetS2TGatedModel(ESPnetS2TModel, GatedModelMixin):
              if LANG_TOKEN.match(t) and t not in NOT_LANG_TOKENS and not TASK_TOKEN.match(t)],
             dtype=torch.long,
         )
+        # The lang/task tables keep the rows of these tokens only (~300 of OWSM's 50k).
+        for name, m in self.sides.items():
+            if m.gate_predictor is None:  # fixed gates (static export)
+                continue
+            context = m.gate_predictor.context
+            if {"lang", "task"} & set(context.kinds):
+                if context.vocab_size != self.vocab_size:
+                    key = "encoder_conf.context_vocab_size" if name == "enc" else "decoder"
+                    raise ValueError(
+                        f"{key} is {context.vocab_size} but the token list has {self.vocab_size} tokens"
+                    )
+                context.restrict({"lang": self.lang_ids, "task": self.task_ids})
 
     def make_context(
         self,

@@ -62,3 +62,24 @@ def test_context_batch_checks():
     ctx = GateContext(tokens=torch.tensor([[1, 2]]), spk_embed=torch.ones(1, 4))
     assert ctx.expand(5).spk_embed.shape == (5, 4)
     assert ctx.expand(5).select(torch.tensor([0, 2])).tokens.tolist() == [[1, 2], [1, 2]]
+
+
+def test_restricted_tables_keep_the_context_tokens_only():
+    from espnet_ext.gating.predictor import ContextEmbedding
+
+    torch.manual_seed(0)
+    full = ContextEmbedding(["lang", "task"], vocab_size=5000, dim=8)
+    old_state = {k: v.clone() for k, v in full.state_dict().items()}
+    tokens = torch.tensor([[7, 4000], [9, 4001], [7, 4001]])
+    before = full(GateContext(tokens=tokens))
+    lang, task = torch.tensor([9, 7, 11]), torch.tensor([4000, 4001])
+    full.restrict({"lang": lang, "task": task})
+    n = sum(p.numel() for p in full.parameters())
+    assert n == (4 + 3) * 8 + 2 * 2 * 8  # rows: other + 3 langs, other + 2 tasks; 2 LayerNorms
+    torch.testing.assert_close(full(GateContext(tokens=tokens)), before)  # same vectors
+    # a model saved with full tables (before restrict existed) loads into the small ones
+    fresh = ContextEmbedding(["lang", "task"], vocab_size=5000, dim=8)
+    fresh.restrict({"lang": lang, "task": task})
+    fresh.load_state_dict(old_state)
+    torch.testing.assert_close(fresh(GateContext(tokens=tokens)), before)
+    assert fresh.state_dict()["proj.lang.0.weight"].shape == (4, 8)
