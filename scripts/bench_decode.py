@@ -35,6 +35,7 @@ Usage:
 """
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -64,12 +65,13 @@ from count_params import build, owsm_token_list, parse_config  # noqa: E402
 MODES = ("gated_one_by_one", "gated_batched", "full_one_by_one", "full_batched")
 
 
-def owsm_random_model(num_blocks: int, out_dir: Path) -> Path:
+def owsm_random_model(num_blocks: int, out_dir: Path, vocab_size: int = 50000,
+                      width: Optional[int] = None) -> Path:
     """Writes config.yaml + model.pth of a random-weight OWSM-shaped model (once)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if not (out_dir / "model.pth").exists():
         torch.manual_seed(0)
-        args = parse_config(ROOT / "conf" / "train_s2t_ebf_gated.yaml", owsm_token_list(), num_blocks)
+        args = parse_config(ROOT / "conf" / "train_s2t_ebf_gated.yaml", owsm_token_list(vocab_size), num_blocks, width)
         args.bpemodel, args.token_type = None, None
         model = build(args)
         conf = {k: v for k, v in vars(args).items() if k != "config"}
@@ -158,6 +160,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--owsm_random", action="store_true", help="Random-weight OWSM-shaped model.")
     parser.add_argument("--num_blocks", type=int, default=4, help="--owsm_random layers per side.")
     parser.add_argument("--closed", type=float, default=0.5, help="--owsm_random: fraction of units closed.")
+    parser.add_argument("--vocab_size", type=int, default=50000,
+                        help="--owsm_random: token list size (OWSM v3.1: 50000).")
+    parser.add_argument("--width", type=int, help="--owsm_random: model dimension (OWSM v3.1: 1024).")
     parser.add_argument("--model_cache", default="/tmp/bench_decode_owsm", help="--owsm_random files.")
     parser.add_argument("--lang_sym", default="<eng>")
     parser.add_argument("--task_sym", default="<asr>")
@@ -185,7 +190,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         parser.error("--model needs --data_dir")
     torch.set_num_threads(args.threads)
     if args.owsm_random:
-        d = owsm_random_model(args.num_blocks, Path(args.model_cache) / f"L{args.num_blocks}")
+        conf_md5 = hashlib.md5((ROOT / "conf" / "train_s2t_ebf_gated.yaml").read_bytes()).hexdigest()
+        d = owsm_random_model(args.num_blocks, Path(args.model_cache)
+                              / f"L{args.num_blocks}-V{args.vocab_size}-W{args.width}-{conf_md5[:8]}",
+                              args.vocab_size, args.width)
         config, ckpt = d / "config.yaml", d / "model.pth"
     else:
         config, _, ckpt = args.model.partition(":")
@@ -220,6 +228,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     settings = dict(
         model=args.model or f"owsm_random (OWSM v3.1 ebf shape, {args.num_blocks}+{args.num_blocks} layers, "
+        f"{args.vocab_size} tokens, d={args.width or 1024}, "
         f"random weights, {args.closed:.0%} of units closed per utterance, random patterns)",
         n_utts=len(utts), beam_size=args.beam_size, maxlenratio=args.maxlenratio, batch_size=args.batch_size,
         padding=f"every utterance padded/trimmed to {s2t.preprocessor_conf['speech_length']} s"

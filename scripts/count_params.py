@@ -53,6 +53,7 @@ def parse_config(
     config: Path,
     token_list: List[str],
     num_blocks: Optional[int] = None,
+    width: Optional[int] = None,
 ) -> argparse.Namespace:
     """Training args of ``config`` as ``s2t_train`` would parse them.
 
@@ -60,6 +61,8 @@ def parse_config(
         config: Training YAML.
         token_list: Token list handed to ``build_model``.
         num_blocks: If set, encoder and decoder layers are reduced to this.
+        width: If set, the model dimension (FFN and cgMLP units 4x it, heads kept):
+            a CPU-sized stand-in of the same structure.
     """
     import espnet_ext
 
@@ -76,6 +79,9 @@ def parse_config(
     if num_blocks is not None:
         args.encoder_conf["num_blocks"] = num_blocks
         args.decoder_conf["num_blocks"] = num_blocks
+    if width is not None:
+        args.encoder_conf.update(output_size=width, linear_units=4 * width, cgmlp_linear_units=4 * width)
+        args.decoder_conf["linear_units"] = 4 * width
     return args
 
 
