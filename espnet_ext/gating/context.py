@@ -15,11 +15,15 @@ class GateContext:
             tokens (e.g. ``<deu>``, ``<st_eng>``).
         spk_embed (torch.Tensor): (#batch, D_spk) speaker embeddings.
         event_embed (torch.Tensor): (#batch, D_event) acoustic-event embeddings.
+        speech_span (torch.Tensor): (#batch, 2) where the speech starts and ends,
+            as fractions of the (padded) input; the predictors pool over these
+            frames only (OWSM pads every utterance to 30 s). Set by the model.
     """
 
     tokens: Optional[torch.Tensor] = None
     spk_embed: Optional[torch.Tensor] = None
     event_embed: Optional[torch.Tensor] = None
+    speech_span: Optional[torch.Tensor] = None
 
     def __post_init__(self):
         sizes = {f.name: t.size(0) for f, t in self._items()}

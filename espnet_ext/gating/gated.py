@@ -101,10 +101,22 @@ class GatedModule(torch.nn.Module):
             ctx = context if context is not None else self.scoped_context
             if ctx is None and not self.training:
                 ctx = self.primer_context  # espnet_ext.s2t.stock_inference
+            if ctx is not None and ctx.speech_span is not None:
+                mask = span_mask(mask, ctx.speech_span)
             gates, probs = self.gate_predictor(xs, mask, ctx, self.tau)
             gates, probs = gates.view(shape), probs.view(shape)
         self.last_gates, self.last_probs = gates, probs
         return gates
+
+
+def span_mask(mask: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
+    """``mask`` (#batch, T) narrowed to ``span`` (#batch, 2): start and end as fractions
+    of each row's valid frames; at least one frame stays."""
+    n = mask.sum(-1, keepdim=True).to(span.dtype)
+    t = torch.arange(mask.size(-1), device=mask.device)
+    start = (span[:, :1] * n).floor().clamp(max=n - 1)
+    end = torch.maximum((span[:, 1:] * n).ceil(), start + 1)
+    return mask & (t >= start) & (t < end)
 
 
 def _rows(a, idx: torch.Tensor, batch: int):

@@ -8,6 +8,7 @@ where g is the fraction of gated units closed (ICLR 2025).
 """
 
 import re
+from dataclasses import replace
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -161,7 +162,28 @@ class ESPnetS2TGatedModel(ESPnetS2TModel, GatedModelMixin):
     def encode(
         self, speech: torch.Tensor, speech_lengths: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Frontend + gated encoder (context from ``use_context``)."""
+        """Frontend + gated encoder (context from ``use_context``, with the speech span
+        of ``speech``: the gates pool over the speech, not over OWSM's zero padding)."""
+        span = speech_span(speech, speech_lengths)
+        for m in self.sides.values():
+            for attr in ("scoped_context", "primer_context"):
+                ctx = getattr(m, attr, None)
+                if ctx is not None and ctx.batch_size == span.size(0):
+                    setattr(m, attr, replace(ctx, speech_span=span))
         enc, enc_lens = super().encode(speech, speech_lengths)
         self._enc_frames = float(enc_lens.float().mean())
         return enc, enc_lens
+
+
+def speech_span(speech: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(#batch, 2): the first and the last non-zero sample of each row as fractions of
+    its length. OWSM's preprocessor pads with exact zeros, after the speech and, in
+    training, before it (``speech_init_silence``); an all-zero row spans everything."""
+    t = torch.arange(speech.size(1), device=speech.device)
+    nonzero = (speech.reshape(speech.size(0), speech.size(1), -1) != 0).any(-1)
+    nonzero &= t < lengths[:, None]
+    found = nonzero.any(1)
+    first = torch.where(found, nonzero.float().argmax(1), 0)
+    last = torch.where(found, speech.size(1) - 1 - nonzero.flip(1).float().argmax(1), lengths - 1)
+    n = lengths.clamp(min=1).to(torch.float32)
+    return torch.stack([first / n, (last + 1) / n], 1)

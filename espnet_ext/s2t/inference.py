@@ -308,7 +308,8 @@ class Speech2TextGated(Speech2Text):
             enc_gates = self._last_gates(model.encoder, n_utt)
             valid = torch.arange(enc.size(1), device=enc.device)[None] < enc_lens[:, None]
             if isinstance(decoder, GatedModule):
-                dec_gates = decoder.compute_gates(enc, valid, context).detach()
+                # None: the scoped context, which encode() gave the speech span
+                dec_gates = decoder.compute_gates(enc, valid, None).detach()
             else:
                 dec_gates = enc.new_ones(n_utt, len(decoder.decoders), 3)
         self.meter.reset()  # the encoder hook counted the batch as one utterance

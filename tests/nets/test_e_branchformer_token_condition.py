@@ -228,3 +228,41 @@ def test_fixed_gates_remove_modules_and_match_pinned_gates():
     assert (ref - out).abs().max() < 1e-6
     with pytest.raises(ValueError, match="fixed_gates"):
         EBranchformerTokenConditionEncoder(20, gate_context=[], fixed_gates=[[1, 1]], **conf())
+
+
+def test_gates_pool_over_the_speech_span_only():
+    """OWSM pads every utterance to 30 s: the predictor must not average the padding."""
+    from dataclasses import replace
+
+    _, gated = build()
+    xs, _, ctx = batch(n=2, t=50)
+    lens = torch.tensor([50, 50])  # padded, as the S2T preprocessor makes them
+    span = torch.tensor([[0.0, 0.5], [0.2, 0.6]])
+    ctx = replace(ctx, tokens=ctx.tokens[:2], speech_span=span)
+    gated(xs, lens, context=ctx)
+    probs = gated.last_probs.clone()
+    noisy = xs.clone()
+    noisy[0, 30:] = 5 * torch.randn(20, 20)  # outside the span (after subsampling: frames 6+)
+    noisy[1, :6] = 5 * torch.randn(6, 20)
+    noisy[1, 36:] = 5 * torch.randn(14, 20)
+    gated(noisy, lens, context=ctx)
+    torch.testing.assert_close(gated.last_probs, probs)
+    gated(noisy, lens, context=replace(ctx, speech_span=None))  # without: the padding counts
+    assert not torch.allclose(gated.last_probs, probs)
+
+
+def test_span_mask_and_speech_span():
+    from espnet_ext.gating.gated import span_mask
+    from espnet_ext.s2t.espnet_model import speech_span
+
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    mask[1, 8:] = False
+    out = span_mask(mask, torch.tensor([[0.25, 0.5], [0.5, 1.0]]))
+    assert out[0].nonzero().flatten().tolist() == [2, 3, 4]
+    assert out[1].nonzero().flatten().tolist() == [4, 5, 6, 7]
+    assert span_mask(mask, torch.tensor([[1.0, 1.0], [0.0, 0.0]])).sum(1).tolist() == [1, 1]
+    speech = torch.zeros(3, 100)
+    speech[0, :40] = 1.0  # speech, then padding
+    speech[1, 10:30] = -1.0  # the training's random initial silence, speech, padding
+    torch.testing.assert_close(speech_span(speech, torch.tensor([100, 100, 100])), torch.tensor(
+        [[0.0, 0.4], [0.1, 0.3], [0.0, 1.0]]))  # an all-zero row spans everything
