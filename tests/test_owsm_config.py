@@ -145,7 +145,7 @@ def test_owsm_architecture_and_paper_settings():
     assert (args.sparsity_init, args.sparsity_end, args.sparsity_warmup_steps) == (0.0, 0.3, 15000)
     assert (args.sparsity_loss_weight, args.tau_schedule) == (1.0, "linear")
     # sparsity reached whatever the summed loss's scale; gates at their own learning rate
-    assert (args.sparsity_control, args.sparsity_lambda_lr, args.gate_lr) == ("lagrangian", 0.05, 1e-3)
+    assert (args.sparsity_control, args.sparsity_lambda_lr, args.gate_lr) == ("lagrangian", 0.2, 1e-3)
 
 
 def test_decode_config():

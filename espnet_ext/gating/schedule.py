@@ -84,7 +84,7 @@ class GateSchedule(torch.nn.Module):
         sparsity_loss_weight: float = 1.0,
         sparsity_loss_type: str = "abs_squared",
         sparsity_control: str = "penalty",
-        sparsity_lambda_lr: float = 0.05,
+        sparsity_lambda_lr: float = 0.2,
         accum_grad: int = 1,
     ):
         super().__init__()

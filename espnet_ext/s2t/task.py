@@ -47,7 +47,7 @@ OPTIONS = [
         "multipliers trained by gradient ascent that reach s* whatever the loss's scale.",
     ),
     ("sparsity_loss_weight", float, 1.0, "alpha: weight of the 'penalty' sparsity loss."),
-    ("sparsity_lambda_lr", float, 0.05, "Learning rate of the 'lagrangian' multipliers (ascent)."),
+    ("sparsity_lambda_lr", float, 0.2, "Learning rate of the 'lagrangian' multipliers (ascent)."),
     (
         "gate_lr",
         float_or_none,

@@ -99,10 +99,16 @@ def main():
     parser.add_argument("--log-interval", type=int, default=10)
     parser.add_argument("--runs", nargs="+", default=["default", "penalty"],
                         choices=["default", "penalty"])
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="Override a top-level option of the OWSM config in every run "
+                             "(e.g. sparsity_lambda_lr=0.2); repeatable.")
     args = parser.parse_args()
 
     arch = yaml.safe_load(args.config.read_text())
     owsm = yaml.safe_load(OWSM.read_text())
+    for item in args.set:
+        key, _, value = item.partition("=")
+        owsm[key] = yaml.safe_load(value)
     base = args.exp / "base"
     stats = args.exp / "s2t_stats_base" / "train"
     args.out.mkdir(parents=True, exist_ok=True)
@@ -126,7 +132,7 @@ def main():
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")  # the runs side by side
         procs[run] = subprocess.Popen(cmd, stdout=open(out / "train.log", "a"),
                                       stderr=subprocess.STDOUT, env=env)
-    report = {"owsm_config": str(OWSM.relative_to(ROOT)), "scale": args.scale,
+    report = {"owsm_config": str(OWSM.relative_to(ROOT)), "overrides": args.set, "scale": args.scale,
               "batch_size": args.batch_size, "runs": {}}
     for run, proc in procs.items():
         if proc.wait() != 0:
