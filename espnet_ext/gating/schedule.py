@@ -14,7 +14,8 @@ Two ways to hold the fraction of closed units g at s*:
   (g - s*)^2) * |L_task|``, the multipliers trained by gradient ascent: they
   grow until g meets s*. The factor ``|L_task|`` (detached) makes the needed
   multipliers O(1) whatever the loss's scale, so one ``sparsity_lambda_lr``
-  serves summed and mean losses, any batch size and schedule length.
+  serves summed and mean losses and any batch size. (How closely g follows a
+  short ramp still depends on it: docs/sparsity_control.md.)
 """
 
 import math

@@ -139,11 +139,10 @@ def test_killed_training_resumes_to_identical_model(tiny_corpus, tiny_config, tm
         for name in ("exp_avg", "exp_avg_sq"):
             if name in sa[k]:
                 assert torch.equal(sa[k][name], sb[k][name]), (k, name)
-    # determinism: two processes with the same seed wrote the same epoch-1 model, and the
-    # final models give the same gates and hypotheses
-    e1a = torch.load(whole / "1epoch.pth", map_location="cpu")
-    e1b = torch.load(split / "1epoch.pth", map_location="cpu")
-    assert all(torch.equal(e1a[k], e1b[k]) for k in e1a)
+    # while the sparsity target ramps, only the latest epoch is a candidate for decoding
+    # (espnet_ext.checkpoint.TargetReporter), so ESPnet's keep_nbest_models keeps no other
+    assert not (whole / "1epoch.pth").exists() and not (split / "1epoch.pth").exists()
+    # the final models give the same gates and hypotheses
     import soundfile as sf
 
     from espnet_ext.s2t.inference import Speech2TextGated
