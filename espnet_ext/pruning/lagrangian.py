@@ -78,31 +78,17 @@ def param_groups(
         The two new groups.
     """
     from espnet_ext.pruning.hardconcrete import HardConcrete
+    from espnet_ext.s2t.task import move_params
 
-    masks = {id(m.log_alpha) for m in model.modules() if isinstance(m, HardConcrete)}
-    lambdas = {id(p) for m in model.modules() if isinstance(m, Multipliers)
-               for p in (m.lambda1, m.lambda2)}
+    masks = [m.log_alpha for m in model.modules() if isinstance(m, HardConcrete)]
+    lambdas = [p for m in model.modules() if isinstance(m, Multipliers) for p in (m.lambda1, m.lambda2)]
     if "maximize" not in optimizer.defaults:
         raise ValueError(f"{type(optimizer).__name__} has no 'maximize' option: use adam/adamw/sgd")
-    moved = {"masks": [], "lambdas": []}
-    for group in list(optimizer.param_groups):
-        keep = []
-        for p in group["params"]:
-            if id(p) in masks:
-                moved["masks"].append(p)
-            elif id(p) in lambdas:
-                moved["lambdas"].append(p)
-            else:
-                keep.append(p)
-        group["params"] = keep
-    base = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
+    move_params(optimizer, masks, lr=lr, weight_decay=0.0, maximize=False)
+    move_params(optimizer, lambdas, lr=lr if lambda_lr is None else lambda_lr,
+                weight_decay=0.0, maximize=True)
     new = []
-    lrs = {"masks": lr, "lambdas": lr if lambda_lr is None else lambda_lr}
-    for name, maximize in (("masks", False), ("lambdas", True)):
-        if moved[name]:
-            group = {**base, "params": moved[name], "lr": lrs[name], "weight_decay": 0.0,
-                     "maximize": maximize}
-            optimizer.add_param_group(group)
-            new.append(optimizer.param_groups[-1])
-    optimizer.param_groups[:] = [g for g in optimizer.param_groups if g["params"]]
+    for params in (masks, lambdas):
+        ids = {id(p) for p in params}
+        new += [g for g in optimizer.param_groups if ids and {id(p) for p in g["params"]} <= ids]
     return new
