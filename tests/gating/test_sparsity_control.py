@@ -75,3 +75,23 @@ def test_multipliers_ascend_without_weight_decay():
 def test_unknown_control_is_a_clear_error():
     with pytest.raises(ValueError, match="sparsity_control"):
         GateSchedule(sparsity_control="l1")
+
+
+def test_lambda1_only_asks_for_closing_during_the_ramp():
+    # at step 0 the open bias already leaves ~5 % closed (> s* = 0): a free lambda1 would
+    # grow positive and push the gates open before the ramp even starts to need them closed
+    torch.manual_seed(0)
+    model = Toy("lagrangian", sparsity_lambda_lr=0.2)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    split_gate_params(opt, model, argparse.Namespace(gate_lr=GATE_LR, gate_lr_scale=1.0))
+    schedule, lambda1 = model.gate_schedule, []
+    for _ in range(RAMP + 50):
+        opt.zero_grad()
+        ramping = schedule.ramping()
+        loss = model(1.0)  # the lambda1 this step's loss uses
+        lambda1.append((ramping, float(schedule.multipliers.lambda1)))
+        loss.backward()
+        opt.step()
+    during = [v for r, v in lambda1 if r]
+    assert len(during) == RAMP and max(during) == 0.0 and min(during) < 0
+    assert abs(model.closed - 0.3) < 0.03
