@@ -13,7 +13,8 @@ the first epochs, and the less pruned early epochs often validate best, so
 ESPnet's ``valid.acc.ave`` (the n best epochs by accuracy) would average gate
 predictors trained at different sparsities. ``TargetReporter`` ranks only the
 epochs whose ``sparsity_target`` is the latest epoch's (after the ramp: every
-epoch at ``sparsity_end``), for every ``best_model_criterion``: the
+epoch at ``sparsity_end``) and whose validated sparsity has reached it (the
+gates lag the ramp), for every ``best_model_criterion``: the
 ``*.best.pth`` links, the files ``keep_nbest_models`` keeps and the averaged
 ``*.ave.pth`` all come from those. The averaged model's step counters
 (``COUNTERS``) are the latest averaged epoch's, where ESPnet's averaging sums them.
@@ -31,6 +32,8 @@ from espnet2.train.reporter import Reporter
 # Integer step counters of our models: schedules continue from them, so they must stay exact.
 COUNTERS = ("gate_schedule.forwards", "lagrangian.step")
 TARGET_KEY = "sparsity_target"
+SPARSITY_KEY = "sparsity"  # the measured fraction closed (in "valid": the inference decisions)
+TOLERANCE = 0.03  # how far below the target a candidate's measured sparsity may be
 
 
 def atomic_save(obj, f, *args, **kwargs) -> None:
@@ -65,9 +68,11 @@ class TargetReporter(Reporter):
     """ESPnet's ``Reporter`` whose epoch rankings skip epochs below the final sparsity target.
 
     An epoch is a candidate when its ``sparsity_target`` (in the ranked phase,
-    e.g. ``valid``) equals the latest epoch's: while the target still ramps only
-    the latest epoch is, after the ramp every epoch at ``sparsity_end``. Models
-    without the stat (stock, L0) are ranked as by ESPnet.
+    e.g. ``valid``) equals the latest epoch's (while the target still ramps only
+    the latest epoch does, after the ramp every epoch at ``sparsity_end``) and
+    its measured ``sparsity`` is at most ``TOLERANCE`` below it; if no epoch at
+    the target has reached it, the latest one. Models without the stats (stock,
+    L0) are ranked as by ESPnet.
     """
 
     def sort_epochs_and_values(self, key: str, key2: str, mode: str):
@@ -77,7 +82,16 @@ class TargetReporter(Reporter):
         if not targets:
             return values
         final = targets[max(targets)]
-        return [(e, v) for e, v in values if abs(targets.get(e, -1.0) - final) < 1e-6]
+        at_target = [(e, v) for e, v in values if abs(targets.get(e, -1.0) - final) < 1e-6]
+        # the gates lag the target: an epoch right after the ramp may validate (with the
+        # inference decisions) well below it, and be the most accurate for that reason
+        measured = {e: float(self.stats[e][key][SPARSITY_KEY]) for e, _ in at_target
+                    if SPARSITY_KEY in self.stats[e][key]}
+        reached = [(e, v) for e, v in at_target if measured.get(e, final) >= final - TOLERANCE]
+        if reached:
+            return reached
+        latest = max(e for e, _ in at_target)  # none reached: the most trained one
+        return [(e, v) for e, v in at_target if e == latest]
 
 
 def _counter(path: Path, key: str) -> int:

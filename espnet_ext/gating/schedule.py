@@ -14,9 +14,8 @@ Two ways to hold the fraction of closed units g at s*:
   (g - s*)^2) * |L_task|``, the multipliers trained by gradient ascent: they
   grow until g meets s*. The factor ``|L_task|`` (detached) makes the needed
   multipliers O(1) whatever the loss's scale, so one ``sparsity_lambda_lr``
-  serves summed and mean losses and any batch size. During the ramp lambda1 is
-  held <= 0 (the rising target is a floor), so it cannot wind up pushing gates
-  open while the sampling noise alone closes more than s* (docs/sparsity_control.md).
+  serves summed and mean losses and any batch size. (How closely g follows a
+  short ramp still depends on it: docs/sparsity_control.md.)
 """
 
 import math
@@ -162,27 +161,16 @@ class GateSchedule(torch.nn.Module):
         p = self._progress(self.step if step is None else step, self.ramp_steps)
         return self.sparsity_init + p * (self.sparsity_end - self.sparsity_init)
 
-    def ramping(self, step: Optional[int] = None) -> bool:
-        """Whether the sparsity target is still rising at ``step``."""
-        return (self.step if step is None else step) < self.ramp_steps
-
     def loss(
         self, sparsity: torch.Tensor, target: float, task_loss: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
         """The sparsity loss of the fraction closed ``sparsity`` (g) at target s*.
 
         "penalty": alpha * (|g - s*| + (g - s*)^2) (or the squared term only);
-        "lagrangian": (lambda1 (g - s*) + lambda2 (g - s*)^2) * |task_loss| (detached; 1 if None),
-        lambda1 kept <= 0 during the ramp (projected ascent: there g >= s* is the constraint).
+        "lagrangian": (lambda1 (g - s*) + lambda2 (g - s*)^2) * |task_loss| (detached; 1 if None).
         """
         diff = sparsity - target
         if self.sparsity_control == "lagrangian":
-            if self.ramping():
-                # While s* rises it is a floor (g >= s*): lambda1 may only ask for more
-                # closing. Early on, the sampling noise alone closes more than s*; a free
-                # lambda1 would wind up pushing gates open and the gates would lag the ramp.
-                with torch.no_grad():
-                    self.multipliers.lambda1.clamp_(max=0.0)
             scale = 1.0 if task_loss is None else task_loss.detach().abs()
             return self.multipliers(diff) * scale
         loss = diff.pow(2)

@@ -10,11 +10,12 @@ from espnet_ext.checkpoint import TargetReporter, average_at_target
 
 
 def reporter_of(epochs):
-    """A reporter with ``valid`` stats {epoch: (acc, sparsity_target)}."""
+    """A reporter with ``valid`` stats {epoch: (acc, sparsity_target[, sparsity])}."""
     reporter = TargetReporter()
-    for epoch, (acc, target) in epochs.items():
+    for epoch, (acc, target, *measured) in epochs.items():
         with reporter.observe("valid", epoch) as sub:
-            sub.register({"acc": acc, "sparsity_target": target})
+            sub.register({"acc": acc, "sparsity_target": target,
+                          **({"sparsity": measured[0]} if measured else {})})
     return reporter
 
 
@@ -24,6 +25,17 @@ def test_early_epochs_with_higher_accuracy_are_not_candidates():
                             5: (0.91, 0.3)})
     assert reporter.sort_epochs("valid", "acc", "max") == [5, 3, 4]
     assert reporter.get_best_epoch("valid", "acc", "max") == 5
+
+
+def test_epochs_whose_gates_lag_the_target_are_not_candidates():
+    # the ramp ends in epoch 2, but its gates validate at 0.34 of 0.45: the most accurate
+    # because the least pruned; epochs 3 and 4 have caught up (0.44 is within 0.03)
+    reporter = reporter_of({1: (0.96, 0.2, 0.18), 2: (0.95, 0.45, 0.34), 3: (0.91, 0.45, 0.46),
+                            4: (0.92, 0.45, 0.44)})
+    assert reporter.sort_epochs("valid", "acc", "max") == [4, 3]
+    # none has caught up yet: the latest epoch at the target
+    reporter = reporter_of({1: (0.96, 0.2, 0.18), 2: (0.95, 0.45, 0.34), 3: (0.93, 0.45, 0.38)})
+    assert reporter.sort_epochs("valid", "acc", "max") == [3]
 
 
 def test_while_the_target_ramps_only_the_latest_epoch_is_a_candidate():
