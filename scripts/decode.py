@@ -18,25 +18,103 @@ Options after ``--`` go to ``s2t_inference``, e.g. ``--batch_size 8``: 8 utteran
 decoded in one pass (batched beam search, same results as one by one). A subset
 killed mid-way resumes where it stopped (``decode_<subset>/logdir/decoded.jsonl``).
 
+``--nj N`` (as s2t.sh's ``--inference_nj``): each subset's utterances are split
+into N contiguous parts (``decode_<subset>/logdir/keys.<j>.scp``), decoded by N
+``s2t_inference`` processes side by side (``--key_file``, output in
+``logdir/output.<j>``, log ``logdir/decode.<j>.log``; with ``--ngpu 1`` job j
+sees GPU (j - 1) mod #GPUs), then merged into ``decode_<subset>/``: the same
+files as one job writes (``decode_seconds`` aside). Each job resumes on its own.
+
 Usage:
     python scripts/decode.py --model-dir exp/gated_spk --dump dump/raw --npy spk_embed \\
         test_deu_st_eng test_eng_asr -- --config conf/decode_s2t.yaml --ngpu 0 --batch_size 8
+    python scripts/decode.py --nj 4 --model-dir exp/gated --dump dump/raw test_deu_st_eng \\
+        -- --config conf/decode_s2t.yaml --ngpu 1 --batch_size 16
 """
 
 import argparse
+import json
 import logging
+import os
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import List
+
+import torch
 
 import espnet_ext
 
 espnet_ext.register()
 
 from espnet_ext.bin import s2t_inference  # noqa: E402
+from espnet_ext.context.audio import read_table  # noqa: E402
 
 PROG = "decode"
+
+
+def split_keys(wav_scp: Path, nj: int, logdir: Path) -> List[Path]:
+    """``nj`` contiguous parts of ``wav_scp`` (as utils/split_scp.pl), as key files."""
+    lines = wav_scp.read_text(encoding="utf-8").splitlines(keepends=True)
+    nj = max(1, min(nj, len(lines)))
+    logdir.mkdir(parents=True, exist_ok=True)
+    files = []
+    for j in range(nj):
+        part = lines[j * len(lines) // nj: (j + 1) * len(lines) // nj]
+        path = logdir / f"keys.{j + 1}.scp"
+        if not path.exists() or path.read_text(encoding="utf-8") != "".join(part):
+            path.write_text("".join(part), encoding="utf-8")
+            # another split than a previous run's: the job must look at its keys again
+            (logdir / f"output.{j + 1}" / ".done").unlink(missing_ok=True)
+        files.append(path)
+    return files
+
+
+def gpus_requested(extra: List[str]) -> bool:
+    return "--ngpu" in extra and int(extra[extra.index("--ngpu") + 1]) > 0
+
+
+def decode_split(cmd: List[str], out: Path, wav_scp: Path, nj: int, gpu: bool) -> dict:
+    """Decodes ``cmd``'s input in ``nj`` processes and merges their outputs into ``out``."""
+    logdir = out / "logdir"
+    key_files = split_keys(wav_scp, nj, logdir)
+    num_gpus = torch.cuda.device_count() if gpu else 0
+    jobs = []
+    for j, keys in enumerate(key_files, start=1):
+        job_out = logdir / f"output.{j}"
+        if (job_out / ".done").exists():
+            continue
+        env = dict(os.environ)
+        if num_gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str((j - 1) % num_gpus)
+        job_cmd = cmd + ["--key_file", str(keys), "--output_dir", str(job_out)]
+        log = logdir / f"decode.{j}.log"
+        with log.open("w") as f:
+            proc = subprocess.Popen([sys.executable, "-m", "espnet_ext.bin.s2t_inference", *job_cmd],
+                                    stdout=f, stderr=subprocess.STDOUT, env=env)
+        jobs.append((j, proc, log, job_out))
+    failed = []
+    for j, proc, log, job_out in jobs:
+        if proc.wait() == 0:
+            (job_out / ".done").touch()
+        else:
+            failed.append((j, log))
+    if failed:
+        for j, log in failed:
+            print(f"--- job {j} failed, last lines of {log}:", file=sys.stderr)
+            print("".join(log.read_text(errors="replace").splitlines(True)[-20:]), file=sys.stderr)
+        sys.exit(f"{PROG}: {len(failed)} of {len(key_files)} jobs failed (rerun: finished jobs are kept)")
+    records, keys = {}, []
+    for j, key_file in enumerate(key_files, start=1):
+        keys += [line.split(maxsplit=1)[0] for line in key_file.read_text(encoding="utf-8").splitlines()]
+        with (logdir / f"output.{j}" / "logdir" / "decoded.jsonl").open() as f:
+            records.update((r["key"], r) for r in map(json.loads, f))
+    units = dict(read_table(logdir / "output.1" / "gates" / "units")) if (
+        logdir / "output.1" / "gates" / "units").exists() else {}
+    s2t_inference.write_outputs(out, keys, records, units)
+    return s2t_inference.summarize(records[k] for k in keys)
 
 
 def main():
@@ -48,6 +126,8 @@ def main():
     parser.add_argument("--dump", required=True, type=Path, help="dump/raw.")
     parser.add_argument("--npy", action="append", default=[],
                         help="Extra npy input (spk_embed, event_embed); repeatable.")
+    parser.add_argument("--nj", type=int, default=1,
+                        help="Parallel decoding jobs per subset (1: in this process).")
     parser.add_argument("subsets", nargs="+",
                         help="Subsets, then -- and further s2t_inference options.")
     argv = sys.argv[1:]
@@ -70,11 +150,18 @@ def main():
             cmd += ["--data_path_and_name_and_type", f"{data}/{name}.scp,{name},npy"]
         if args.npy:
             cmd += ["--allow_variable_data_keys", "true"]
-        cmd += ["--lang_sym", lang, "--task_sym", task, "--output_dir", str(out)]
+        cmd += ["--lang_sym", lang, "--task_sym", task]
         n = sum(1 for _ in open(data / "wav.scp"))
-        print("python -m espnet_ext.bin.s2t_inference " + shlex.join(cmd), flush=True)
         start = time.perf_counter()
-        summary = s2t_inference.main(cmd)
+        if args.nj > 1:
+            print(f"{args.nj} jobs of: python -m espnet_ext.bin.s2t_inference " + shlex.join(cmd)
+                  + f" --key_file {out}/logdir/keys.JOB.scp --output_dir {out}/logdir/output.JOB",
+                  flush=True)
+            summary = decode_split(cmd, out, data / "wav.scp", args.nj, gpus_requested(extra))
+        else:
+            cmd += ["--output_dir", str(out)]
+            print("python -m espnet_ext.bin.s2t_inference " + shlex.join(cmd), flush=True)
+            summary = s2t_inference.main(cmd)
         (out / ".done").touch()
         print(f"decoded {args.model_dir.name} {subset}: {n} utts in "
               f"{time.perf_counter() - start:.1f} s, {s2t_inference.describe(summary)}", flush=True)

@@ -43,7 +43,7 @@ def run_recipe(tmp: Path, *extra: str) -> str:
            "--voxforge_dev_speakers", "1", "--owsm_model", str(tmp / "owsm"),
            "--conf_dir", "conf/tiny", "--datadir", str(tmp / "data"), "--dumpdir",
            str(tmp / "dump"), "--expdir", str(tmp / "exp"), "--results", str(tmp / "RESULTS.md"),
-           "--nj", "2", "--train_nj", "2", "--inference_nj", "2", "--profile_num_utts", "2",
+           "--nj", "2", "--train_nj", "2", "--inference_nj", "1", "--profile_num_utts", "2",
            "--profile_repeats", "1", "--profile_opts", "--no_memory", *extra]
     env = dict(os.environ, OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))

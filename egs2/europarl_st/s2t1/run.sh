@@ -47,7 +47,8 @@ ngpu=0                       # GPUs per node (0: CPU)
 num_nodes=1                  # > 1: multi-node through espnet2.bin.launch (cmd.sh)
 nj=4                         # parallel processes: audio decoding
 train_nj=1                   # models fine-tuned side by side (CPU runs; 1 with GPUs)
-inference_nj=1               # models decoded side by side (CPU runs)
+inference_nj=1               # decoding jobs per test set (split, then merged; as s2t.sh)
+inference_batch_size=1       # utterances per decoding pass (batched beam search; e.g. 16 on a GPU)
 # evaluation
 profile_num_utts=20          # test_<src>_st_<tgt> utterances profiled in stage 9
 profile_repeats=3
@@ -56,7 +57,7 @@ datadir=data
 dumpdir=dump
 expdir=exp
 results=RESULTS.md
-__options="stage stop_stage europarl_st_root download_dir src_langs tgt_lang asr_pairs text_prev use_voxforge voxforge_root voxforge_max_sessions voxforge_test_speakers voxforge_dev_speakers owsm_model conf_dir models ngpu num_nodes nj train_nj inference_nj profile_num_utts profile_repeats profile_opts datadir dumpdir expdir results"
+__options="stage stop_stage europarl_st_root download_dir src_langs tgt_lang asr_pairs text_prev use_voxforge voxforge_root voxforge_max_sessions voxforge_test_speakers voxforge_dev_speakers owsm_model conf_dir models ngpu num_nodes nj train_nj inference_nj inference_batch_size profile_num_utts profile_repeats profile_opts datadir dumpdir expdir results"
 
 cd "$(dirname "$0")"
 . ./path.sh
@@ -285,10 +286,11 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
 fi
 
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
-    stage_start 7 "Decoding: beam 5, maxlenratio 0.0, every model x ${eval_sets}"
+    stage_start 7 "Decoding: beam 5, maxlenratio 0.0, every model x ${eval_sets}, ${inference_nj} job(s) per set"
     # --src_kv_cache false: the gated decoders compute the source K/V at every step, as the
     # stock decoder of the full fine-tune does, so GFLOPs and times compare like for like.
-    running=0
+    # Each set is split into --inference_nj jobs (with GPUs: job j on GPU (j-1) mod #GPUs),
+    # each resumable, then merged (scripts/decode.py --nj).
     for model in ${models}; do
         todo=""
         for tset in ${eval_sets}; do
@@ -297,19 +299,15 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         [ -n "${todo}" ] || continue
         stage_did_work=true
         log "Decoding ${model} on${todo} (log: ${expdir}/${model}/decode.log)"
-        (
-            # shellcheck disable=SC2046,SC2086
-            run ${python} scripts/decode.py --model-dir "${expdir}/${model}" --dump "${raw}" \
-                $(context_names ${model} | sed 's/^./--npy &/') ${todo} -- \
-                --config conf/decode_s2t.yaml --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --beam_size 5 \
-                --maxlenratio 0.0 --src_kv_cache false > "${expdir}/${model}/decode.log" 2>&1 || {
-                tail -n 30 "${expdir}/${model}/decode.log"; log "decoding ${model} failed"; exit 1; }
-            grep -h "^decoded " "${expdir}/${model}/decode.log" | sed 's/^/  /'
-        ) &
-        running=$(( running + 1 ))
-        if [ ${running} -ge ${inference_nj} ]; then wait_all; running=0; fi
+        # shellcheck disable=SC2046,SC2086
+        run ${python} scripts/decode.py --model-dir "${expdir}/${model}" --dump "${raw}" \
+            --nj "${inference_nj}" $(context_names ${model} | sed 's/^./--npy &/') ${todo} -- \
+            --config conf/decode_s2t.yaml --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --beam_size 5 \
+            --maxlenratio 0.0 --batch_size "${inference_batch_size}" --src_kv_cache false \
+            > "${expdir}/${model}/decode.log" 2>&1 || {
+            tail -n 30 "${expdir}/${model}/decode.log"; log "decoding ${model} failed"; exit 1; }
+        grep -h "^decoded " "${expdir}/${model}/decode.log" | sed 's/^/  /'
     done
-    wait_all
     stage_end 7
 fi
 
