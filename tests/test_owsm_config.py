@@ -225,3 +225,38 @@ def test_owsm_size_gated_model(tokens):
     assert n["decoder"] / 1e6 == pytest.approx(404.79, abs=0.01)
     assert n["ctc"] / 1e6 == pytest.approx(51.25, abs=0.01)
     assert 0 < n["gates"] < 0.005 * n["total"]  # lang+task context: < 0.5 % of OWSM
+
+
+L0 = ROOT / "conf" / "train_s2t_ebf_l0.yaml"
+LAYERPRUNE = ROOT / "conf" / "train_s2t_ebf_layerprune.yaml"
+
+
+def test_baseline_configs_are_the_full_fine_tune_plus_their_method():
+    espnet_ext.register()
+    from espnet2.tasks.s2t import S2TTask
+
+    parser = S2TTask.get_parser()
+    full, l0, layerprune = (vars(parser.parse_args(["--config", str(c)])) for c in (FULL, L0, LAYERPRUNE))
+    # layer pruning removes layers with espnet_ext.bin.layer_prune, then fine-tunes as the full model
+    assert {k: v for k, v in layerprune.items() if k != "config"} == {
+        k: v for k, v in full.items() if k != "config"}
+    # L0: the same run with HardConcrete masks and the FLOPs Lagrangian
+    assert (l0["encoder"], l0["decoder"], l0["model"]) == ("e_branchformer_l0", "transformer_decoder_l0", "espnet_l0")
+    assert l0["encoder_conf"].pop("l0_prune") == ["ffn", "cgmlp"]
+    assert l0["decoder_conf"].pop("l0_prune") == ["ffn"]
+    for side in ("encoder_conf", "decoder_conf"):
+        assert l0[side].pop("l0_init_drop") == 0.01
+    assert {k: l0["model_conf"].pop(k) for k in ("target_flops", "target_warmup_steps", "l0_lr", "l0_lambda_lr")} == {
+        "target_flops": 0.7, "target_warmup_steps": 15000, "l0_lr": 0.02, "l0_lambda_lr": 0.02}
+    for key in ("encoder", "decoder", "model", "config"):
+        l0.pop(key), full.pop(key)
+    assert l0 == full
+
+
+def test_l0_model_loads_the_stock_weights(tokens):
+    torch.manual_seed(0)
+    stock = count_params.build(count_params.parse_config(FULL, tokens, num_blocks=1, width=64))
+    l0 = count_params.build(count_params.parse_config(L0, tokens, num_blocks=1, width=64))
+    missing, unexpected = l0.load_state_dict(stock.state_dict(), strict=False)
+    assert unexpected == [] and missing
+    assert all(".l0_masks." in k or k.startswith("lagrangian.") for k in missing), missing

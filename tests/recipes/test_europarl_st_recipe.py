@@ -178,8 +178,9 @@ def test_stage9_results_and_gate_patterns(recipe):
 def test_rerun_skips_finished_work(recipe):
     tmp, _ = recipe
     log = run_recipe(tmp)
-    for k in range(1, 10):
-        assert f"Stage {k}: nothing to do (finished before)" in log or k == 3, k
+    for k in (1, 2, 4, 5, 6, 7, 8, 9):
+        assert f"Stage {k}: nothing to do (finished before)" in log, k
+    # stage 3 (speaker embeddings) has no work at all with --models "full gated"
     assert "Stage 3: no model in --models uses speaker context" in log
 
 

@@ -117,11 +117,32 @@ def test_results_table(recipe):
                        "encoder GFLOPs/utt | gate sparsity |")
     body = [r for r in rows[4:] if r.startswith("| ")]
     assert [r.split(" | ")[0][2:] for r in body] == list(MODELS)
-    for r in body:
-        cells = r.strip("| ").split(" | ")[1:]
-        wer_clean, wer_other, gf, sp = (float(c) for c in cells)
-        assert wer_clean >= 0 and wer_other >= 0 and gf > 0 and 0 <= sp <= 1
+    exp, data = tmp / "exp", tmp / "data"
+    for model, r in zip(MODELS, body):
+        cells = [float(c) for c in r.strip("| ").split(" | ")[1:]]
+        # each figure recomputed here from the decoding outputs and the references
+        for s, wer in zip(SETS, cells[:2]):
+            refs = table(data / s / "text")
+            hyps = table(exp / model / f"decode_{s}" / "1best_recog" / "text")
+            errors = sum(edit_distance(refs[u].upper().split(), hyps.get(u, "").upper().split())
+                         for u in refs)
+            words = sum(len(v.split()) for v in refs.values())
+            assert wer == pytest.approx(100 * errors / words, abs=0.006), (model, s)
+        gflops = [float(v) for s in SETS for v in table(exp / model / f"decode_{s}" / "gflops").values()]
+        assert cells[2] == pytest.approx(sum(gflops) / len(gflops), rel=1e-3)
+        bits = [b.replace(" ", "") for s in SETS for b in table(exp / model / f"decode_{s}" / "gates").values()]
+        assert cells[3] == pytest.approx(sum(b.count("0") / len(b) for b in bits) / len(bits), abs=6e-4)
     assert body[0].endswith("| 0.000 |")  # the base model has no gates
+
+
+def edit_distance(ref, hyp) -> int:
+    """Word-level Levenshtein distance (substitutions + deletions + insertions)."""
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1]
 
 
 def test_rerun_skips_finished_work(recipe):
