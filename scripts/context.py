@@ -29,7 +29,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from espnet_ext.context.audio import read_table
+from espnet_ext.kaldi import read_table
 
 PROG = "context"
 

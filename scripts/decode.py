@@ -50,7 +50,7 @@ import espnet_ext
 espnet_ext.register()
 
 from espnet_ext.bin import s2t_inference  # noqa: E402
-from espnet_ext.context.audio import read_table  # noqa: E402
+from espnet_ext.kaldi import read_table  # noqa: E402
 
 PROG = "decode"
 

@@ -39,7 +39,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import soundfile as sf
 import yaml
 
-from espnet_ext.context.audio import min_samples_for, read_table
+from espnet_ext.context.audio import min_samples_for
+from espnet_ext.kaldi import read_table
 from espnet_ext.tokens import OWSM_LANGS
 
 PROG = "format_data"

@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from espnet_ext.context.audio import DataDirReader, read_table
+from espnet_ext.context.audio import DataDirReader
+from espnet_ext.kaldi import read_table
 from espnet_ext.gating import GatedModule
 from espnet_ext.s2t.inference import Speech2TextGated
 

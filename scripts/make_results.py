@@ -29,6 +29,8 @@ import statistics
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from espnet_ext.kaldi import read_table
+
 # siblings in scripts/ (on sys.path when this script is run as a file)
 from bootstrap import paired_bootstrap_bleu, paired_bootstrap_wer
 from score import LOOP_RATIO, MAX_LOOPING, MIN_DISTINCT
@@ -115,12 +117,6 @@ def baselines_section(exp: Path, out: Path) -> List[str]:
     return md
 
 
-def read_values(path: Path) -> Dict[str, str]:
-    if not path.exists():
-        return {}
-    return dict(line.split(" ", 1) for line in path.read_text().splitlines() if " " in line)
-
-
 def fmt(x: Optional[float], digits: int = 2) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
@@ -130,10 +126,10 @@ def gate_stats(model_dir: Path, subsets: List[str]) -> dict:
     gflops, seconds, closed, units = [], [], 0, 0
     for s in subsets:
         d = model_dir / f"decode_{s}"
-        gflops += [float(v) for v in read_values(d / "gflops").values()]
-        seconds += [float(v) for v in read_values(d / "decode_seconds").values()]
+        gflops += [float(v) for v in read_table(d / "gflops", missing_ok=True).values()]
+        seconds += [float(v) for v in read_table(d / "decode_seconds", missing_ok=True).values()]
         for side in ("encoder", "decoder"):
-            for v in read_values(d / "gates" / side).values():
+            for v in read_table(d / "gates" / side, missing_ok=True).values():
                 bits = [c for c in v if c in "01"]
                 closed += bits.count("0")
                 units += len(bits)

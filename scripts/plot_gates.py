@@ -24,18 +24,14 @@ import json
 import logging
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import numpy as np
 
+from espnet_ext.kaldi import read_table
+
 PROG = "plot_gates"
 FACTORS = ("language", "task", "speaker", "event")
-
-
-def read_table(path: Path) -> Dict[str, str]:
-    if not path.is_file():
-        return {}
-    return dict(line.rstrip("\n").split(" ", 1) for line in path.open(encoding="utf-8") if " " in line)
 
 
 def parse_bits(value: str) -> np.ndarray:
@@ -53,16 +49,16 @@ def load(exp: Path, model: str, dump: Path, subsets: List[str]):
     gates, units, labels = defaultdict(list), {}, defaultdict(list)
     for subset in subsets:
         d = exp / model / f"decode_{subset}" / "gates"
-        tables = {side: read_table(d / side) for side in ("encoder", "decoder")}
+        tables = {side: read_table(d / side, missing_ok=True) for side in ("encoder", "decoder")}
         tables = {s: t for s, t in tables.items() if t}
         if not tables:
             logging.warning(f"{d}: no gate decisions (not decoded, or not a gated model)")
             continue
-        for side, names in read_table(d / "units").items():
+        for side, names in read_table(d / "units", missing_ok=True).items():
             units[side] = names.split()
         _, lang, task = subset.split("_", 2)
-        spk = read_table(dump / subset / "utt2spk")
-        event = read_table(dump / subset / "utt2event")
+        spk = read_table(dump / subset / "utt2spk", missing_ok=True)
+        event = read_table(dump / subset / "utt2event", missing_ok=True)
         utts = sorted(set.intersection(*(set(t) for t in tables.values())))
         for utt in utts:
             for side, t in tables.items():

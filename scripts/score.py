@@ -37,7 +37,9 @@ import math
 import re
 import unicodedata
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import List, Tuple
+
+from espnet_ext.kaldi import read_table
 
 PROG = "score"
 SPECIAL = re.compile(r"<[^<>\s]*>")
@@ -58,15 +60,6 @@ def normalise(text: str) -> str:
     text = re.sub(r"['’\-]", " ", text)
     text = "".join(c for c in text if not unicodedata.category(c).startswith("P"))
     return " ".join(text.split())
-
-
-def read_text(path: Path) -> Dict[str, str]:
-    out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        key, _, value = line.partition(" ")
-        if key:
-            out[key] = value
-    return out
 
 
 def strip_special(text: str) -> str:
@@ -106,9 +99,9 @@ def score_subset(exp: Path, dump: Path, subset: str,
     import sacrebleu
 
     _, lang, task = subset.split("_", 2)
-    refs = read_text(dump / subset / "text")
+    refs = read_table(dump / subset / "text", allow_empty=True)
     hyp_file = exp / f"decode_{subset}" / "1best_recog" / "text"
-    hyps = read_text(hyp_file) if hyp_file.exists() else {}
+    hyps = read_table(hyp_file, allow_empty=True, missing_ok=True)
     missing = sorted(set(refs) - set(hyps))
     if missing:
         logging.warning(f"{subset}: {len(missing)} utterances without hypothesis, "

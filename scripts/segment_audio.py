@@ -34,7 +34,9 @@ from typing import Dict, List, Tuple
 import numpy as np
 import soundfile as sf
 
-from espnet_ext.context.audio import read_table, resample
+from espnet_ext.context.audio import resample
+
+from espnet_ext.kaldi import read_table
 
 PROG = "segment_audio"
 FS = 16000

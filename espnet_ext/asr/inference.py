@@ -30,6 +30,7 @@ from espnet2.bin.asr_inference import Speech2Text
 
 from espnet_ext import flops
 from espnet_ext.gating import GatedModule, use_context
+from espnet_ext.kaldi import read_table
 from espnet_ext.nets.transformer_encoder_token_condition import transformer_unit_costs
 
 PROG = "espnet_ext.asr.inference"
@@ -87,22 +88,13 @@ class Speech2TextGated(Speech2Text):
             return super().__call__(speech)
 
 
-def read_scp(path: Path) -> dict:
-    out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        parts = line.split(maxsplit=1)
-        if len(parts) == 2:
-            out[parts[0]] = parts[1]
-    return out
-
-
 def decode_set(s2t: Speech2TextGated, wav_scp: Path, spk_scp: Optional[Path], output_dir: Path) -> int:
     """Decodes one set; writes 1best_recog/{text,token}, gates and gflops."""
     import soundfile
     from tqdm import tqdm
 
-    wavs = read_scp(wav_scp)
-    spk = read_scp(spk_scp) if spk_scp else {}
+    wavs = read_table(wav_scp)
+    spk = read_table(spk_scp) if spk_scp else {}
     out = output_dir / "1best_recog"
     out.mkdir(parents=True, exist_ok=True)
     lines = {name: [] for name in ("text", "token")}

@@ -41,7 +41,8 @@ import espnet_ext
 
 espnet_ext.register()
 
-from espnet_ext.context.audio import DataDirReader, read_table  # noqa: E402
+from espnet_ext.context.audio import DataDirReader  # noqa: E402
+from espnet_ext.kaldi import read_table  # noqa: E402
 from espnet_ext.gating import pin_gates  # noqa: E402
 from espnet_ext.s2t.inference import Speech2TextGated  # noqa: E402
 

@@ -71,7 +71,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     )
     import torch
 
-    from espnet_ext.context.audio import DataDirReader, read_table
+    from espnet_ext.context.audio import DataDirReader
+    from espnet_ext.kaldi import read_table
     from espnet_ext.context.event import train_event_tagger
 
     if args.num_threads is not None:

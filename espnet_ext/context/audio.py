@@ -14,12 +14,13 @@ out-of-range audio raises ``AudioError`` naming the utterance and the file.
 import io
 import shutil
 import subprocess
-from collections import OrderedDict
 from pathlib import Path
 from typing import Dict, Iterator, List, Tuple, Union
 
 import numpy as np
 import soundfile as sf
+
+from espnet_ext.kaldi import read_table
 
 
 class AudioError(RuntimeError):
@@ -28,30 +29,6 @@ class AudioError(RuntimeError):
     def __init__(self, utt: str, path: str, reason: str):
         self.utt, self.path, self.reason = utt, path, reason
         super().__init__(f"utterance {utt}: {path}: {reason}")
-
-
-def read_table(path: Union[str, Path]) -> "OrderedDict[str, str]":
-    """Reads a Kaldi ``<key> <value>`` table (value may contain spaces).
-
-    Raises:
-        ValueError: On a line without value or a duplicated key.
-    """
-    table = OrderedDict()
-    with open(path, encoding="utf-8") as f:
-        for num, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            key, _, value = line.partition(" ")
-            value = value.strip()
-            if not value:
-                raise ValueError(
-                    f"{path}:{num}: no value for key {key!r} (give it one or delete the line)"
-                )
-            if key in table:
-                raise ValueError(f"{path}:{num}: duplicated key {key!r} (keep one line per key)")
-            table[key] = value
-    return table
 
 
 def _decode(utt: str, spec: str) -> Tuple[np.ndarray, int]:

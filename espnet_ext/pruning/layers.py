@@ -19,7 +19,9 @@ import torch
 from tqdm import tqdm
 
 from espnet_ext import flops
-from espnet_ext.context.audio import DataDirReader, read_table
+from espnet_ext.context.audio import DataDirReader
+
+from espnet_ext.kaldi import read_table
 
 ENCODER_LABELS = ("lang", "task", "lang_task")
 

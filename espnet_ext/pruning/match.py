@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 from espnet2.tasks.s2t import S2TTask
 
-from espnet_ext.context.audio import DataDirReader, read_table
+from espnet_ext.context.audio import DataDirReader
+from espnet_ext.kaldi import read_table
 from espnet_ext.s2t.inference import Speech2TextGated, gflops
 
 

@@ -24,7 +24,9 @@ from typing import List, Tuple
 import numpy as np
 import soundfile as sf
 
-from espnet_ext.context.audio import AudioError, _decode, read_table, resample
+from espnet_ext.context.audio import AudioError, _decode, resample
+
+from espnet_ext.kaldi import read_table
 
 MISMATCH = ("convert", "error")
 

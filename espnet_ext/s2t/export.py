@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import yaml
 
-from espnet_ext.context.audio import DataDirReader, read_table
+from espnet_ext.context.audio import DataDirReader
+from espnet_ext.kaldi import read_table
 from espnet_ext.gating import GATE_CONF_KEYS
 from espnet_ext.s2t.inference import Speech2TextGated
 

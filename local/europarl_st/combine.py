@@ -15,17 +15,10 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from espnet_ext.kaldi import read_table
+
 TABLES = ("wav.scp", "segments", "text", "text.ctc", "text.prev", "utt2spk", "utt2lang",
           "utt2task", "utt2corpus")
-
-
-def read(path: Path) -> dict:
-    out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        key, _, value = line.partition(" ")
-        if key:
-            out[key] = value
-    return out
 
 
 def combine(inputs, out: Path) -> int:
@@ -39,7 +32,7 @@ def combine(inputs, out: Path) -> int:
             raise ValueError(f"{name} is in {have[0]} but not in {', '.join(lacking)}")
         table = {}
         for d in inputs:
-            part = read(d / name)
+            part = read_table(d / name, allow_empty=True)
             dup = sorted(set(part) & set(table))
             if dup:
                 raise ValueError(f"{d / name}: ids also in another input, e.g. {dup[:3]}")

@@ -31,6 +31,8 @@ from itertools import combinations
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from espnet_ext.kaldi import read_table
+
 PROG = "report"
 STAGES = {"1": "data preparation", "2": "audio (decode, resample, cut, filter)",
           "3": "context embeddings", "4": "pre-trained model", "5": "stats",
@@ -40,17 +42,6 @@ DESCRIPTIONS = {"full": "full fine-tune from OWSM, stock modules (baseline)",
                 "gated_spk": "gated fine-tune from OWSM, context lang+task+speaker"}
 
 
-def read_values(path: Path) -> Dict[str, str]:
-    if not path.is_file():
-        return {}
-    out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        key, _, value = line.partition(" ")
-        if key:
-            out[key] = value
-    return out
-
-
 def fmt(x: Optional[float], digits: int = 2) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
@@ -58,7 +49,7 @@ def fmt(x: Optional[float], digits: int = 2) -> str:
 def utt2corpus(data: Path) -> Dict[str, str]:
     out = {}
     for f in sorted(data.glob("*/utt2corpus")):
-        out.update(read_values(f))
+        out.update(read_table(f))
     return out
 
 
@@ -67,7 +58,7 @@ def gate_patterns(model_dir: Path, sets: List[str], corpus: Dict[str, str]) -> O
     units, groups = {}, defaultdict(lambda: defaultdict(list))
     for s in sets:
         d = model_dir / f"decode_{s}"
-        names = read_values(d / "gates" / "units")
+        names = read_table(d / "gates" / "units", missing_ok=True)
         if not names:
             continue
         _, lang, task = s.split("_", 2)
@@ -75,7 +66,7 @@ def gate_patterns(model_dir: Path, sets: List[str], corpus: Dict[str, str]) -> O
             if side not in names:
                 continue
             units[side] = names[side].split()
-            for utt, value in read_values(d / "gates" / side).items():
+            for utt, value in read_table(d / "gates" / side, missing_ok=True).items():
                 bits = [[int(c) for c in layer] for layer in value.split()]
                 groups[f"{corpus.get(utt, '?')}/{lang}/{task}"][side].append(bits)
     if not groups:
@@ -112,10 +103,10 @@ def decode_stats(model_dir: Path, sets: List[str]) -> dict:
     gflops, seconds, closed, total = [], [], 0, 0
     for s in sets:
         d = model_dir / f"decode_{s}"
-        gflops += [float(v) for v in read_values(d / "gflops").values()]
-        seconds += [float(v) for v in read_values(d / "decode_seconds").values()]
+        gflops += [float(v) for v in read_table(d / "gflops", missing_ok=True).values()]
+        seconds += [float(v) for v in read_table(d / "decode_seconds", missing_ok=True).values()]
         for side in ("encoder", "decoder"):
-            for v in read_values(d / "gates" / side).values():
+            for v in read_table(d / "gates" / side, missing_ok=True).values():
                 bits = [c for c in v if c in "01"]
                 closed += bits.count("0")
                 total += len(bits)

@@ -18,25 +18,17 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Dict
+
+from espnet_ext.kaldi import read_table
 
 PROG = "librispeech/score"
-
-
-def read_text(path: Path) -> Dict[str, str]:
-    out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        parts = line.split(maxsplit=1)
-        if parts:
-            out[parts[0]] = parts[1] if len(parts) == 2 else ""
-    return out
 
 
 def score(ref_file: Path, hyp_file: Path) -> dict:
     """Corpus WER of the hypotheses against the references (upper-cased, as LibriSpeech)."""
     import jiwer
 
-    refs, hyps = read_text(ref_file), read_text(hyp_file)
+    refs, hyps = read_table(ref_file, allow_empty=True), read_table(hyp_file, allow_empty=True)
     keys = sorted(refs)
     missing = [k for k in keys if k not in hyps]
     ref = [refs[k].upper() for k in keys]
@@ -79,8 +71,8 @@ def main(argv=None) -> int:
         gflops, closed = [], []
         for s in args.sets:
             dec = args.exp / model / f"decode_{s}"
-            gflops += [float(v) for v in read_text(dec / "gflops").values()]
-            for bits in read_text(dec / "gates").values():
+            gflops += [float(v) for v in read_table(dec / "gflops").values()]
+            for bits in read_table(dec / "gates").values():
                 b = bits.replace(" ", "")
                 closed.append(b.count("0") / len(b))
         rows.append(f"| {model} | " + " | ".join(cells)

@@ -50,6 +50,8 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from espnet_ext.kaldi import read_table
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import events  # noqa: E402
@@ -245,25 +247,20 @@ def _write_lines(path: Path, lines: List[str]) -> None:
     os.replace(tmp, path)
 
 
-def read_table(path: Path) -> Dict[str, str]:
-    """Read a Kaldi ``<key> <value>`` file, checking keys are unique and C-sorted."""
-    keys, table = [], {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        key, _, value = line.partition(" ")
-        assert key not in table, (path, key)
-        keys.append(key)
-        table[key] = value
-    assert keys == _c_sorted(keys), (path, "not sorted in C order")
+def read_sorted_table(path: Path) -> Dict[str, str]:
+    """A Kaldi table whose keys must be C-sorted (as Kaldi tools require)."""
+    table = read_table(path, allow_empty=True)
+    assert list(table) == _c_sorted(list(table)), (path, "not sorted in C order")
     return table
 
 
 def validate_data_dir(data_dir: Path) -> int:
     """Check a written split. Returns its number of utterances."""
-    tables = {name: read_table(data_dir / name) for name in DATA_FILES}
+    tables = {name: read_sorted_table(data_dir / name) for name in DATA_FILES}
     utts = list(tables["wav.scp"])
     for name, table in tables.items():
         assert list(table) == utts, (data_dir / name, len(table), len(utts))
-    spk2utt = read_table(data_dir / "spk2utt")
+    spk2utt = read_sorted_table(data_dir / "spk2utt")
     from_spk = {u: s for s, us in spk2utt.items() for u in us.split()}
     assert from_spk == tables["utt2spk"], (data_dir, "spk2utt does not match utt2spk")
     for utt in utts:
