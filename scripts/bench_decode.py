@@ -39,9 +39,7 @@ import hashlib
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -55,6 +53,7 @@ import espnet_ext
 
 espnet_ext.register()
 
+from espnet_ext import timing  # noqa: E402
 from espnet_ext.gating import force_gates, pin_gates  # noqa: E402
 from espnet_ext.s2t.inference import Speech2TextGated  # noqa: E402
 
@@ -239,14 +238,12 @@ def main(argv: Optional[List[str]] = None) -> None:
         src_kv_cache=not args.no_src_kv_cache, host=platform.node(), torch=torch.__version__,
     )
     print(json.dumps(settings, indent=1), flush=True)
-    outputs, times = {}, {m: [] for m in args.modes}
-    for i in range(args.warmup + args.repeats):  # interleaved
-        for mode in args.modes:
-            start = time.perf_counter()
-            outputs[mode] = run(mode)
-            if i >= args.warmup:
-                times[mode].append(time.perf_counter() - start)
-        print(f"round {i + 1}/{args.warmup + args.repeats} done", file=sys.stderr, flush=True)
+    outputs = {}
+    times = timing.interleaved(
+        {m: (lambda m=m: outputs.__setitem__(m, run(m))) for m in args.modes},
+        warmup=args.warmup, repeats=args.repeats, device=args.device,
+        on_pass=lambda i, timed, _: print(f"round {i + 1}/{args.warmup + args.repeats} done",
+                                          file=sys.stderr, flush=True))
     pairs = [s for s in ("gated", "full") if {f"{s}_one_by_one", f"{s}_batched"} <= set(outputs)]
     same = {s: outputs[f"{s}_one_by_one"]["tokens"] == outputs[f"{s}_batched"]["tokens"] for s in pairs}
     for side in pairs:
@@ -255,7 +252,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     report = {"settings": settings, "modes": {}}
     for mode in args.modes:
         report["modes"][mode] = dict(
-            min_s=min(times[mode]), median_s=statistics.median(times[mode]),
+            **timing.summary(times[mode]),
             gflops=sum(outputs[mode]["gflops"]), peak_mib=peak_memory_mib(lambda m=mode: run(m)),
         )
     r = report["modes"]

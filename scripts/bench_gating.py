@@ -31,7 +31,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -45,7 +44,7 @@ from espnet2.asr.decoder.transformer_decoder import TransformerDecoder  # noqa: 
 from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoder  # noqa: E402
 from espnet.nets.batch_beam_search import BatchBeamSearch  # noqa: E402
 
-from espnet_ext import flops  # noqa: E402
+from espnet_ext import flops, timing  # noqa: E402
 from espnet_ext.gating import GATE_CONF_KEYS, force_gates, pin_gates  # noqa: E402
 from espnet_ext.nets.e_branchformer_token_condition import (  # noqa: E402
     EBranchformerTokenConditionEncoder,
@@ -59,13 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def timed(fns: dict, warmup: int, repeats: int) -> dict:
     """Interleaved timing of callables: {name: (min_s, median_s)}."""
-    runs = {name: [] for name in fns}
-    for i in range(warmup + repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            if i >= warmup:
-                runs[name].append(time.perf_counter() - start)
+    runs = timing.interleaved(fns, warmup=warmup, repeats=repeats)
     return {n: (min(r), statistics.median(r)) for n, r in runs.items()}
 
 

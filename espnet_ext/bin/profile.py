@@ -30,7 +30,6 @@ import platform
 import resource
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -41,9 +40,10 @@ import espnet_ext
 
 espnet_ext.register()
 
+from espnet_ext import timing  # noqa: E402
 from espnet_ext.context.audio import DataDirReader  # noqa: E402
-from espnet_ext.kaldi import read_table  # noqa: E402
 from espnet_ext.gating import pin_gates  # noqa: E402
+from espnet_ext.kaldi import read_table  # noqa: E402
 from espnet_ext.s2t.inference import Speech2TextGated  # noqa: E402
 
 
@@ -121,11 +121,6 @@ def _inputs(s2t: Speech2TextGated, inputs: dict) -> dict:
     return {k: v for k, v in inputs.items() if k.split("_")[0] in kinds}
 
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def _peak_memory(config, pth, args, wav, inputs, queue) -> None:
     torch.set_num_threads(args.threads)
     if args.device == "cuda":
@@ -195,26 +190,26 @@ def profile(args) -> dict:
             s2t.s2t_model.decoder.cache_src_kv = cache
 
     gflops = {name: [] for name in models}
-    passes = {name: [] for name in models}
-    for i in range(args.warmup + args.repeats):
-        timed = i >= args.warmup
-        totals = dict.fromkeys(models, 0.0)
-        for utt, wav, inputs in utts:
-            for name, s2t in decoders.items():
-                kwargs = _inputs(s2t, inputs)
-                _sync(args.device)
-                start = time.perf_counter()
-                s2t(wav, **kwargs)
-                _sync(args.device)
-                totals[name] += time.perf_counter() - start
-                if i == 0:
-                    gflops[name].append(s2t.meter.gflops["total"])
-        if timed:
-            for name in models:
-                passes[name].append(totals[name] / len(utts))
+
+    def decode(name):
+        s2t = decoders[name]
+
+        def run(utt):
+            _, wav, inputs = utt
+            s2t(wav, **_inputs(s2t, inputs))
+            if len(gflops[name]) < len(utts):  # the first pass: compute spent per utterance
+                gflops[name].append(s2t.meter.gflops["total"])
+        return run
+
+    def report_pass(i, timed, totals):
         print(f"pass {i + 1}/{args.warmup + args.repeats}{'' if timed else ' (warm-up)'}: "
               + ", ".join(f"{n} {t / len(utts):.3f} s/utt" for n, t in totals.items()),
               file=sys.stderr, flush=True)
+
+    # seconds per utterance of each timed pass, the models interleaved utterance by utterance
+    passes = {name: [t / len(utts) for t in ts] for name, ts in timing.interleaved(
+        {name: decode(name) for name in models}, utts, args.warmup, args.repeats,
+        args.device, report_pass).items()}
 
     results = {}
     for name, s2t in decoders.items():
