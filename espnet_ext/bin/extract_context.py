@@ -43,8 +43,8 @@ import numpy as np
 from espnet_ext.context.base import DATA_NAMES, EXTRACTORS
 
 PROG = "extract_context"
-AUDIO_HINT = ("fix the file, or drop the utterance with scripts/format_data.py --skip_bad_utts; "
-              "finished npys are kept and a rerun resumes")
+AUDIO_HINT = ("fix the file or remove the utterance from the data dir (the recipes: "
+              "scripts/format_data.py --skip_bad_utts); finished npys are kept and a rerun resumes")
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -147,9 +147,8 @@ class GatedModelMixin:
                 raise ValueError(
                     f"{kind}_embed: the batch's vectors have size {actual} but "
                     f"{side}.{kind}_embed_dim is {expected}: the npys of {kind}_embed.scp come "
-                    f"from another extractor (re-extract them, recipe stage 3, "
-                    f"or set {side}.{kind}_embed_dim; scripts/validate_data_dir.py --check-npy "
-                    f"names the utterances)"
+                    f"from another extractor (re-extract them with python -m "
+                    f"espnet_ext.bin.extract_context, or set {side}.{kind}_embed_dim)"
                 )
 
     def _out_of_scope(self) -> List[GatedModule]:

@@ -109,8 +109,8 @@ class ESPnetS2TGatedModel(ESPnetS2TModel, GatedModelMixin):
                 raise ValueError(
                     f"text must start with a <lang> and a <task> token of the token list "
                     f"(e.g. '<deu><st_eng><notimestamps> ...'), found {found} in batch row "
-                    f"{row}: find the utterance with scripts/validate_data_dir.py --langs ... "
-                    f"--tasks ... (or a language missing from the token list)"
+                    f"{row}: a text without its '<lang><task>' prefix, or a language or task "
+                    f"missing from the token list"
                 )
         return GateContext(tokens=tokens, **embeds)
 

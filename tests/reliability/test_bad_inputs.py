@@ -162,8 +162,8 @@ def test_extraction_of_corrupt_audio_is_one_line(data, capsys):
     assert "\n" not in err, err
     assert err.startswith("context: error: utterance spk1_train0001_deu_asr: ")
     assert "unreadable audio" in err and err.endswith(
-        "(fix the file, or drop the utterance with scripts/format_data.py --skip_bad_utts; "
-        "finished npys are kept and a rerun resumes)")
+        "(fix the file or remove the utterance from the data dir (the recipes: "
+        "scripts/format_data.py --skip_bad_utts); finished npys are kept and a rerun resumes)")
     # the batches before the bad utterance's were written (a rerun keeps them)
     utts = sorted(line.split()[0] for line in (data / "wav.scp").read_text().splitlines())
     done = utts.index("spk1_train0001_deu_asr") // 4 * 4
