@@ -1,5 +1,5 @@
 # Preset "bench": more data, a larger model and more steps, so that the numbers mean
-# something (estimated ~70 minutes on 2 cores; see README.md).
+# something (57 min on 2 cores, measured; see README.md).
 corpus_sizes=pretrain=2000,train=300,dev=20,test=100   # sentences per language per split (pretrain: --base scratch only)
 voices_per_lang=8
 nbpe=500                   # BPE size with --base scratch (otherwise the base model's token list)
