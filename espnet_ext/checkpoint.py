@@ -115,7 +115,7 @@ def average_at_target(output_dir: Path, reporter: Reporter, best_model_criterion
             continue
         ranked = reporter.sort_epochs(ph, cr, mode)
         if isinstance(reporter, TargetReporter) and len(ranked) < max(nbests):
-            logging.warning(f"{ph}.{cr}: only epochs {sorted(ranked)} are at the final "
+            logging.warning(f"{ph}.{cr}: only epochs {sorted(ranked)} have reached the final "
                             f"sparsity target; averaging {len(ranked)}, not {max(nbests)}")
         for n in nbests:
             path = output_dir / f"{ph}.{cr}.ave_{n}best.{suffix}pth"

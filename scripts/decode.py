@@ -117,7 +117,7 @@ def decode_split(cmd: List[str], out: Path, wav_scp: Path, nj: int, gpu: bool) -
     return s2t_inference.summarize(records[k] for k in keys)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -130,7 +130,7 @@ def main():
                         help="Parallel decoding jobs per subset (1: in this process).")
     parser.add_argument("subsets", nargs="+",
                         help="Subsets, then -- and further s2t_inference options.")
-    argv = sys.argv[1:]
+    argv = sys.argv[1:] if argv is None else list(argv)
     i = argv.index("--") if "--" in argv else len(argv)
     args, extra = parser.parse_args(argv[:i]), argv[i + 1:]
     subsets = args.subsets

@@ -77,7 +77,7 @@ def context_syms(text: str):
     return m.group(1), m.group(2)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model_dir", type=Path, required=True, help="exp/<model> with config.yaml")
     parser.add_argument("--model_file", default="valid.acc.ave.pth")
@@ -85,7 +85,7 @@ def main():
     parser.add_argument("--test_sets", nargs="+", required=True)
     parser.add_argument("--num_utts", type=int, default=20, help="per test set")
     parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"{PROG}: %(message)s")
 
     s2t = Speech2TextGated(

@@ -92,7 +92,7 @@ def losses(model, inputs: dict, pins: dict) -> torch.Tensor:
     return torch.tensor(out)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model_dir", type=Path, required=True, help="a gated exp/<model> (architecture)")
     parser.add_argument("--model_file", default="valid.acc.ave.pth")
@@ -103,7 +103,7 @@ def main():
     parser.add_argument("--fraction", type=float, nargs="+", default=[0.3, 0.45],
                         help="sparsities of the compared patterns")
     parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"{PROG}: %(message)s")
     torch.set_num_threads(1)
 

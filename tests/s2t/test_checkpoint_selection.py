@@ -70,16 +70,21 @@ def test_training_decodes_an_average_at_the_target(tiny_corpus, tiny_config, tmp
     log = s2t_train(tiny_corpus, tiny_config, exp, "--max_epoch", "4",
                     "--num_iters_per_epoch", "10", "--tau_cooldown_steps", "20",
                     "--sparsity_warmup_steps", "20", "--keep_nbest_models", "2")
-    targets = {int(e): float(t) for e, t in
-               re.findall(r"(\d+)epoch results: .*\[valid\].*?sparsity_target=([0-9.]+)", log)}
-    assert targets == {1: 0.15, 2: 0.3, 3: 0.3, 4: 0.3}
-    m = re.search(r"valid\.acc\.ave_2best\.pth: epochs \[(\d+), (\d+)\]", log)
-    assert m, log[-3000:]
-    epochs = sorted(int(e) for e in m.groups())
+    valid = {int(e): dict(re.findall(r"(\w+)=([-+0-9.e]+)", stats)) for e, stats in
+             re.findall(r"(\d+)epoch results: .*\[valid\](.*)", log)}
+    assert {e: float(v["sparsity_target"]) for e, v in valid.items()} == {1: 0.15, 2: 0.3, 3: 0.3, 4: 0.3}
+    # candidates: at the final target and validated within 0.03 of it, else the latest epoch
+    reached = [e for e in (2, 3, 4) if float(valid[e]["sparsity"]) >= 0.3 - 0.03] or [4]
+    epochs = sorted(sorted(reached, key=lambda e: -float(valid[e]["acc"]))[:2])
     assert 1 not in epochs
+    m = re.search(r"valid\.acc\.ave_2best\.pth: epochs \[([\d, ]+)\]", log)
+    if len(epochs) == 2:
+        assert m and sorted(int(e) for e in m.group(1).split(",")) == epochs, log[-3000:]
+    else:
+        assert f"only epochs {epochs} have reached the final sparsity target" in log, log[-3000:]
     avg = torch.load(exp / "valid.acc.ave.pth", map_location="cpu")
     states = [torch.load(exp / f"{e}epoch.pth", map_location="cpu") for e in epochs]
     assert int(avg["gate_schedule.forwards"]) == 10 * max(epochs)
     for k, v in avg.items():
         if v.is_floating_point():
-            torch.testing.assert_close(v, (states[0][k] + states[1][k]) / 2)
+            torch.testing.assert_close(v, sum(st[k] for st in states) / len(states))

@@ -2,8 +2,6 @@
 
 import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -46,10 +44,9 @@ def test_context_symbols_come_from_the_text():
         margins.context_syms("das ist")
 
 
-def run(script, *args):
-    proc = subprocess.run([sys.executable, str(SCRIPTS / script), *args], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stderr
+def run(name, *args):
+    """The script's main in this process (no second ESPnet import)."""
+    load_script(name).main(list(args))
 
 
 @pytest.mark.slow
@@ -58,14 +55,14 @@ def test_both_reports_on_the_tiny_model(trained, tiny_corpus, tmp_path):
     dump = tiny_corpus["train"].parent
     common = ["--model_dir", str(exp), "--model_file", "10epoch.pth", "--dump", str(dump),
               "--test_sets", "train", "valid", "--num_utts", "2"]
-    run("gate_margins.py", *common, "--out", str(tmp_path / "m.json"))
+    run("gate_margins", *common, "--out", str(tmp_path / "m.json"))
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["utterances"] == 4 and set(m["sides"]) == {"encoder", "decoder"}
     for side in m["sides"].values():
         assert side["margin"] > 0 and 0.0 <= side["flippable"] <= 1.0
         assert len(side["per_set_margin"]["valid"]) == len(side["per_gate_margin"])
 
-    log = run("unit_importance.py", *common, "--fraction", "0.25", "--out", str(tmp_path / "u.json"))
+    run("unit_importance", *common, "--fraction", "0.25", "--out", str(tmp_path / "u.json"))
     u = json.loads((tmp_path / "u.json").read_text())
     n = len(u["units"])
     assert n == 2 * 4 + 2 * 3  # tiny: 2 E-Branchformer layers x 4 units, 2 decoder layers x 3
@@ -76,4 +73,4 @@ def test_both_reports_on_the_tiny_model(trained, tiny_corpus, tmp_path):
     assert p["k"] == round(0.25 * n) and len(p["fixed"]) == p["k"]
     # each set's own cheapest units cost at most what the fixed pattern costs it
     assert p["cost_per_set_patterns"] <= p["cost_fixed_pattern"] + 1e-6
-    assert -1.0 <= u["spearman"]["train~valid"] <= 1.0 and "Spearman" in log
+    assert -1.0 <= u["spearman"]["train~valid"] <= 1.0
