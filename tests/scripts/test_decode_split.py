@@ -1,21 +1,13 @@
 """scripts/decode.py --nj: a test set split into CPU jobs gives one job's output."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "decode.py"
 SUBSET = "test_eng_asr"
-
-
-def load_decode():
-    spec = importlib.util.spec_from_file_location("decode", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def decode(exp, dump, name, nj, tmp_path, capsys):
@@ -25,7 +17,7 @@ def decode(exp, dump, name, nj, tmp_path, capsys):
         if not (model / f).exists():
             (model / f).symlink_to(exp / f)
     # in this process (nj 1) or as the parent of the job processes (nj 2)
-    load_decode().main(["--model-dir", str(model), "--model-file", "10epoch.pth", "--dump", str(dump),
+    load_script("decode").main(["--model-dir", str(model), "--model-file", "10epoch.pth", "--dump", str(dump),
                         "--nj", str(nj), SUBSET, "--", "--ngpu", "0", "--beam_size", "3",
                         "--maxlenratio", "0.0", "--ctc_weight", "0.0"])
     return model / f"decode_{SUBSET}", capsys.readouterr().out

@@ -1,23 +1,12 @@
 """scripts/gate_margins.py and scripts/unit_importance.py: why gates do or do not follow context."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
+from script_loader import load_script
 
 from espnet_ext.gating import GateContext, GatePredictor
-
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 margins = load_script("gate_margins")
 

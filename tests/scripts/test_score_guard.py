@@ -1,7 +1,6 @@
 """scripts/score.py's input guard and per-utterance data, scripts/bootstrap.py, and the
 sections scripts/make_results.py builds from them, on hand-made decoding outputs."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -9,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts"
@@ -16,13 +16,6 @@ ST, ASR = "test_deu_st_eng", "test_eng_asr"
 PREFIX = {ST: "<deu><st_eng><notimestamps>", ASR: "<eng><asr><notimestamps>"}
 N = 50
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 bootstrap = load_script("bootstrap")
