@@ -36,9 +36,43 @@ def _src_attn(layer: DecoderLayer, x, memory, memory_mask):
     return layer.dropout(layer.src_attn(layer.norm2(x), memory, memory, memory_mask))
 
 
-def _src_attn_cached(layer: DecoderLayer, kv, x, rows, memory_mask):
-    # Source attention against precomputed keys/values of the encoder memory:
-    # the same operations as MultiHeadedAttention.forward minus linear_k/v.
+def attend(attn, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask) -> torch.Tensor:
+    """``MultiHeadedAttention.forward`` from projected queries, keys and values.
+
+    Args:
+        attn: The ESPnet ``MultiHeadedAttention`` (its output projection,
+            sdpa setting and ``forward_attention`` are used).
+        q (torch.Tensor): (#batch, H, L_q, d_k) normalised queries.
+        k, v (torch.Tensor): (#batch, H, L_k, d_k) keys (normalised) and values.
+        mask (torch.Tensor): (#batch, 1 or L_q, L_k) or None.
+
+    Returns:
+        torch.Tensor: (#batch, L_q, D).
+    """
+    n = q.size(0)
+    if getattr(attn, "use_sdpa", False):
+        out = torch.nn.functional.scaled_dot_product_attention(
+            q, k, v, mask.unsqueeze(1) if mask is not None else None
+        )
+        return attn.linear_out(out.transpose(1, 2).reshape(n, -1, attn.h * attn.d_k))
+    scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(attn.d_k)
+    return attn.forward_attention(v, scores, mask)
+
+
+def memory_kv(attn, memory: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Source-attention keys (normalised) and values of ``memory`` (#utt, T, D), (#utt, H, T, d_k) each."""
+    n = memory.size(0)
+    k = attn.linear_k(memory).view(n, -1, attn.h, attn.d_k).transpose(1, 2)
+    v = attn.linear_v(memory).view(n, -1, attn.h, attn.d_k).transpose(1, 2)
+    return attn.k_norm(k), v
+
+
+def src_attn_cached(layer: DecoderLayer, kv, x, rows, memory_mask):
+    """Source attention against precomputed keys/values (``memory_kv``) of the encoder memory.
+
+    ``rows`` (#batch,): the utterance of each row of ``x`` in ``kv`` (None:
+    one utterance, or one per row).
+    """
     attn = layer.src_attn
     k, v = kv
     if rows is not None:
@@ -47,18 +81,10 @@ def _src_attn_cached(layer: DecoderLayer, kv, x, rows, memory_mask):
         k, v = k.expand(x.size(0), -1, -1, -1), v.expand(x.size(0), -1, -1, -1)
     n = x.size(0)
     q = attn.linear_q(layer.norm2(x)).view(n, -1, attn.h, attn.d_k).transpose(1, 2)
-    q = attn.q_norm(q)
-    if getattr(attn, "use_sdpa", False):
-        mask = memory_mask.unsqueeze(1) if memory_mask is not None else None
-        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, mask)
-        out = attn.linear_out(out.transpose(1, 2).reshape(n, -1, attn.h * attn.d_k))
-    else:
-        scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(attn.d_k)
-        out = attn.forward_attention(v, scores, memory_mask)
-    return layer.dropout(out)
+    return layer.dropout(attend(attn, attn.q_norm(q), k, v, memory_mask))
 
 
-def _ffn(layer: DecoderLayer, x):
+def ffn(layer: DecoderLayer, x):
     return layer.dropout(layer.feed_forward(layer.norm3(x)))
 
 
@@ -180,9 +206,9 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
         if src_kv is None:
             h = gated_residual(h, g_src, partial(_src_attn, layer), memory, memory_mask)
         else:
-            src = partial(_src_attn_cached, layer, src_kv)
+            src = partial(src_attn_cached, layer, src_kv)
             h = gated_residual(h, g_src, src, src_rows, memory_mask)
-        h = gated_residual(h, g_ffn, partial(_ffn, layer))
+        h = gated_residual(h, g_ffn, partial(ffn, layer))
         if cache is not None:
             h = torch.cat([cache, h], dim=1)
         return h
@@ -250,10 +276,7 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
                 continue
             if getattr(attn, "use_flash_attn", False):
                 return None
-            n = memory.size(0)
-            k = attn.linear_k(memory).view(n, -1, attn.h, attn.d_k).transpose(1, 2)
-            v = attn.linear_v(memory).view(n, -1, attn.h, attn.d_k).transpose(1, 2)
-            out.append((attn.k_norm(k), v))
+            out.append(memory_kv(attn, memory))
         return out
 
     def _memo_kv(self, key, memory: torch.Tensor, gates: torch.Tensor, plan):

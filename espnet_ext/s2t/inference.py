@@ -9,6 +9,7 @@ Stock (ungated) models work too, counted with every unit open.
 """
 
 import copy
+import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
@@ -22,6 +23,10 @@ from espnet.nets.batch_beam_search import BatchBeamSearch
 from espnet_ext import flops
 from espnet_ext.gating import GateContext, GatedModule, use_context
 from espnet_ext.s2t.batch_beam_search import _Shared, lockstep_copy, run_lockstep
+from espnet_ext.s2t.lean_search import LeanBeamSearch
+
+
+SEARCHES = ("lean", "espnet")
 
 
 def _as_row(x) -> Optional[torch.Tensor]:
@@ -172,6 +177,49 @@ def decoder_macs(decoder, steps, cache_src_kv: Optional[bool] = None) -> float:
     return total
 
 
+def _kv_macs(attn) -> int:
+    # key + value projections of one position
+    linear = getattr(attn, "linear_k", None)
+    return 0 if linear is None else 2 * linear.in_features * linear.out_features
+
+
+def cached_decoder_macs(decoder, steps, n_frames: int, gates: Optional[torch.Tensor]) -> float:
+    """MACs of one utterance decoded by ``LeanBeamSearch``.
+
+    Keys/values are projected once: the source ones per utterance, the
+    self-attention ones per new position.
+
+    Args:
+        decoder: The (gated) decoder.
+        steps: (#hyps, new positions, prefix length) per step (``LeanBeamSearch.steps``).
+        n_frames (int): Encoder frames attended.
+        gates (torch.Tensor): (layers, 3) 0/1 gates, or None (all open).
+    """
+    kv = torch.tensor(
+        [[_kv_macs(layer.self_attn), _kv_macs(layer.src_attn), 0] for layer in decoder.decoders],
+        dtype=torch.float64,
+    )
+    is_open = torch.ones_like(kv) if gates is None else (gates > 0.5).double().cpu()
+    total = float((n_frames * kv[:, 1] * is_open[:, 1]).sum())
+    for n, n_new, prefix in steps:
+        units = flops.decoder_units(decoder, n_new, prefix, n_frames)
+        units[:, 0] -= (prefix - n_new) * kv[:, 0]  # cached prefix positions
+        units[:, 1] -= n_frames * kv[:, 1]  # cached source
+        total += n * float((units * is_open).sum())
+    out_layer = decoder.output_layer
+    return total + sum(n for n, *_ in steps) * out_layer.in_features * out_layer.out_features
+
+
+class _Found:
+    """Stands in for ``beam_search`` in ``Speech2Text._decode_single_sample``: hypotheses found already."""
+
+    def __init__(self, search, hyps):
+        self.nn_dict, self.hyps = search.nn_dict, hyps
+
+    def __call__(self, x, maxlenratio, minlenratio):
+        return self.hyps
+
+
 @dataclass
 class UttDecode:
     """What ``Speech2TextGated.decode_batch`` returns for one utterance.
@@ -221,17 +269,32 @@ class Speech2TextGated(Speech2Text):
     ``gates`` holds the decisions {"encoder": (layers, units), "decoder": ...}
     and ``meter.gflops`` the compute spent.
 
-    ``src_kv_cache``: let the gated decoder compute the source-attention K/V
-    once per utterance (stock ESPnet recomputes them at every step). Turn it
-    off to compare with a stock decoder on equal terms.
+    ``search``: "lean" (default) runs ``decode_batch`` with
+    ``LeanBeamSearch`` (tensor ops over all hypotheses of all utterances,
+    keys/values cached; the same hypotheses as ESPnet's search) when the
+    beam search allows it (see ``LeanBeamSearch.unsupported``); "espnet"
+    keeps ESPnet's ``BatchBeamSearch``.
+
+    ``src_kv_cache``: with ESPnet's search, let the gated decoder compute the
+    source-attention K/V once per utterance (stock ESPnet recomputes them at
+    every step). Turn it off to compare with a stock decoder on equal terms.
     """
 
-    def __init__(self, *args, src_kv_cache: bool = True, **kwargs):
+    def __init__(self, *args, search: str = "lean", src_kv_cache: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
+        if search not in SEARCHES:
+            raise ValueError(f"search must be one of {SEARCHES}, got {search!r}")
         if hasattr(self.s2t_model.decoder, "cache_src_kv"):
             self.s2t_model.decoder.cache_src_kv = src_kv_cache
         self.meter = DecodeMeter(self.s2t_model)
         self.gates: Dict[str, torch.Tensor] = {}
+        self.lean: Optional[LeanBeamSearch] = None
+        if search == "lean":
+            issue = LeanBeamSearch.unsupported(self.beam_search)
+            if issue is None:
+                self.lean = LeanBeamSearch.from_espnet(self.beam_search)
+            else:
+                logging.info(f"ESPnet's beam search: the lean one does not support {issue}")
 
     def context(self, lang_sym: str, task_sym: str, spk_embed=None, event_embed=None):
         """The gate context of one utterance."""
@@ -289,7 +352,8 @@ class Speech2TextGated(Speech2Text):
         if n_utt == 0:
             return []
         model, decoder = self.s2t_model, self.s2t_model.decoder
-        if not hasattr(decoder, "batch_score_utterances") or not isinstance(self.beam_search, BatchBeamSearch):
+        lockstep = hasattr(decoder, "batch_score_utterances") and isinstance(self.beam_search, BatchBeamSearch)
+        if self.lean is None and not lockstep:
             # a stock decoder, or non-batch scorers (ESPnet then uses BeamSearch)
             return self._decode_one_by_one(speech, lang_sym, task_sym, spk_embed, event_embed, text_prev)
         lang_sym = list(lang_sym) if lang_sym is not None else [self.lang_sym] * n_utt
@@ -313,6 +377,19 @@ class Speech2TextGated(Speech2Text):
             else:
                 dec_gates = enc.new_ones(n_utt, len(decoder.decoders), 3)
         self.meter.reset()  # the encoder hook counted the batch as one utterance
+        primers = [self._hyp_primer(lang_sym[u], task_sym[u], text_prev[u]) for u in range(n_utt)]
+        if self.lean is not None:
+            hyps = self.lean(enc, enc_lens, primers, dec_gates, self.maxlenratio, self.minlenratio)
+            results, dec_macs = [], []
+            for u in range(n_utt):
+                clone = copy.copy(self)
+                clone.beam_search = _Found(self.beam_search, hyps[u])
+                results.append(clone._decode_single_sample(None))
+                dec_macs.append(cached_decoder_macs(
+                    decoder, self.lean.steps[u], int(enc_lens[u]),
+                    dec_gates[u] if isinstance(decoder, GatedModule) else None,
+                ))
+            return self._utt_decodes(enc_gates, enc_lens, dec_gates, results, dec_macs)
         memory_mask = None if bool(valid.all()) else valid[:, None, :]
         src_kv = decoder.source_kv(enc, dec_gates) if decoder.cache_src_kv else None
 
@@ -325,31 +402,35 @@ class Speech2TextGated(Speech2Text):
         shared = _Shared(score_rows=score_rows, n_active=n_utt)
         searches, jobs = [], []
         for u in range(n_utt):
-            search = lockstep_copy(
-                self.beam_search, u, shared, self._hyp_primer(lang_sym[u], task_sym[u], text_prev[u])
-            )
+            search = lockstep_copy(self.beam_search, u, shared, primers[u])
             clone = copy.copy(self)
             clone.beam_search = search
             searches.append(search)
             jobs.append(lambda c=clone, x=enc[u, : int(enc_lens[u])]: c._decode_single_sample(x))
         results = run_lockstep(jobs, shared)
+        dec_macs = [
+            decoder_macs(decoder, [
+                (r.n_hyps, r.prefix_len, int(enc_lens[u]), dec_gates[u].expand(r.n_hyps, -1, -1))
+                for r in searches[u].steps
+            ])
+            for u in range(n_utt)
+        ]
+        return self._utt_decodes(enc_gates, enc_lens, dec_gates, results, dec_macs)
 
+    def _utt_decodes(self, enc_gates, enc_lens, dec_gates, results, dec_macs) -> List[UttDecode]:
+        model, decoder = self.s2t_model, self.s2t_model.decoder
         out = []
         _, t_in, feat_dim = self.meter._feats  # recorded by the meter's encoder hook
         enc_names = flops.encoder_unit_names(model.encoder)
-        for u in range(n_utt):
+        for u in range(len(results)):
             unit_gates = (
                 enc_gates[u] if enc_gates is not None else self.meter._gates(model.encoder, enc_names)
             )
             macs = {
                 "encoder": flops.subsampling(model.encoder, t_in, feat_dim)
-                + flops.encoder_spent(model.encoder, int(enc_lens[u]), unit_gates)
+                + flops.encoder_spent(model.encoder, int(enc_lens[u]), unit_gates),
+                "decoder": dec_macs[u],
             }
-            steps = [
-                (r.n_hyps, r.prefix_len, int(enc_lens[u]), dec_gates[u].expand(r.n_hyps, -1, -1))
-                for r in searches[u].steps
-            ]
-            macs["decoder"] = decoder_macs(decoder, steps)
             gates = {"decoder": dec_gates[u].cpu()} if isinstance(decoder, GatedModule) else {}
             if enc_gates is not None:
                 gates["encoder"] = enc_gates[u].cpu()
