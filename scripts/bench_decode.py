@@ -5,7 +5,7 @@ Decodes the same utterances, in one process, with fixed threads, a warm-up
 and repeats (min and median of the wall-clock of decoding all of them), in
 four modes: {gated, full} x {one_by_one, batched}. ``full`` is the same model
 with every gate forced open (the stock network). Prints every setting (beam,
-maxlenratio, batch, padding, threads) and, per mode: time, GFLOPs actually
+maxlenratio, batch, padding, threads, search) and, per mode: time, GFLOPs actually
 spent (``DecodeMeter``), peak memory, and the ratios gated/full (GFLOPs,
 time) and batched/one-by-one (time). Writes the whole report as JSON.
 
@@ -55,7 +55,7 @@ espnet_ext.register()
 
 from espnet_ext import timing  # noqa: E402
 from espnet_ext.gating import force_gates, pin_gates  # noqa: E402
-from espnet_ext.s2t.inference import Speech2TextGated  # noqa: E402
+from espnet_ext.s2t.inference import SEARCHES, Speech2TextGated  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -119,8 +119,8 @@ def decode(s2t: Speech2TextGated, utts: List[dict], batch_size: int, patterns) -
                     stack.enter_context(pin_gates(module, gates[start : start + len(chunk)]))
             if batch_size == 1:
                 u = chunk[0]
-                results = [s2t(u["speech"], lang_sym=u["lang"], task_sym=u["task"])]
-                gflops = [s2t.meter.gflops["total"]]
+                d = s2t.decode_one(u["speech"], lang_sym=u["lang"], task_sym=u["task"])
+                results, gflops = [d.results], [d.gflops["total"]]
             else:
                 decoded = s2t.decode_batch(
                     [u["speech"] for u in chunk], [u["lang"] for u in chunk], [u["task"] for u in chunk]
@@ -176,6 +176,9 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="Pad/trim every input to this many seconds instead of the model's "
                         "(OWSM: 30 s); makes CPU runs of the OWSM shape affordable.")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--search", choices=SEARCHES, default="lean",
+                        help="Beam search: lean (espnet_ext's) or espnet (ESPnet's BatchBeamSearch, "
+                        "run in lockstep for batches).")
     parser.add_argument("--no_src_kv_cache", action="store_true",
                         help="Recompute the source-attention K/V at every step (as stock ESPnet).")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
@@ -198,7 +201,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         config, _, ckpt = args.model.partition(":")
     s2t = Speech2TextGated(
         config, ckpt, device=args.device, beam_size=args.beam_size, maxlenratio=args.maxlenratio,
-        lang_sym=args.lang_sym, task_sym=args.task_sym, nbest=1,
+        lang_sym=args.lang_sym, task_sym=args.task_sym, nbest=1, search=args.search,
     )
     model_length = s2t.preprocessor_conf["speech_length"]
     if args.speech_length:
@@ -235,6 +238,7 @@ def main(argv: Optional[List[str]] = None) -> None:
            else " (the model's own, as ESPnet)"),
         raw_seconds=[round(len(u["speech"]) / 16000, 2) for u in utts], threads=args.threads,
         device=args.device, warmup=args.warmup, repeats=args.repeats,
+        search=args.search if s2t.lean is not None or args.search == "espnet" else "espnet (lean unsupported)",
         src_kv_cache=not args.no_src_kv_cache, host=platform.node(), torch=torch.__version__,
     )
     print(json.dumps(settings, indent=1), flush=True)

@@ -10,13 +10,14 @@ Usage:
         --warmup 1 --repeats 3 --beam_size 5 --out exp/efficiency/test_deu_st_eng.json
 
 Every model decodes the same utterances with the same settings (beam,
-maxlenratio, batch 1, the model's own fixed-length padding), one utterance
+maxlenratio, batch 1, the model's own fixed-length padding, ``--search``:
+the lean beam search by default), one utterance
 after the other with the models interleaved, so machine noise hits all of
 them alike. A pass = every utterance once; the first ``--warmup`` passes are
 discarded and ``--repeats`` are timed: reported are the min and median over
 passes of the mean seconds per utterance. GFLOPs per utterance are what each
 decode actually spent (encoder + every beam-search step of the decoder, with
-the units the gates left open; ``espnet_ext.s2t.inference.DecodeMeter``),
+the units the gates left open; ``Speech2TextGated.decode_one``),
 cross-checked once against fvcore on the encoder. Peak memory is measured in
 a separate process per model (load + one decode), so models do not mask each
 other. Ratios are model / reference.
@@ -44,7 +45,7 @@ from espnet_ext import timing  # noqa: E402
 from espnet_ext.context.audio import DataDirReader  # noqa: E402
 from espnet_ext.gating import pin_gates  # noqa: E402
 from espnet_ext.kaldi import read_table  # noqa: E402
-from espnet_ext.s2t.inference import Speech2TextGated  # noqa: E402
+from espnet_ext.s2t.inference import SEARCHES, Speech2TextGated  # noqa: E402
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -65,6 +66,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam_size", type=int, default=5, help="Beam size.")
     p.add_argument("--maxlenratio", type=float, default=0.0, help="0.0: end detection (as in decode_s2t.yaml).")
     p.add_argument("--ctc_weight", type=float, default=0.0, help="CTC prefix scorer weight.")
+    p.add_argument("--search", default="lean", choices=SEARCHES,
+                   help="Beam search: lean (espnet_ext's, where it applies) or espnet (BatchBeamSearch).")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="Device.")
     p.add_argument("--no_memory", action="store_true", help="Skip the per-model peak-memory runs.")
     p.add_argument("--out", type=Path, help="Write the results as JSON here.")
@@ -111,7 +114,7 @@ def build(config: str, pth: str, args) -> Speech2TextGated:
         config, pth, device=args.device, beam_size=args.beam_size,
         maxlenratio=args.maxlenratio, ctc_weight=args.ctc_weight,
         lang_sym=_sym(args.lang_sym), task_sym=_sym(args.task_sym),
-        src_kv_cache=getattr(args, "src_kv_cache", True),
+        search=getattr(args, "search", "lean"), src_kv_cache=getattr(args, "src_kv_cache", True),
     )
 
 
@@ -126,7 +129,7 @@ def _peak_memory(config, pth, args, wav, inputs, queue) -> None:
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     s2t = build(config, pth, args)
-    s2t(wav, **_inputs(s2t, inputs))
+    s2t.decode_one(wav, **_inputs(s2t, inputs))
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else None
     queue.put((rss_mb, gpu_mb))
@@ -181,8 +184,9 @@ def profile(args) -> dict:
         raise ValueError(f"--reference {reference} is not one of {list(models)}")
     utts = load_utterances(args.data_dir, args.num_utts)
     decoders = {name: build(config, pth, args) for name, (config, pth) in models.items()}
-    # A stock decoder recomputes the source K/V at every step: compute them the same way in
-    # the gated ones, or the comparison would credit gating with the cache's savings.
+    # ESPnet's search: a stock decoder recomputes the source K/V at every step: compute them the
+    # same way in the gated ones, or the comparison would credit gating with the cache's savings.
+    # (The lean search caches them for every model.)
     cache = all(hasattr(s.s2t_model.decoder, "cache_src_kv") for s in decoders.values())
     args.src_kv_cache = cache  # for the peak-memory runs
     for s2t in decoders.values():
@@ -196,9 +200,9 @@ def profile(args) -> dict:
 
         def run(utt):
             _, wav, inputs = utt
-            s2t(wav, **_inputs(s2t, inputs))
+            decoded = s2t.decode_one(wav, **_inputs(s2t, inputs))
             if len(gflops[name]) < len(utts):  # the first pass: compute spent per utterance
-                gflops[name].append(s2t.meter.gflops["total"])
+                gflops[name].append(decoded.gflops["total"])
         return run
 
     def report_pass(i, timed, totals):
@@ -245,6 +249,8 @@ def profile(args) -> dict:
         "maxlenratio": args.maxlenratio,
         "ctc_weight": args.ctc_weight,
         "batch_size": 1,
+        "search": args.search,
+        "searches": {name: "lean" if s.lean is not None else "espnet" for name, s in decoders.items()},
         "src_kv_cache": cache,
         "threads": args.threads,
         "warmup": args.warmup,
@@ -260,7 +266,7 @@ def profile(args) -> dict:
 def print_table(report: dict) -> None:
     s = report["settings"]
     print(f"# {s['num_utts']} utts of {s['data_dir']} ({s['lang_sym']}{s['task_sym']}), beam {s['beam_size']}, "
-          f"maxlenratio {s['maxlenratio']}, batch 1, {s['threads']} threads, {s['device']}, "
+          f"maxlenratio {s['maxlenratio']}, batch 1, search {s.get('search', 'espnet')}, {s['threads']} threads, {s['device']}, "
           f"warm-up {s['warmup']}, {s['repeats']} timed passes")
     print("GFLOPs: fvcore's convention, one multiply-add = one flop")
     print(f"{'model':<16}{'GFLOPs/utt':>12}{'ratio':>8}{'s/utt med':>11}{'s/utt min':>11}{'ratio':>8}{'peak MB':>9}")

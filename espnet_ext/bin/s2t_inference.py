@@ -18,10 +18,13 @@ layer, units in the order of ``gates/units``), ``gflops`` (encoder + decoder
 compute actually spent, see ``espnet_ext.s2t.inference.DecodeMeter``) and
 ``decode_seconds`` (with ``--batch_size N > 1``: the batch's wall-clock / N).
 
-``--batch_size N`` decodes N utterances in one pass (one encoder call, one
-decoder call per beam-search step for all their hypotheses, each row with its
-own gates; ``Speech2TextGated.decode_batch``): the same results as the default
-one-by-one decoding, faster. (ESPnet's own CLI decodes one at a time.)
+Beam search (``--search``): by default ``espnet_ext.s2t.lean_search`` (all
+hypotheses as tensors, keys/values cached: ESPnet's hypotheses, faster);
+``--search espnet`` runs ESPnet's ``BatchBeamSearch``. ``--batch_size N``
+decodes N utterances in one pass (one encoder call, one decoder call per
+beam-search step for all their hypotheses, each row with its own gates;
+``Speech2TextGated.decode_batch``): the same results as one by one, faster.
+(ESPnet's own CLI decodes one at a time.)
 
 Audio is checked first (``espnet_ext.s2t.audio_input``): another sample rate
 is resampled to the model's, stereo down-mixed (``--audio_mismatch convert``,
@@ -59,7 +62,7 @@ from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError
 
 from espnet_ext.context.audio import AudioError  # noqa: E402
 from espnet_ext.s2t.audio_input import MISMATCH, check_sound_inputs  # noqa: E402
-from espnet_ext.s2t.inference import Speech2TextGated, format_gates  # noqa: E402
+from espnet_ext.s2t.inference import SEARCHES, Speech2TextGated, format_gates  # noqa: E402
 
 # Speech2Text arguments taken verbatim from the stock CLI options.
 S2T_KEYS = (
@@ -74,9 +77,15 @@ def get_parser():
     parser = _stock_parser()
     parser.description = "S2T decoding with gate decisions and GFLOPs per utterance"
     parser.add_argument(
+        "--search", choices=SEARCHES, default="lean",
+        help="lean: espnet_ext's beam search (tensor ops over all hypotheses of a batch, keys/values "
+        "cached; ESPnet's hypotheses) where it applies (no CTC prefix scorer, no LM), else ESPnet's; "
+        "espnet: ESPnet's BatchBeamSearch",
+    )
+    parser.add_argument(
         "--src_kv_cache", type=str2bool, default=True,
-        help="Gated decoder: source-attention K/V once per utterance instead of at every "
-        "step (false: compute as stock ESPnet does, for like-for-like comparisons)",
+        help="--search espnet, gated decoder: source-attention K/V once per utterance instead of "
+        "at every step (false: compute as stock ESPnet does, for like-for-like comparisons)",
     )
     parser.add_argument(
         "--audio_mismatch", choices=MISMATCH, default="convert",
@@ -227,8 +236,8 @@ def describe(summary: Dict[str, float]) -> str:
 
 
 def _decode(s2t: Speech2TextGated, batch, nbest: int):
-    """Records of a list of (key, item); batched when there are several."""
-    if len(batch) > 1:
+    """Records of a list of (key, item); batched when there are several or the search is lean."""
+    if len(batch) > 1 or s2t.lean is not None:
         start = time.perf_counter()
         try:
             items = [item for _, item in batch]
@@ -271,7 +280,7 @@ def inference(args) -> Dict[str, float]:
     # '<' and '>' are awkward on command lines: accept deu as <deu>
     for k in ("lang_sym", "task_sym"):
         kwargs[k] = f"<{kwargs[k].lstrip('<').rstrip('>')}>"
-    s2t = Speech2TextGated(device=device, src_kv_cache=args.src_kv_cache, **kwargs)
+    s2t = Speech2TextGated(device=device, search=args.search, src_kv_cache=args.src_kv_cache, **kwargs)
     output_dir = Path(args.output_dir)
     inputs = check_sound_inputs(args.data_path_and_name_and_type, model_rate(s2t.s2t_train_args),
                                 args.audio_mismatch, output_dir / "logdir" / "audio")

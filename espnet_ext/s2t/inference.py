@@ -201,11 +201,22 @@ def cached_decoder_macs(decoder, steps, n_frames: int, gates: Optional[torch.Ten
     )
     is_open = torch.ones_like(kv) if gates is None else (gates > 0.5).double().cpu()
     total = float((n_frames * kv[:, 1] * is_open[:, 1]).sum())
+
+    def units(n_new, prefix):
+        u = flops.decoder_units(decoder, n_new, prefix, n_frames)
+        u[:, 0] -= (prefix - n_new) * kv[:, 0]  # cached prefix positions
+        u[:, 1] -= n_frames * kv[:, 1]  # cached source
+        return u
+
+    # one new position: MACs are linear in the prefix length (summed in closed form)
+    ones = [(n, prefix) for n, n_new, prefix in steps if n_new == 1]
+    if ones:
+        base, per_t = units(1, 0), units(1, 1) - units(1, 0)
+        rows, rows_t = sum(n for n, _ in ones), sum(n * t for n, t in ones)
+        total += float(((rows * base + rows_t * per_t) * is_open).sum())
     for n, n_new, prefix in steps:
-        units = flops.decoder_units(decoder, n_new, prefix, n_frames)
-        units[:, 0] -= (prefix - n_new) * kv[:, 0]  # cached prefix positions
-        units[:, 1] -= n_frames * kv[:, 1]  # cached source
-        total += n * float((units * is_open).sum())
+        if n_new != 1:
+            total += n * float((units(n_new, prefix) * is_open).sum())
     out_layer = decoder.output_layer
     return total + sum(n for n, *_ in steps) * out_layer.in_features * out_layer.out_features
 
@@ -436,6 +447,18 @@ class Speech2TextGated(Speech2Text):
                 gates["encoder"] = enc_gates[u].cpu()
             out.append(UttDecode(results[u], gates, gflops(macs)))
         return out
+
+    def decode_one(self, speech, lang_sym=None, task_sym=None, spk_embed=None, event_embed=None,
+                   text_prev=None) -> UttDecode:
+        """One utterance, with the lean search when there is one (else ``__call__``)."""
+        if self.lean is not None:
+            def one(v):
+                return None if v is None else [v]
+
+            return self.decode_batch([speech], one(lang_sym), one(task_sym), one(spk_embed),
+                                     one(event_embed), one(text_prev))[0]
+        results = self(speech, text_prev, lang_sym, task_sym, spk_embed=spk_embed, event_embed=event_embed)
+        return UttDecode(results, dict(self.gates), self.meter.gflops)
 
     def _decode_one_by_one(self, speech, lang_sym, task_sym, spk_embed, event_embed, text_prev):
         out = []

@@ -1,4 +1,7 @@
-"""Batched gated decoding equals one-by-one decoding; decoding resumes after a kill."""
+"""Batched gated decoding (ESPnet's search run in lockstep) equals one-by-one decoding; decoding resumes after a kill.
+
+The lean search (the default of ``decode_batch``) is tested in test_lean_search.py.
+"""
 
 import signal
 import subprocess
@@ -27,7 +30,7 @@ def utterances(data, n=6):
 
 
 def decoder(exp, **kw):
-    conf = dict(beam_size=3, maxlenratio=0.0, lang_sym="<eng>", task_sym="<asr>")
+    conf = dict(beam_size=3, maxlenratio=0.0, lang_sym="<eng>", task_sym="<asr>", search="espnet")
     conf.update(kw)
     return Speech2TextGated(exp / "config.yaml", exp / "10epoch.pth", device="cpu", **conf)
 
