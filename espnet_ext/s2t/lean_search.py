@@ -289,7 +289,7 @@ class LeanBeamSearch:
             # tokens; other rows (predict_time) follow its rules row by row
             has_nt = (yseq == f.notimestamps).any(1)
             filt = torch.zeros_like(logp)
-            filt[:, f.first_time : f.last_time + 1] = torch.where(has_nt, 0.0, -math.inf)[:, None]
+            filt[:, f.first_time : f.last_time + 1] = torch.where(has_nt, -math.inf, 0.0)[:, None]
             if not bool(has_nt.all()):
                 rows = (~has_nt).nonzero(as_tuple=True)[0]
                 filt[rows] = torch.stack([f.score(y, None, None)[0] for y in yseq[rows]]).to(logp)
