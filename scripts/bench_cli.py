@@ -6,7 +6,9 @@ maxlenratio, ctc_weight, batch 1, threads), alternating in every pass:
 
 * ``stock``: ``python -m espnet2.bin.s2t_inference`` (ESPnet's BatchBeamSearch);
 * ``ours``: ``python -m espnet_ext.bin.s2t_inference`` (lean beam search);
-* ``ours_espnet``: ours with ``--search espnet`` (ESPnet's search, our CLI).
+* ``ours_espnet``: ours with ``--search espnet`` (ESPnet's search, our CLI);
+* ``ours_batched``: ours, lean, ``--batch_size`` ``--ours_batch_size`` (stock decodes one at
+  a time only; every other variant runs batch 1).
 
 Each timing is the wall-clock of the whole command (start-up, model loading,
 decoding every utterance, writing outputs); the first ``--warmup`` passes are
@@ -41,6 +43,7 @@ VARIANTS = {
     "stock": ["-m", "espnet2.bin.s2t_inference"],
     "ours": ["-m", "espnet_ext.bin.s2t_inference", "--search", "lean"],
     "ours_espnet": ["-m", "espnet_ext.bin.s2t_inference", "--search", "espnet"],
+    "ours_batched": ["-m", "espnet_ext.bin.s2t_inference", "--search", "lean"],
 }
 
 
@@ -52,7 +55,8 @@ def command(variant: str, args, out: Path) -> List[str]:
         "--data_path_and_name_and_type", f"{args.data_dir / 'wav.scp'},speech,sound",
         "--lang_sym", sym(args.lang_sym), "--task_sym", sym(args.task_sym),
         "--beam_size", str(args.beam_size), "--maxlenratio", str(args.maxlenratio),
-        "--ctc_weight", str(args.ctc_weight), "--batch_size", "1", "--nbest", "1",
+        "--ctc_weight", str(args.ctc_weight), "--nbest", "1",
+        "--batch_size", str(args.ours_batch_size if variant == "ours_batched" else 1),
         "--output_dir", str(out),
     ]
 
@@ -71,7 +75,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                   help="The first is the reference of the speed-ups and hypothesis checks.")
+    p.add_argument("--ours_batch_size", type=int, default=8, help="Batch of the ours_batched variant.")
     p.add_argument("--out", type=Path, help="JSON report.")
     args = p.parse_args(argv)
     n_utts = len(read_table(args.data_dir / "wav.scp"))
@@ -102,7 +108,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     settings = dict(
         model=str(args.model_file), data_dir=str(args.data_dir), n_utts=n_utts, lang_sym=args.lang_sym,
         task_sym=args.task_sym, beam_size=args.beam_size, maxlenratio=args.maxlenratio,
-        ctc_weight=args.ctc_weight, batch_size=1, threads=args.threads, device=args.device,
+        ctc_weight=args.ctc_weight, batch_size=1, ours_batched_batch_size=args.ours_batch_size, threads=args.threads, device=args.device,
         warmup=args.warmup, repeats=args.repeats, reference=ref, torch=torch.__version__,
         machine=platform.processor() or platform.machine(),
         commands={v: " ".join(command(v, args, Path("OUT"))[1:]) for v in args.variants},
@@ -117,7 +123,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
             differing_utts=sum(hyps[v].get(k) != t for k, t in hyps[ref].items()),
         )
     print(json.dumps(settings, indent=1))
-    print(f"whole-process seconds for {n_utts} utts, {args.threads} thread(s), beam {args.beam_size}, batch 1")
+    print(f"whole-process seconds for {n_utts} utts, {args.threads} thread(s), beam {args.beam_size}, "
+          f"batch 1 (ours_batched: {args.ours_batch_size})")
     print(f"{'variant':<14}{'min s':>9}{'median s':>10}{'speed-up':>10}  same hyps as {ref}")
     for v, r in report["variants"].items():
         print(f"{v:<14}{r['min_s']:>9.2f}{r['median_s']:>10.2f}{r['speedup_vs_reference']:>10.2f}  "
