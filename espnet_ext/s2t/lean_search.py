@@ -203,12 +203,16 @@ class LeanBeamSearch:
         best_by_len: List[Dict[int, float]] = [{} for _ in range(n_utt)]
         steps: List[List[Tuple[int, int, int]]] = [[] for _ in range(n_utt)]
         n_new = yseq.size(1)
+        plan, plan_live = None, None
 
         for i in range(max(maxlen)):
             live = [u for u in range(n_utt) if counts[u]]
             for u in live:
                 steps[u].append((counts[u], n_new, yseq.size(1)))
-            logp, cache = self._step(yseq, n_new, cache, row_utt, gates, src, mask)
+            # the plan changes with the live utterances; per-row gate columns also with the rows
+            if plan is None or live != plan_live or any(isinstance(g, torch.Tensor) for p in plan for g in p):
+                plan, plan_live = row_plan(gates[row_utt]), live
+            logp, cache = self._step(yseq, n_new, cache, row_utt, plan, src, mask)
             n_new = 1
             scores = self._scores(yseq, logp)
             weighted = torch.zeros_like(logp)  # summed as BatchBeamSearch.search does
@@ -305,7 +309,7 @@ class LeanBeamSearch:
             i - m in best_by_len and best_by_len[i - m] - best < END_D for m in range(END_M)
         )
 
-    def _step(self, yseq, n_new, cache, row_utt, gates, src, mask):
+    def _step(self, yseq, n_new, cache, row_utt, plan, src, mask):
         """Log-probabilities of the next token of every row, and the new caches.
 
         Args:
@@ -313,7 +317,7 @@ class LeanBeamSearch:
             cache: Per layer self-attention (keys, values) of the first
                 L - n_new positions, (#rows, H, L - n_new, d_k) each, or None.
             row_utt (torch.Tensor): (#rows,) utterance of each row.
-            gates (torch.Tensor): (#utt, layers, 3).
+            plan: ``row_plan`` of the rows' gates.
             src: Per layer source (keys, values) per utterance, or None (closed).
             mask (torch.Tensor): (#utt, 1, T) valid frames, or None (all).
         """
@@ -322,7 +326,6 @@ class LeanBeamSearch:
         x = dec.embed(yseq)[:, -n_new:]
         causal = subsequent_mask(n_new, device=x.device).unsqueeze(0) if n_new > 1 else None
         row_mask = mask[row_utt] if mask is not None else None
-        plan = row_plan(gates[row_utt])
         new_cache = []
         for i, layer in enumerate(dec.decoders):
             g_self, g_src, g_ffn = plan[i]
