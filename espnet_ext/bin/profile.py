@@ -68,6 +68,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--ctc_weight", type=float, default=0.0, help="CTC prefix scorer weight.")
     p.add_argument("--search", default="lean", choices=SEARCHES,
                    help="Beam search: lean (espnet_ext's, where it applies) or espnet (BatchBeamSearch).")
+    p.add_argument("--espnet_reference", action="store_true",
+                   help="Also decode the reference model with ESPnet's BatchBeamSearch (row "
+                   "'<reference>@espnet'): our search vs ESPnet's on the same model, side by side.")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="Device.")
     p.add_argument("--no_memory", action="store_true", help="Skip the per-model peak-memory runs.")
     p.add_argument("--out", type=Path, help="Write the results as JSON here.")
@@ -109,12 +112,16 @@ def load_utterances(data_dir: Path, n: int) -> List[Tuple[str, np.ndarray, dict]
     return utts
 
 
-def build(config: str, pth: str, args) -> Speech2TextGated:
+ESPNET = "@espnet"  # suffix of a model decoded with ESPnet's search (--espnet_reference)
+
+
+def build(config: str, pth: str, args, name: str = "") -> Speech2TextGated:
     return Speech2TextGated(
         config, pth, device=args.device, beam_size=args.beam_size,
         maxlenratio=args.maxlenratio, ctc_weight=args.ctc_weight,
         lang_sym=_sym(args.lang_sym), task_sym=_sym(args.task_sym),
-        search=getattr(args, "search", "lean"), src_kv_cache=getattr(args, "src_kv_cache", True),
+        search="espnet" if name.endswith(ESPNET) else getattr(args, "search", "lean"),
+        src_kv_cache=getattr(args, "src_kv_cache", True),
     )
 
 
@@ -124,21 +131,21 @@ def _inputs(s2t: Speech2TextGated, inputs: dict) -> dict:
     return {k: v for k, v in inputs.items() if k.split("_")[0] in kinds}
 
 
-def _peak_memory(config, pth, args, wav, inputs, queue) -> None:
+def _peak_memory(config, pth, args, wav, inputs, queue, name) -> None:
     torch.set_num_threads(args.threads)
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    s2t = build(config, pth, args)
+    s2t = build(config, pth, args, name)
     s2t.decode_one(wav, **_inputs(s2t, inputs))
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else None
     queue.put((rss_mb, gpu_mb))
 
 
-def peak_memory(config, pth, args, wav, inputs) -> Tuple[float, float]:
+def peak_memory(config, pth, args, wav, inputs, name="") -> Tuple[float, float]:
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_peak_memory, args=(config, pth, args, wav, inputs, queue))
+    proc = ctx.Process(target=_peak_memory, args=(config, pth, args, wav, inputs, queue, name))
     proc.start()
     result = queue.get(timeout=1800)
     proc.join()
@@ -182,8 +189,10 @@ def profile(args) -> dict:
     reference = args.reference or next(iter(models))
     if reference not in models:
         raise ValueError(f"--reference {reference} is not one of {list(models)}")
+    if getattr(args, "espnet_reference", False) and args.search != "espnet":
+        models[reference + ESPNET] = models[reference]
     utts = load_utterances(args.data_dir, args.num_utts)
-    decoders = {name: build(config, pth, args) for name, (config, pth) in models.items()}
+    decoders = {name: build(config, pth, args, name) for name, (config, pth) in models.items()}
     # ESPnet's search: a stock decoder recomputes the source K/V at every step: compute them the
     # same way in the gated ones, or the comparison would credit gating with the cache's savings.
     # (The lean search caches them for every model.)
@@ -220,7 +229,7 @@ def profile(args) -> dict:
         config, pth = models[name]
         model = s2t.s2t_model
         decoders[name](utts[0][1], **_inputs(s2t, utts[0][2]))
-        rss, gpu = (None, None) if args.no_memory else peak_memory(config, pth, args, utts[0][1], utts[0][2])
+        rss, gpu = (None, None) if args.no_memory else peak_memory(config, pth, args, utts[0][1], utts[0][2], name)
         results[name] = {
             "gflops_mean": statistics.fmean(float(g) for g in gflops[name]),
             "time_median_s": statistics.median(passes[name]),

@@ -24,6 +24,7 @@ def test_profile_reports_ratios_settings_and_matches_fvcore(trained, tiny_corpus
         "--model", f"gated={exp}/config.yaml:{exp}/10epoch.pth",
         "--reference", "full", "--data-dir", str(data), "--lang_sym", "deu", "--task_sym", "asr",
         "--num_utts", "2", "--warmup", "1", "--repeats", "1", "--beam_size", "2", "--out", str(out),
+        "--espnet_reference",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -32,6 +33,10 @@ def test_profile_reports_ratios_settings_and_matches_fvcore(trained, tiny_corpus
     s = report["settings"]
     assert (s["beam_size"], s["batch_size"], s["threads"], s["num_utts"]) == (2, 1, 2, 2)
     full, gated = report["models"]["full"], report["models"]["gated"]
+    # the reference once more with ESPnet's search: same model, no K/V caching -> more compute
+    espnet = report["models"]["full@espnet"]
+    assert s["searches"] == {"full": "lean", "gated": "lean", "full@espnet": "espnet"}
+    assert espnet["gflops_mean"] > 1.2 * full["gflops_mean"]
     # ratios are each model's figure over the reference's, measured in the same run
     assert gated["gflops_ratio"] == pytest.approx(gated["gflops_mean"] / full["gflops_mean"], rel=1e-3)
     assert gated["time_ratio"] == pytest.approx(gated["time_median_s"] / full["time_median_s"], rel=1e-2)

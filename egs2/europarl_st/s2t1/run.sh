@@ -342,8 +342,9 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
         done
         device=cpu; [ "${ngpu}" -gt 0 ] && device=cuda
         l3=${first_st#test_}; l3=${l3%%_*}
+        # --espnet_reference: the full model once more with ESPnet's BatchBeamSearch (row full@espnet)
         # shellcheck disable=SC2086
-        run ${python} -m espnet_ext.bin.profile ${model_opts} --reference full \
+        run ${python} -m espnet_ext.bin.profile ${model_opts} --reference full --espnet_reference \
             --data-dir "${raw}/${first_st}" --lang_sym "${l3}" --task_sym "st_${tgt3}" \
             --num_utts "${profile_num_utts}" --threads "${OMP_NUM_THREADS}" --warmup 1 \
             --repeats "${profile_repeats}" --beam_size 5 --device "${device}" ${profile_opts} \

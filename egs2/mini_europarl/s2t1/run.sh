@@ -517,8 +517,9 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ] && [ "${preset}" != base ]; the
         for model in ${models}; do
             model_opts="${model_opts} --model ${model}=${expdir}/${model}/config.yaml:${expdir}/${model}/valid.acc.ave.pth"
         done
+        # --espnet_reference: the full model once more with ESPnet's BatchBeamSearch (row full@espnet)
         # shellcheck disable=SC2086
-        run ${python} -m espnet_ext.bin.profile ${model_opts} --reference full \
+        run ${python} -m espnet_ext.bin.profile ${model_opts} --reference full --espnet_reference \
             --data-dir "${raw}/test_deu_st_eng" --lang_sym deu --task_sym st_eng \
             --num_utts "${profile_num_utts}" --threads "${OMP_NUM_THREADS}" --warmup 1 \
             --repeats "${profile_repeats}" --beam_size 5 ${profile_opts:-} --out "${eff}"
