@@ -5,7 +5,8 @@ utterance (its ``<lang>``/``<task>`` symbols and optional speaker / event
 embeddings), and a record of what each decode did: the hard gate decisions
 of the encoder and the decoder, and the MACs actually spent (encoder with its
 open units, and every beam-search step of the decoder with its open units).
-Stock (ungated) models work too, counted with every unit open.
+Stock (ungated) models work too, counted with every unit open. Decoding
+runs ``espnet_ext.s2t.lean_search`` where it applies (``search="lean"``).
 """
 
 import copy
@@ -342,12 +343,14 @@ class Speech2TextGated(Speech2Text):
         event_embed: Optional[Sequence] = None,
         text_prev: Optional[Sequence] = None,
     ) -> List[UttDecode]:
-        """Decodes several utterances in one pass (see ``batch_beam_search``).
+        """Decodes several utterances in one pass.
 
-        The encoder runs once on the batch; the beam searches of all
-        utterances run in lockstep with one decoder call per step for all
-        their hypotheses, each row with its utterance's encoder output and
-        gates. The result of each utterance equals ``__call__`` on it alone.
+        The encoder runs once on the batch; the beam search advances all
+        utterances together with one decoder call per step for all their
+        hypotheses, each row with its utterance's encoder output and gates:
+        ``LeanBeamSearch`` (``search="lean"``), else ESPnet's search run in
+        lockstep (``batch_beam_search``). The result of each utterance
+        equals ``__call__`` on it alone.
 
         Args:
             speech: B waveforms (nsamples,), any lengths (each is padded or

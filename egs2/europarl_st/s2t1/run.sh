@@ -329,8 +329,8 @@ fi
 if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
     stage_start 9 "Efficiency (GFLOPs, wall-clock; gated vs full), gate patterns, ${results}"
     eff=${expdir}/efficiency/${first_st}.json
-    # a profile of another --models list is redone
-    if [ -f "${eff}" ] && ! ${python} -c 'import json, sys; sys.exit(set(json.load(open(sys.argv[1]))["models"]) != set(sys.argv[2:]))' "${eff}" ${models}; then
+    # a profile of another --models list is redone (rows NAME@espnet: --espnet_reference)
+    if [ -f "${eff}" ] && ! ${python} -c 'import json, sys; sys.exit({m for m in json.load(open(sys.argv[1]))["models"] if "@" not in m} != set(sys.argv[2:]))' "${eff}" ${models}; then
         log "Stage 9: ${eff} profiled other models than '${models}': profiling again"
         rm "${eff}"
     fi
