@@ -238,7 +238,7 @@ def main(argv: Optional[List[str]] = None) -> None:
            else " (the model's own, as ESPnet)"),
         raw_seconds=[round(len(u["speech"]) / 16000, 2) for u in utts], threads=args.threads,
         device=args.device, warmup=args.warmup, repeats=args.repeats,
-        search=args.search if s2t.lean is not None or args.search == "espnet" else "espnet (lean unsupported)",
+        search=s2t.search if s2t.search == args.search else f"{s2t.search} (lean unsupported)",
         src_kv_cache=not args.no_src_kv_cache, host=platform.node(), torch=torch.__version__,
     )
     print(json.dumps(settings, indent=1), flush=True)

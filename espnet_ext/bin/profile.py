@@ -259,7 +259,7 @@ def profile(args) -> dict:
         "ctc_weight": args.ctc_weight,
         "batch_size": 1,
         "search": args.search,
-        "searches": {name: "lean" if s.lean is not None else "espnet" for name, s in decoders.items()},
+        "searches": {name: s.search for name, s in decoders.items()},
         "src_kv_cache": cache,
         "threads": args.threads,
         "warmup": args.warmup,

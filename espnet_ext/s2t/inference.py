@@ -308,6 +308,11 @@ class Speech2TextGated(Speech2Text):
             else:
                 logging.info(f"ESPnet's beam search: the lean one does not support {issue}")
 
+    @property
+    def search(self) -> str:
+        """The beam search decode_batch runs: "lean", or "espnet" (asked for, or lean unsupported)."""
+        return "lean" if self.lean is not None else "espnet"
+
     def context(self, lang_sym: str, task_sym: str, spk_embed=None, event_embed=None):
         """The gate context of one utterance."""
         return gate_context(self, lang_sym, task_sym, spk_embed, event_embed)
@@ -460,19 +465,21 @@ class Speech2TextGated(Speech2Text):
 
             return self.decode_batch([speech], one(lang_sym), one(task_sym), one(spk_embed),
                                      one(event_embed), one(text_prev))[0]
+        return self._call_one(speech, lang_sym, task_sym, spk_embed, event_embed, text_prev)
+
+    def _call_one(self, speech, lang_sym, task_sym, spk_embed, event_embed, text_prev) -> UttDecode:
         results = self(speech, text_prev, lang_sym, task_sym, spk_embed=spk_embed, event_embed=event_embed)
         return UttDecode(results, dict(self.gates), self.meter.gflops)
 
     def _decode_one_by_one(self, speech, lang_sym, task_sym, spk_embed, event_embed, text_prev):
-        out = []
-        for u, x in enumerate(speech):
-            pick = lambda v: v[u] if v is not None else None  # noqa: E731
-            results = self(
-                x, pick(text_prev), pick(lang_sym), pick(task_sym),
-                spk_embed=pick(spk_embed), event_embed=pick(event_embed),
-            )
-            out.append(UttDecode(results, dict(self.gates), self.meter.gflops))
-        return out
+        def pick(v, u):
+            return v[u] if v is not None else None
+
+        return [
+            self._call_one(x, pick(lang_sym, u), pick(task_sym, u), pick(spk_embed, u),
+                           pick(event_embed, u), pick(text_prev, u))
+            for u, x in enumerate(speech)
+        ]
 
     def _batch_context(self, lang_sym, task_sym, spk_embed, event_embed) -> GateContext:
         tokens = torch.tensor(

@@ -24,6 +24,7 @@ ESPnet's search.
 
 import math
 from functools import partial
+from itertools import accumulate
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -65,7 +66,7 @@ class LeanBeamSearch:
     Args:
         decoder: An ESPnet ``TransformerDecoder`` (stock or gated).
         beam_size (int): Beam size.
-        sos, eos (int): Start / end token ids.
+        eos (int): End token id (the start is in each utterance's primer).
         weights (Dict[str, float]): Weight of each scorer, in ESPnet's order:
             "decoder", optionally "length_bonus" (ESPnet's ``penalty``) and
             "scorefilter" (S2T's timestamp rules).
@@ -77,7 +78,6 @@ class LeanBeamSearch:
         self,
         decoder: torch.nn.Module,
         beam_size: int,
-        sos: int,
         eos: int,
         weights: Dict[str, float],
         normalize_length: bool = False,
@@ -87,7 +87,7 @@ class LeanBeamSearch:
             raise ValueError("a scorefilter weight needs the score_filter")
         self.decoder = decoder
         self.beam_size = beam_size
-        self.sos, self.eos = sos, eos
+        self.eos = eos
         self.weights = dict(weights)
         self.score_filter = score_filter
         self.normalize_length = normalize_length
@@ -125,7 +125,7 @@ class LeanBeamSearch:
             raise ValueError(f"lean beam search does not support {issue}; use ESPnet's")
         weights = {k: search.weights[k] for k in search.full_scorers}
         return cls(
-            search.full_scorers["decoder"], search.beam_size, search.sos, search.eos, weights,
+            search.full_scorers["decoder"], search.beam_size, search.eos, weights,
             search.normalize_length, search.full_scorers.get("scorefilter"),
         )
 
@@ -230,41 +230,36 @@ class LeanBeamSearch:
             grid = weighted.new_full((n_live * k_max, n_vocab), float("-inf"))
             grid.index_copy_(0, slot, weighted)
             top, flat = grid.view(n_live, k_max * n_vocab).topk(beam, dim=1)
-            offsets = torch.tensor(
-                [sum(counts[v] for v in live[:s]) for s in range(n_live)], device=device
-            )
+            offsets = torch.tensor([0, *accumulate(counts[u] for u in live[:-1])], device=device)
             prev = (torch.div(flat, n_vocab, rounding_mode="trunc") + offsets[:, None]).view(-1)
             tok = (flat % n_vocab).view(-1)
             new_score = top.reshape(-1)
             new_cum = {k: cum[k][prev] + scores[k][prev, tok] for k in self.weights}
             new_yseq = torch.cat([yseq[prev], tok[:, None]], dim=1)
 
-            is_eos = (tok == self.eos).tolist()
+            is_eos, values = (tok == self.eos).tolist(), new_score.tolist()
             keep = []
             for s, u in enumerate(live):
                 last = i == maxlen[u] - 1
+                running = []
                 for c in range(s * beam, (s + 1) * beam):
                     if not (is_eos[c] or last):
-                        keep.append(c)
+                        running.append(c)
                         continue
                     if i < minlen[u]:
                         continue
                     ys = new_yseq[c]
                     if last:  # as ESPnet: <eos> appended at the last position
                         ys = torch.cat([ys, ys.new_tensor([self.eos])])
-                    hyp = Hypothesis(
-                        yseq=ys, score=new_score[c],
-                        scores={k: v[c] for k, v in new_cum.items()},
-                    )
-                    ended[u].append(hyp)
+                    ended[u].append(Hypothesis(
+                        yseq=ys, score=new_score[c], scores={k: v[c] for k, v in new_cum.items()},
+                    ))
                     n = len(ys)
-                    value = float(hyp.score)
-                    best_by_len[u][n] = max(best_by_len[u].get(n, -math.inf), value)
-                n_keep = sum(1 for c in keep if s * beam <= c < (s + 1) * beam)
-                done = last or n_keep == 0 or (maxlenratio == 0.0 and self._end_detect(best_by_len[u], i))
-                if done:
-                    keep = [c for c in keep if c < s * beam]
-                counts[u] = 0 if done else n_keep
+                    best_by_len[u][n] = max(best_by_len[u].get(n, -math.inf), values[c])
+                done = last or not running or (maxlenratio == 0.0 and self._end_detect(best_by_len[u], i))
+                counts[u] = 0 if done else len(running)
+                if not done:
+                    keep += running
             if not keep:
                 break
             keep_t = torch.tensor(keep, device=device)

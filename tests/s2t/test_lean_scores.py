@@ -10,7 +10,7 @@ SOS, EOS, NOTIME, FIRST, LAST, VOCAB = 1, 2, 3, 10, 20, 30
 
 def test_score_filter_matches_espnet_on_every_rule():
     f = ScoreFilter(notimestamps=NOTIME, first_time=FIRST, last_time=LAST, sos=SOS, eos=EOS, vocab_size=VOCAB)
-    lean = LeanBeamSearch(None, 3, SOS, EOS, {"decoder": 1.0, "length_bonus": 0.5, "scorefilter": 1.0},
+    lean = LeanBeamSearch(None, 3, EOS, {"decoder": 1.0, "length_bonus": 0.5, "scorefilter": 1.0},
                           score_filter=f)
     ys = torch.tensor([
         [SOS, 5, 6, NOTIME, 7, 8],   # no timestamps: timestamp tokens barred
