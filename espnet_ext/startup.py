@@ -7,7 +7,9 @@ functions, and inflect (imported by ESPnet's phoneme tokenizer through g2p_en)
 ESPnet's inference imports take. Python's own switch for this is ``-O``
 (typeguard returns the function unchanged when ``__debug__`` is false), which
 also strips every ``assert``. ``skip_typechecks`` turns off the
-instrumentation alone.
+instrumentation alone. The commands that only load models (decoding, the
+profile, FLOPs matching, export, ``scripts/decode.py``, ``scripts/check_init.py``)
+call it through ``command``; training keeps the checks.
 """
 
 import os
@@ -37,3 +39,12 @@ def skip_typechecks() -> bool:
         return False
     typeguard.typechecked = _unchecked
     return True
+
+
+def command(module_name: str) -> None:
+    """``skip_typechecks`` when the calling module runs as a command.
+
+    Usage, before the module imports ESPnet: ``startup.command(__name__)``.
+    """
+    if module_name == "__main__":
+        skip_typechecks()

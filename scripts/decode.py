@@ -46,7 +46,9 @@ from typing import List
 import torch
 
 import espnet_ext
+from espnet_ext import startup
 
+startup.command(__name__)  # before ESPnet is imported: ~11 s less start-up
 espnet_ext.register()
 
 from espnet_ext.bin import s2t_inference  # noqa: E402

@@ -23,7 +23,9 @@ import sys
 from pathlib import Path
 
 import espnet_ext
+from espnet_ext import startup
 
+startup.command(__name__)  # before ESPnet is imported: ~11 s less start-up
 espnet_ext.register()
 
 from espnet_ext.s2t.export import export  # noqa: E402

@@ -27,7 +27,9 @@ import torch
 import yaml
 
 import espnet_ext
+from espnet_ext import startup
 
+startup.command(__name__)  # before ESPnet is imported: ~11 s less start-up
 espnet_ext.register()
 
 from espnet2.tasks.s2t import S2TTask  # noqa: E402

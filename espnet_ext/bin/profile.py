@@ -38,7 +38,9 @@ import numpy as np
 import torch
 
 import espnet_ext
+from espnet_ext import startup
 
+startup.command(__name__)  # before ESPnet is imported: ~11 s less start-up
 espnet_ext.register()
 
 from espnet_ext import timing  # noqa: E402

@@ -51,11 +51,9 @@ import torch
 from tqdm import tqdm
 
 import espnet_ext
+from espnet_ext import startup
 
-if __name__ == "__main__":  # before ESPnet is imported: 11 s less start-up (espnet_ext.startup)
-    from espnet_ext.startup import skip_typechecks
-
-    skip_typechecks()
+startup.command(__name__)  # before ESPnet is imported: ~11 s less start-up
 espnet_ext.register()
 
 from espnet2.bin.s2t_inference import get_parser as _stock_parser  # noqa: E402
