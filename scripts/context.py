@@ -14,7 +14,7 @@ Usage:
         --subsets dump/raw/test_deu_st_eng dump/raw/test_eng_asr
     # one clip per recording of several dirs, with its event label (event tagger data),
     # at most 40 per event
-    python scripts/context.py recordings --out exp/event_tagger/data --max-per-event 40 \\
+    python scripts/context.py recordings --out exp/event_tagger/data --max_per_event 40 \\
         dump/raw/pretrain dump/raw/train
     # dimension of the vectors of an scp
     python scripts/context.py dim dump/raw/train/event_embed.scp
@@ -126,14 +126,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--kind", required=True, choices=["speaker", "event"], help="Context kind.")
     p.add_argument("--model", required=True, help="Extractor (see extract_context --help).")
     p.add_argument("data_dirs", nargs="+", type=Path, help="dump/raw/<set> dirs.")
-    p.add_argument("--batch-size", type=int, default=16, help="Utterances per call.")
-    p.add_argument("--num-threads", type=int, default=None, help="torch threads.")
+    p.add_argument("--batch_size", "--batch-size", type=int, default=16, help="Utterances per call.")
+    p.add_argument("--num_threads", "--num-threads", type=int, default=None, help="torch threads.")
     p.add_argument("--subsets", nargs="*", type=Path, default=[],
                    help="Dirs whose utterances are a subset of data_dirs': get filtered scps.")
     p.set_defaults(func=cmd_extract)
     p = sub.add_parser("recordings", help="One utterance per recording of several dirs.")
     p.add_argument("--out", required=True, type=Path, help="Output data dir.")
-    p.add_argument("--max-per-event", type=int, default=0,
+    p.add_argument("--max_per_event", "--max-per-event", type=int, default=0,
                    help="Keep at most N random recordings per event label (0: all).")
     p.add_argument("--seed", type=int, default=0, help="Seed of that sample.")
     p.add_argument("data_dirs", nargs="+", type=Path, help="Input data dirs.")

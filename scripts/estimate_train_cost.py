@@ -94,7 +94,8 @@ def main():
     p.add_argument("--tokens", type=int, default=64, help="Target tokens per utterance.")
     p.add_argument("--threads", type=int, default=2, help="torch threads.")
     p.add_argument("--seconds", type=float, default=30.0, help="Padded utterance length.")
-    p.add_argument("--target-layers", type=int, default=18, help="Depth to extrapolate to.")
+    p.add_argument("--target_layers", "--target-layers",
+                   type=int, default=18, help="Depth to extrapolate to.")
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help="JSON output.")
     a = p.parse_args()

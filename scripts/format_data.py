@@ -17,13 +17,13 @@ needs)``, e.g. 7 frames (960 samples at hop 160) for ``input_layer: conv2d``
 (ESPnet raises TooShortUttError on shorter input during training).
 
 Writes the kept utterances' files plus ``speech_shape`` (``<utt> <samples>``),
-each atomically. With ``--split-by-lang-task`` it also writes one dir per
+each atomically. With ``--split_by_lang_task`` it also writes one dir per
 (source language, task), ``<out>_<lang>_<task>`` (e.g. ``dump/raw/test_deu_st_eng``),
 so every test subset is decoded with its own ``--lang_sym/--task_sym``.
 
 Usage:
-    python scripts/format_data.py --data-dir data/test --out dump/raw/test \\
-        --config conf/base/train_base.yaml --split-by-lang-task \\
+    python scripts/format_data.py --data_dir data/test --out dump/raw/test \\
+        --config conf/base/train_base.yaml --split_by_lang_task \\
         --langs eng,deu,fra,ita --tasks asr,st_eng [--skip_bad_utts]
 """
 
@@ -219,13 +219,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data-dir", required=True, type=Path, help="Kaldi data dir (input).")
+    parser.add_argument("--data_dir", "--data-dir", required=True, type=Path, help="Kaldi data dir (input).")
     parser.add_argument("--out", required=True, type=Path, help="Output dir (dump/raw/<set>).")
     parser.add_argument("--config", required=True, type=Path,
                         help="Training YAML: preprocessor_conf.speech_length is the longest "
                              "utterance kept (seconds); frontend_conf.hop_length and "
                              "encoder_conf.input_layer give the shortest.")
-    parser.add_argument("--split-by-lang-task", action="store_true",
+    parser.add_argument("--split_by_lang_task", "--split-by-lang-task", action="store_true",
                         help="Also write <out>_<lang>_<task> subsets (utt2lang, utt2task).")
     parser.add_argument("--skip_bad_utts", "--skip-bad-utts", action="store_true",
                         help="Leave bad utterances out (listed in <out>/bad_utts) instead of "

@@ -17,7 +17,7 @@ comparison to ``<exp>/compare.json``:
 
 Usage:
     python scripts/make_results.py --exp exp --preset demo \\
-        --models full gated gated_spk gated_event --test-sets test_deu_st_eng ... --out RESULTS.md
+        --models full gated gated_spk gated_event --test_sets test_deu_st_eng ... --out RESULTS.md
 """
 
 import argparse
@@ -246,14 +246,14 @@ def main():
     parser.add_argument("--exp", required=True, type=Path, help="Experiment root (exp).")
     parser.add_argument("--preset", required=True, help="Preset name (tiny, demo, bench, base).")
     parser.add_argument("--models", nargs="+", required=True, help="Model dirs under --exp.")
-    parser.add_argument("--test-sets", nargs="+", required=True, help="test_<lang>_<task>.")
+    parser.add_argument("--test_sets", "--test-sets", nargs="+", required=True, help="test_<lang>_<task>.")
     parser.add_argument("--reference", default="full",
                         help="Model the ratios and the paired bootstrap refer to.")
     parser.add_argument("--resamples", type=int, default=1000, help="Paired bootstrap resamples.")
     parser.add_argument("--seed", type=int, default=0, help="Paired bootstrap seed.")
-    parser.add_argument("--base-scores", type=Path,
+    parser.add_argument("--base_scores", "--base-scores", type=Path,
                         help="scores.json of the pre-trained base model (a row of its own).")
-    parser.add_argument("--base-name", default="pre-trained", help="Its name in that row.")
+    parser.add_argument("--base_name", "--base-name", default="pre-trained", help="Its name in that row.")
     parser.add_argument("--out", required=True, type=Path, help="RESULTS.md to write.")
     args = parser.parse_args()
     logging.basicConfig(level="INFO", format=f"%(asctime)s ({PROG}) %(levelname)s: %(message)s")
@@ -326,11 +326,15 @@ def main():
         settings = eff.get("settings") or next(iter(models.values())).get("settings", {})
         md += ["`espnet_ext.bin.profile` on `test_deu_st_eng` (same utterances, one process, "
                "models profiled under identical settings); ratios vs "
-               f"`{eff.get('reference', args.reference)}`.", "",
-               "| model | GFLOPs / utt | ratio | decode s (median) | min s | ratio | peak RSS MB |",
-               "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+               f"`{eff.get('reference', args.reference)}`. Subsampling: the GFLOPs of the encoder's "
+               "conv input layer, which no gate skips (the floor of any gating).", "",
+               "| model | GFLOPs / utt | ratio | subsampling | decode s (median) | min s | ratio "
+               "| peak RSS MB |",
+               "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for m, r in models.items():
+            sub = r.get("gflops_parts", {}).get("subsampling")
             md.append(f"| {m} | {fmt(r.get('gflops_mean'), 3)} | {fmt(r.get('gflops_ratio'), 3)} | "
+                      f"{fmt(sub, 3)} | "
                       f"{fmt(r.get('time_median_s'), 3)} | {fmt(r.get('time_min_s'), 3)} | "
                       f"{fmt(r.get('time_ratio'), 3)} | {fmt(r.get('peak_rss_mb'), 0)} |")
         md += ["", "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()

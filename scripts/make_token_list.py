@@ -7,7 +7,7 @@ sentencepiece user-defined symbols, so each is one token; the pieces are learnt
 from the targets (``text``) and source transcripts (``text.ctc``) of the given dirs.
 
 Usage:
-    python scripts/make_token_list.py --vocab-size 300 --out data/token_list/bpe_unigram300 \\
+    python scripts/make_token_list.py --vocab_size 300 --out data/token_list/bpe_unigram300 \\
         dump/raw/pretrain dump/raw/train
 """
 
@@ -26,9 +26,9 @@ def main():
     )
     parser.add_argument("data_dirs", nargs="+", type=Path, help="Dirs with text, text.ctc.")
     parser.add_argument("--out", required=True, type=Path, help="Output dir.")
-    parser.add_argument("--vocab-size", required=True, type=int,
+    parser.add_argument("--vocab_size", "--vocab-size", required=True, type=int,
                         help="sentencepiece vocabulary (special symbols included).")
-    parser.add_argument("--model-type", default="unigram", choices=["unigram", "bpe"],
+    parser.add_argument("--model_type", "--model-type", default="unigram", choices=["unigram", "bpe"],
                         help="sentencepiece model type (OWSM: unigram).")
     args = parser.parse_args()
     logging.basicConfig(level="INFO", format=f"%(asctime)s ({PROG}) %(levelname)s: %(message)s")

@@ -16,7 +16,7 @@ averaged over the gates that vary).
 
 Usage:
     python scripts/plot_gates.py --exp exp --model gated --dump dump/raw \\
-        --test-sets test_eng_asr test_deu_st_eng ... --out-dir exp/plots
+        --test_sets test_eng_asr test_deu_st_eng ... --out_dir exp/plots
 """
 
 import argparse
@@ -148,9 +148,12 @@ def main():
     parser.add_argument("--exp", required=True, type=Path, help="Experiment root (exp).")
     parser.add_argument("--model", default="gated", help="Gated model dir under --exp.")
     parser.add_argument("--dump", required=True, type=Path, help="dump/raw (utt2spk, utt2event).")
-    parser.add_argument("--test-sets", nargs="+", required=True, help="test_<lang>_<task> subsets.")
-    parser.add_argument("--max-groups", type=int, default=8, help="Largest groups plotted per factor.")
-    parser.add_argument("--out-dir", required=True, type=Path, help="PNGs and gate_factors.json.")
+    parser.add_argument("--test_sets", "--test-sets",
+                        nargs="+", required=True, help="test_<lang>_<task> subsets.")
+    parser.add_argument("--max_groups", "--max-groups",
+                        type=int, default=8, help="Largest groups plotted per factor.")
+    parser.add_argument("--out_dir", "--out-dir",
+                        required=True, type=Path, help="PNGs and gate_factors.json.")
     args = parser.parse_args()
     logging.basicConfig(level="INFO", format=f"%(asctime)s ({PROG}) %(levelname)s: %(message)s")
     gates, units, labels = load(args.exp, args.model, args.dump, args.test_sets)

@@ -9,7 +9,7 @@ Writes the PNG and a JSON of the plotted points.
 
 Usage:
     python scripts/plot_tradeoff.py --exp exp --models full gated l0 layerprune \\
-        --test-sets test_deu_st_eng test_eng_asr ... --out exp/plots/tradeoff.png
+        --test_sets test_deu_st_eng test_eng_asr ... --out exp/plots/tradeoff.png
 """
 
 import argparse
@@ -52,7 +52,8 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exp", required=True, type=Path, help="Experiment root (exp).")
     parser.add_argument("--models", nargs="+", required=True, help="Model dirs under --exp.")
-    parser.add_argument("--test-sets", nargs="+", required=True, help="test_<lang>_<task> subsets.")
+    parser.add_argument("--test_sets", "--test-sets",
+                        nargs="+", required=True, help="test_<lang>_<task> subsets.")
     parser.add_argument("--out", required=True, type=Path, help="PNG to write (+ .json).")
     args = parser.parse_args()
     logging.basicConfig(level="INFO", format=f"%(asctime)s ({PROG}) %(levelname)s: %(message)s")

@@ -45,7 +45,7 @@ PROG = "score"
 SPECIAL = re.compile(r"<[^<>\s]*>")
 NORMALISATION = ("special tokens <...> removed; lower case; apostrophes and hyphens -> space; "
                  "other punctuation (Unicode P*) removed; whitespace collapsed")
-# --st-normalise none: BLEU/chrF on cased, punctuated text (sacrebleu's own 13a tokenisation),
+# --st_normalise none: BLEU/chrF on cased, punctuated text (sacrebleu's own 13a tokenisation),
 # as usually reported for Europarl-ST; ASR is always scored with NORMALISATION.
 ST_NONE = "ST: special tokens <...> removed, whitespace collapsed (cased, punctuated); ASR: "
 # The input guard (see above): a model that listens to its input gives about as many
@@ -149,7 +149,8 @@ def main():
     parser.add_argument("--exp", required=True, type=Path, help="Model dir (exp/<model>).")
     parser.add_argument("--dump", required=True, type=Path, help="dump/raw (references).")
     parser.add_argument("subsets", nargs="+", help="test_<lang>_<task> subset names.")
-    parser.add_argument("--st-normalise", default="lc_nopunct", choices=["lc_nopunct", "none"],
+    parser.add_argument("--st_normalise", "--st-normalise",
+                        default="lc_nopunct", choices=["lc_nopunct", "none"],
                         help="ST text normalisation before BLEU/chrF: as ASR (lc_nopunct), or "
                              "none (cased and punctuated; special tokens removed).")
     args = parser.parse_args()

@@ -13,11 +13,11 @@ Writes ``<out>/`` with ``wav.scp`` (``<utt> <audio-dir>/<rec>/<start>_<end>.flac
 utt2spk, utt2lang, utt2task, utt2corpus, ...) unchanged, so ``scripts/format_data.py`` can
 take it from there. Resumable: a recording whose files all exist is skipped. A recording
 that cannot be decoded, or a segment outside its recording, is an error naming both
-(``--skip-bad`` logs and drops them instead).
+(``--skip_bad`` logs and drops them instead).
 
 Usage:
-    python scripts/segment_audio.py --data-dir data/train --out dump/raw/org/train \\
-        --audio-dir dump/audio/train --nj 4
+    python scripts/segment_audio.py --data_dir data/train --out dump/raw/org/train \\
+        --audio_dir dump/audio/train --nj 4
 """
 
 import argparse
@@ -159,11 +159,11 @@ def segment_data_dir(data_dir: Path, out: Path, audio_dir: Path, nj: int = 1,
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", required=True, type=Path, help="Kaldi dir (input).")
+    parser.add_argument("--data_dir", "--data-dir", required=True, type=Path, help="Kaldi dir (input).")
     parser.add_argument("--out", required=True, type=Path, help="Output data dir.")
-    parser.add_argument("--audio-dir", required=True, type=Path, help="Where the FLACs go.")
+    parser.add_argument("--audio_dir", "--audio-dir", required=True, type=Path, help="Where the FLACs go.")
     parser.add_argument("--nj", type=int, default=1, help="Parallel decoding processes.")
-    parser.add_argument("--skip-bad", action="store_true",
+    parser.add_argument("--skip_bad", "--skip-bad", action="store_true",
                         help="Drop undecodable recordings / bad segments instead of failing.")
     args = parser.parse_args(argv)
     logging.basicConfig(level="INFO", format=f"%(asctime)s ({PROG}) %(levelname)s: %(message)s")

@@ -8,8 +8,8 @@ text.ctc, text.prev, spk_embed.scp and event_embed.scp identical; wav.scp
 keys = recordings of segments (or = utterances without segments); segment
 times valid; audio files present (pipes are not run); text lines start with
 ``<lang><task>`` and a time token (``<deu><st_eng><notimestamps> ...``);
-embedding npys present, 1-D, one size per file (with --check-npy); audio
-readable, non-empty, 16 kHz mono (with --check-audio); every utterance long
+embedding npys present, 1-D, one size per file (with --check_npy); audio
+readable, non-empty, 16 kHz mono (with --check_audio); every utterance long
 enough for the encoder's subsampling (with --config: ``speech_shape`` if
 present, else the audio files' lengths), e.g. >= 960 samples for
 ``input_layer: conv2d`` at hop 160, which ESPnet would reject with
@@ -21,8 +21,8 @@ ESPnet does (run it from the recipe directory).
 
 Usage:
     python scripts/validate_data_dir.py data/train
-    python scripts/validate_data_dir.py --check-npy --langs eng,deu,fra,ita dump/raw/test
-    python scripts/validate_data_dir.py --check-audio --config conf/tiny/train_base.yaml \
+    python scripts/validate_data_dir.py --check_npy --langs eng,deu,fra,ita dump/raw/test
+    python scripts/validate_data_dir.py --check_audio --config conf/tiny/train_base.yaml \
         dump/raw/train
 """
 
@@ -193,8 +193,8 @@ def main(cmd=None) -> int:
     p.add_argument("--tasks", help="Comma-separated task tokens allowed (e.g. asr,st_eng).")
     p.add_argument("--asr", action="store_true",
                    help="Plain ASR dirs (asr task): text has no <lang><task> prefix.")
-    p.add_argument("--check-npy", action="store_true", help="Also load every embedding npy.")
-    p.add_argument("--check-audio", action="store_true",
+    p.add_argument("--check_npy", "--check-npy", action="store_true", help="Also load every embedding npy.")
+    p.add_argument("--check_audio", "--check-audio", action="store_true",
                    help="Also open every audio file (readable, non-empty, 16 kHz mono).")
     p.add_argument("--config", type=Path,
                    help="Training YAML: flag utterances too short for its encoder's subsampling.")

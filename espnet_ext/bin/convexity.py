@@ -3,14 +3,14 @@
 
 Usage:
     python -m espnet_ext.bin.convexity --config exp/base/config.yaml \\
-        --model_file exp/base/valid.acc.ave.pth --data-dir dump/raw/dev \\
-        --num-utts 200 --out exp/layerprune/convexity.json
+        --model_file exp/base/valid.acc.ave.pth --data_dir dump/raw/dev \\
+        --num_utts 200 --out exp/layerprune/convexity.json
 
 For every encoder layer, the utterances' mean-pooled outputs labelled by
-``--encoder-label`` (lang, task or lang_task, from the ``<lang><task>`` prefix of
+``--encoder_label`` (lang, task or lang_task, from the ``<lang><task>`` prefix of
 ``text``); for every decoder layer, the teacher-forced outputs at each target
 position labelled by the token they predict. Builds a kNN graph (``--k``),
-scores up to ``--max-paths`` shortest paths between same-class points and
+scores up to ``--max_paths`` shortest paths between same-class points and
 prints the curve (one row per layer) and the layers the criterion keeps (up
 to the peak). ``espnet_ext.bin.layer_prune`` reads the JSON.
 """
@@ -36,14 +36,17 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, type=Path, help="Training config.yaml of a stock S2T model.")
     p.add_argument("--model_file", "--model-file", dest="model_file", required=True, type=Path,
                    help="Its checkpoint (.pth).")
-    p.add_argument("--data-dir", "--data_dir", dest="data_dir", required=True, type=Path,
+    p.add_argument("--data_dir", "--data-dir", dest="data_dir", required=True, type=Path,
                    help="Held-out Kaldi dir (wav.scp, text, text.ctc).")
-    p.add_argument("--num-utts", type=int, default=None, help="First N utterances (default: all).")
-    p.add_argument("--encoder-label", default="lang", choices=ENCODER_LABELS,
+    p.add_argument("--num_utts", "--num-utts",
+                   type=int, default=None, help="First N utterances (default: all).")
+    p.add_argument("--encoder_label", "--encoder-label", default="lang", choices=ENCODER_LABELS,
                    help="Utterance class of the encoder layers.")
     p.add_argument("--k", type=int, default=10, help="Neighbours of the kNN graph.")
-    p.add_argument("--max-paths", type=int, default=5000, help="Same-class shortest paths per layer.")
-    p.add_argument("--max-tokens", type=int, default=3000, help="Decoder positions used (random subset).")
+    p.add_argument("--max_paths", "--max-paths",
+                   type=int, default=5000, help="Same-class shortest paths per layer.")
+    p.add_argument("--max_tokens", "--max-tokens",
+                   type=int, default=3000, help="Decoder positions used (random subset).")
     p.add_argument("--seed", type=int, default=0, help="Sampling seed.")
     p.add_argument("--out", type=Path, help="Write the curve as JSON here.")
     return p

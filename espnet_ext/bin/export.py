@@ -6,7 +6,7 @@ Usage:
         --s2t_train_config exp/s2t_gated/config.yaml \\
         --s2t_model_file exp/s2t_gated/valid.acc.ave.pth \\
         --lang_sym deu --task_sym st_eng \\
-        --data-dir dump/raw/dev_deu_st_eng --num_utts 100 \\
+        --data_dir dump/raw/dev_deu_st_eng --num_utts 100 \\
         --out_dir exp/s2t_gated/export_deu_st_eng
 
 The gate predictors run on the given utterances of that context (with their
@@ -37,7 +37,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--s2t_model_file", type=Path, required=True, help="Gated model's .pth.")
     p.add_argument("--lang_sym", required=True, help="Language token, e.g. deu or <deu>.")
     p.add_argument("--task_sym", required=True, help="Task token, e.g. asr or <st_eng>.")
-    p.add_argument("--data-dir", "--data_dir", dest="data_dir", type=Path, required=True,
+    p.add_argument("--data_dir", "--data-dir", dest="data_dir", type=Path, required=True,
                    help="Utterances of this context (wav.scp, optional spk_embed.scp/event_embed.scp).")
     p.add_argument("--num_utts", type=int, default=None, help="Use the first N utterances (default: all).")
     p.add_argument("--verify_utts", type=int, default=3, help="Utterances decoded by both models to check equality.")

@@ -14,21 +14,21 @@ utterance and the file; npys already written stay.
 Usage:
     # speaker embeddings with resemblyzer (offline, weights in its wheel)
     python -m espnet_ext.bin.extract_context --kind speaker --model resemblyzer \\
-        --data-dir data/train --out dump/raw/train
+        --data_dir data/train --out dump/raw/train
 
     # ECAPA-TDNN from the hub, or from a local copy of it
     python -m espnet_ext.bin.extract_context --kind speaker \\
-        --model ecapa --data-dir data/train --out dump/raw/train
+        --model ecapa --data_dir data/train --out dump/raw/train
     python -m espnet_ext.bin.extract_context --kind speaker \\
-        --model /models/spkrec-ecapa-voxceleb --data-dir data/train --out dump/raw/train
+        --model /models/spkrec-ecapa-voxceleb --data_dir data/train --out dump/raw/train
 
     # event embeddings: a tagger trained by espnet_ext.bin.train_event_tagger,
     # or an official BEATs checkpoint
     python -m espnet_ext.bin.extract_context --kind event \\
-        --model exp/event_tagger/tagger.pth --data-dir data/train --out dump/raw/train
+        --model exp/event_tagger/tagger.pth --data_dir data/train --out dump/raw/train
     python -m espnet_ext.bin.extract_context --kind event \\
         --model beats:/models/BEATs_iter3_plus_AS2M.pt \\
-        --data-dir data/train --out dump/raw/train
+        --data_dir data/train --out dump/raw/train
 """
 
 import argparse
@@ -64,13 +64,13 @@ def get_parser() -> argparse.ArgumentParser:
         + "), name:path, or a local checkpoint file/directory (format detected).",
     )
     parser.add_argument(
-        "--data-dir", required=True, type=Path, help="Data dir with wav.scp [segments]."
+        "--data_dir", "--data-dir", required=True, type=Path, help="Data dir with wav.scp [segments]."
     )
     parser.add_argument(
         "--out", required=True, type=Path, help="Output dir (e.g. dump/raw/<set>)."
     )
     parser.add_argument(
-        "--batch-size",
+        "--batch_size", "--batch-size",
         type=int,
         default=16,
         help="Utterances read and embedded per call.",
@@ -79,13 +79,13 @@ def get_parser() -> argparse.ArgumentParser:
         "--device", default="cpu", help="Torch device, e.g. cpu or cuda:0."
     )
     parser.add_argument(
-        "--num-threads",
+        "--num_threads", "--num-threads",
         type=int,
         default=None,
         help="torch.set_num_threads (default: torch's).",
     )
     parser.add_argument(
-        "--log-level",
+        "--log_level", "--log-level",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="Logging level.",

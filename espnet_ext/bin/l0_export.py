@@ -3,7 +3,7 @@
 
 Usage:
     python -m espnet_ext.bin.l0_export --config exp/l0_train/config.yaml \\
-        --model_file exp/l0_train/valid.acc.ave.pth --out-dir exp/l0
+        --model_file exp/l0_train/valid.acc.ave.pth --out_dir exp/l0
 
 Removes the FFN units and cgMLP channels whose eval-mode HardConcrete mask is
 zero (the same number in every layer; stock ESPnet has one ``linear_units``
@@ -44,9 +44,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, type=Path, help="config.yaml of the espnet_l0 model.")
     p.add_argument("--model_file", "--model-file", dest="model_file", required=True, type=Path,
                    help="Its checkpoint.")
-    p.add_argument("--out-dir", required=True, type=Path, help="Output dir.")
-    p.add_argument("--out-name", default="valid.acc.ave.pth", help="Checkpoint name in --out-dir.")
-    p.add_argument("--flops-tokens", type=int, default=20, help="Decoder positions of the FLOPs count.")
+    p.add_argument("--out_dir", "--out-dir", required=True, type=Path, help="Output dir.")
+    p.add_argument("--out_name", "--out-name",
+                   default="valid.acc.ave.pth", help="Checkpoint name in --out_dir.")
+    p.add_argument("--flops_tokens", "--flops-tokens",
+                   type=int, default=20, help="Decoder positions of the FLOPs count.")
     p.add_argument("--atol", type=float, default=1e-4, help="Tolerance of the equivalence check.")
     return p
 

@@ -4,17 +4,17 @@
 Usage:
     python -m espnet_ext.bin.layer_prune --config exp/base/config.yaml \\
         --model_file exp/base/valid.acc.ave.pth \\
-        --convexity exp/layerprune/convexity.json [--target-fraction 0.7] \\
-        --out-dir exp/layerprune/init
+        --convexity exp/layerprune/convexity.json [--target_fraction 0.7] \\
+        --out_dir exp/layerprune/init
 
     python -m espnet_ext.bin.layer_prune --config ... --model_file ... \\
-        --keep-encoder 3 --keep-decoder 2 --out-dir ...
+        --keep_encoder 3 --keep_decoder 2 --out_dir ...
 
 With ``--convexity`` (``espnet_ext.bin.convexity``'s JSON) each side keeps its
-layers up to its convexity peak; ``--target-fraction`` then drops further top
+layers up to its convexity peak; ``--target_fraction`` then drops further top
 layers (from the side whose top layer is less convex) until the analytic
 MACs (``espnet_ext.flops``, one utterance of the model's padded length and
-``--flops-tokens`` decoder steps of a ``--flops-beam`` beam search, as the
+``--flops_tokens`` decoder steps of a ``--flops_beam`` beam search, as the
 budget of ``espnet_ext.bin.match_flops`` counts a decode) are at most that
 fraction of the full model. Writes ``<out-dir>/{config.yaml,model.pth,layer_prune.json,train_opts}``: a
 stock ESPnet model (smaller ``num_blocks``), to fine-tune with
@@ -48,14 +48,18 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--model_file", "--model-file", dest="model_file", required=True, type=Path,
                    help="Its checkpoint.")
     p.add_argument("--convexity", type=Path, help="JSON of espnet_ext.bin.convexity.")
-    p.add_argument("--target-fraction", type=float, help="FLOPs budget (fraction of the full model).")
-    p.add_argument("--keep-encoder", type=int, help="Encoder layers to keep (instead of --convexity).")
-    p.add_argument("--keep-decoder", type=int, help="Decoder layers to keep (instead of --convexity).")
-    p.add_argument("--flops-tokens", type=int, default=20, help="Decoder positions of the FLOPs count.")
-    p.add_argument("--flops-beam", type=int, default=5,
+    p.add_argument("--target_fraction", "--target-fraction",
+                   type=float, help="FLOPs budget (fraction of the full model).")
+    p.add_argument("--keep_encoder", "--keep-encoder",
+                   type=int, help="Encoder layers to keep (instead of --convexity).")
+    p.add_argument("--keep_decoder", "--keep-decoder",
+                   type=int, help="Decoder layers to keep (instead of --convexity).")
+    p.add_argument("--flops_tokens", "--flops-tokens",
+                   type=int, default=20, help="Decoder positions of the FLOPs count.")
+    p.add_argument("--flops_beam", "--flops-beam", type=int, default=5,
                    help="Count the decoder as a beam search of this width spends it (the budget of "
                         "espnet_ext.bin.match_flops is a beam-5 decode); 0: one teacher-forced pass.")
-    p.add_argument("--out-dir", required=True, type=Path, help="Output dir.")
+    p.add_argument("--out_dir", "--out-dir", required=True, type=Path, help="Output dir.")
     return p
 
 
@@ -64,7 +68,7 @@ def main(cmd=None):
     logging.basicConfig(level="INFO", format="%(asctime)s (layer_prune) %(levelname)s: %(message)s")
     explicit = args.keep_encoder is not None or args.keep_decoder is not None
     if explicit == (args.convexity is not None):
-        raise SystemExit("layer_prune: give either --convexity or --keep-encoder/--keep-decoder")
+        raise SystemExit("layer_prune: give either --convexity or --keep_encoder/--keep_decoder")
     model, train_args = S2TTask.build_model_from_file(args.config, args.model_file, "cpu")
     config = yaml.safe_load(args.config.read_text())
     pre = config.get("preprocessor_conf", {})

@@ -3,15 +3,15 @@
 
 Usage:
     python -m espnet_ext.bin.match_flops --reference exp/full --model exp/gated \\
-        --data-dir dump/raw/dev --num-utts 20 --out exp/baseline_target.json
+        --data_dir dump/raw/dev --num_utts 20 --out exp/baseline_target.json
 
 Decodes the utterances (beam search, each with its own ``<lang><task>``) with
 the gated model and counts the GFLOPs it spent and the GFLOPs the full model
 spends on the same decodes (same steps and hypotheses, every unit open; see
 ``espnet_ext.pruning.match``). Writes ``{"fraction": gated / full,
-"gflops": {...}}`` (and the bare fraction to ``--fraction-out``). ``run.sh`` passes it to the L0 model
+"gflops": {...}}`` (and the bare fraction to ``--fraction_out``). ``run.sh`` passes it to the L0 model
 (``--model_conf target_flops=...``) and to ``espnet_ext.bin.layer_prune
---target-fraction``.
+--target_fraction``.
 """
 
 import argparse
@@ -33,12 +33,14 @@ def main(cmd=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reference", required=True, type=Path, help="exp/<full model> (config.yaml inside).")
     p.add_argument("--model", required=True, type=Path, help="exp/<dynamic model>.")
-    p.add_argument("--model-file", default="valid.acc.ave.pth", help="Checkpoint name in both dirs.")
-    p.add_argument("--data-dir", required=True, type=Path, help="Kaldi dir (wav.scp, text).")
-    p.add_argument("--num-utts", type=int, default=20, help="First N utterances.")
-    p.add_argument("--beam-size", type=int, default=5, help="Beam size.")
+    p.add_argument("--model_file", "--model-file",
+                   default="valid.acc.ave.pth", help="Checkpoint name in both dirs.")
+    p.add_argument("--data_dir", "--data-dir", required=True, type=Path, help="Kaldi dir (wav.scp, text).")
+    p.add_argument("--num_utts", "--num-utts", type=int, default=20, help="First N utterances.")
+    p.add_argument("--beam_size", "--beam-size", type=int, default=5, help="Beam size.")
     p.add_argument("--out", required=True, type=Path, help="JSON to write.")
-    p.add_argument("--fraction-out", type=Path, help="Also write the bare fraction to this file.")
+    p.add_argument("--fraction_out", "--fraction-out",
+                   type=Path, help="Also write the bare fraction to this file.")
     args = p.parse_args(cmd)
     logging.basicConfig(level="INFO", format="%(asctime)s (match_flops) %(levelname)s: %(message)s")
     res = matched_gflops(args.model / "config.yaml", args.model / args.model_file,

@@ -5,7 +5,7 @@ Usage:
     python -m espnet_ext.bin.profile \\
         --model full=exp/s2t_full/config.yaml:exp/s2t_full/valid.acc.ave.pth \\
         --model gated=exp/s2t_gated/config.yaml:exp/s2t_gated/valid.acc.ave.pth \\
-        --reference full --data-dir dump/raw/test_deu_st_eng \\
+        --reference full --data_dir dump/raw/test_deu_st_eng \\
         --lang_sym deu --task_sym st_eng --num_utts 20 --threads 2 \\
         --warmup 1 --repeats 3 --beam_size 5 --out exp/efficiency/test_deu_st_eng.json
 
@@ -57,7 +57,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", action="append", required=True, metavar="NAME=CONFIG:PTH",
                    help="A model to profile (repeat the option for each model).")
     p.add_argument("--reference", help="Name of the model the ratios divide by (default: the first).")
-    p.add_argument("--data-dir", "--data_dir", dest="data_dir", required=True, type=Path,
+    p.add_argument("--data_dir", "--data-dir", dest="data_dir", required=True, type=Path,
                    help="Data dir with wav.scp (and spk_embed.scp / event_embed.scp if the gates use them).")
     p.add_argument("--lang_sym", required=True, help="Language token, e.g. deu or <deu>.")
     p.add_argument("--task_sym", required=True, help="Task token, e.g. asr or <st_eng>.")
@@ -168,7 +168,8 @@ def fvcore_check(s2t: Speech2TextGated, wav: np.ndarray) -> float:
         feats, feats_lengths = model._extract_feats(speech, lengths)
         if model.normalize is not None:
             feats, feats_lengths = model.normalize(feats, feats_lengths)
-    expected = float(s2t.meter.macs["encoder"])  # fvcore's run below triggers the meter again
+    macs = s2t.meter.macs  # fvcore's run below triggers the meter again
+    expected = float(macs["subsampling"] + macs["encoder"])
     gates = s2t.gates.get("encoder")
     ops = ("linear", "matmul", "conv", "bmm", "einsum", "addmm")
 
@@ -213,7 +214,7 @@ def profile(args) -> dict:
             _, wav, inputs = utt
             decoded = s2t.decode_one(wav, **_inputs(s2t, inputs))
             if len(gflops[name]) < len(utts):  # the first pass: compute spent per utterance
-                gflops[name].append(decoded.gflops["total"])
+                gflops[name].append(decoded.gflops)
         return run
 
     def report_pass(i, timed, totals):
@@ -233,7 +234,10 @@ def profile(args) -> dict:
         decoders[name](utts[0][1], **_inputs(s2t, utts[0][2]))
         rss, gpu = (None, None) if args.no_memory else peak_memory(config, pth, args, utts[0][1], utts[0][2], name)
         results[name] = {
-            "gflops_mean": statistics.fmean(float(g) for g in gflops[name]),
+            "gflops_mean": statistics.fmean(float(g["total"]) for g in gflops[name]),
+            # per part; subsampling (the conv input layer) is never gated: the floor of any gating
+            "gflops_parts": {part: statistics.fmean(float(g[part]) for g in gflops[name])
+                             for part in gflops[name][0] if part != "total"},
             "time_median_s": statistics.median(passes[name]),
             "time_min_s": min(passes[name]),
             "peak_rss_mb": rss,
@@ -280,11 +284,14 @@ def print_table(report: dict) -> None:
           f"maxlenratio {s['maxlenratio']}, batch 1, search {s.get('search', 'espnet')}, {s['threads']} threads, {s['device']}, "
           f"warm-up {s['warmup']}, {s['repeats']} timed passes")
     print("GFLOPs: fvcore's convention, one multiply-add = one flop")
-    print(f"{'model':<16}{'GFLOPs/utt':>12}{'ratio':>8}{'s/utt med':>11}{'s/utt min':>11}{'ratio':>8}{'peak MB':>9}")
+    print("subsampling: the share of the GFLOPs in the encoder's conv input layer (never gated)")
+    print(f"{'model':<16}{'GFLOPs/utt':>12}{'ratio':>8}{'subsampling':>13}{'s/utt med':>11}{'s/utt min':>11}"
+          f"{'ratio':>8}{'peak MB':>9}")
     for name, r in report["models"].items():
         mem = f"{r['peak_rss_mb']:.0f}" if r["peak_rss_mb"] else "-"
-        print(f"{name:<16}{r['gflops_mean']:>12.3f}{r['gflops_ratio']:>8.3f}{r['time_median_s']:>11.3f}"
-              f"{r['time_min_s']:>11.3f}{r['time_ratio']:>8.3f}{mem:>9}")
+        sub = r["gflops_parts"]["subsampling"] / r["gflops_mean"]
+        print(f"{name:<16}{r['gflops_mean']:>12.3f}{r['gflops_ratio']:>8.3f}{sub:>13.2f}"
+              f"{r['time_median_s']:>11.3f}{r['time_min_s']:>11.3f}{r['time_ratio']:>8.3f}{mem:>9}")
 
 
 def main(cmd=None) -> None:

@@ -15,7 +15,7 @@ Takes every option of ``python -m espnet2.bin.s2t_inference``. Writes ESPnet's
 ``<output_dir>/1best_recog/{text,token,token_int,score,text_nospecial}`` and,
 per utterance: ``gates/encoder`` and ``gates/decoder`` (one group of 0/1 per
 layer, units in the order of ``gates/units``), ``gflops`` (encoder + decoder
-compute actually spent, see ``espnet_ext.s2t.inference.DecodeMeter``) and
+compute actually spent, see ``espnet_ext.s2t.meter.DecodeMeter``) and
 ``decode_seconds`` (with ``--batch_size N > 1``: the batch's wall-clock / N).
 
 Beam search (``--search``): by default ``espnet_ext.s2t.lean_search`` (all

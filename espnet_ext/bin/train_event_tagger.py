@@ -8,7 +8,7 @@ mini corpus), not for AudioSet-scale data.
 
 Usage:
     python -m espnet_ext.bin.train_event_tagger \\
-        --data-dir data/train --utt2event data/train/utt2event \\
+        --data_dir data/train --utt2event data/train/utt2event \\
         --out exp/event_tagger/tagger.pth --epochs 30
 """
 
@@ -27,7 +27,7 @@ def get_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--data-dir", required=True, type=Path, help="Data dir with wav.scp [segments]."
+        "--data_dir", "--data-dir", required=True, type=Path, help="Data dir with wav.scp [segments]."
     )
     parser.add_argument(
         "--utt2event",
@@ -37,12 +37,12 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", required=True, type=Path, help="Checkpoint to write.")
     parser.add_argument("--epochs", type=int, default=30, help="Passes over the data.")
-    parser.add_argument("--batch-size", type=int, default=16, help="Clips per step.")
+    parser.add_argument("--batch_size", "--batch-size", type=int, default=16, help="Clips per step.")
     parser.add_argument("--lr", type=float, default=3e-3, help="Peak learning rate.")
     parser.add_argument(
-        "--crop-seconds", type=float, default=3.0, help="Training crop length (s)."
+        "--crop_seconds", "--crop-seconds", type=float, default=3.0, help="Training crop length (s)."
     )
-    parser.add_argument("--n-mels", type=int, default=64, help="Mel bands.")
+    parser.add_argument("--n_mels", "--n-mels", type=int, default=64, help="Mel bands.")
     parser.add_argument(
         "--channels",
         type=int,
@@ -51,12 +51,12 @@ def get_parser() -> argparse.ArgumentParser:
         help="Output channels of each conv block.",
     )
     parser.add_argument(
-        "--embed-dim", type=int, default=128, help="Embedding (penultimate layer) size."
+        "--embed_dim", "--embed-dim", type=int, default=128, help="Embedding (penultimate layer) size."
     )
     parser.add_argument("--seed", type=int, default=0, help="Random seed.")
     parser.add_argument("--device", default="cpu", help="Torch device.")
     parser.add_argument(
-        "--num-threads",
+        "--num_threads", "--num-threads",
         type=int,
         default=None,
         help="torch.set_num_threads (default: torch's).",

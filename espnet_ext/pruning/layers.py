@@ -140,7 +140,7 @@ def layer_macs(
         beam (int): 0: one teacher-forced decoder pass; > 0: as a beam search
             of this width spends it (``n_tokens`` steps of ``beam`` hypotheses,
             each one query against its prefix and every encoder frame), the
-            count of ``espnet_ext.s2t.inference.DecodeMeter`` and of the L0
+            count of ``espnet_ext.s2t.meter.DecodeMeter`` and of the L0
             model's ``flops_beam``.
 
     Returns:

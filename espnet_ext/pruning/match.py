@@ -3,7 +3,7 @@
 ``matched_gflops`` decodes utterances of a data dir with the dynamic model
 (beam search, each utterance with the ``<lang>``/``<task>`` of its own
 ``text``) and counts, for every decode, the MACs it spent
-(``espnet_ext.s2t.inference.DecodeMeter``: encoder with its open units, every
+(``espnet_ext.s2t.meter.DecodeMeter``: encoder with its open units, every
 decoder step with its open units) and the MACs the full model spends on the
 same trajectory: same input frames, same decoder steps, hypotheses and prefix
 lengths, every unit open. The fraction a baseline must reach is the ratio of
@@ -27,7 +27,8 @@ from espnet2.tasks.s2t import S2TTask
 
 from espnet_ext.context.audio import DataDirReader
 from espnet_ext.kaldi import read_table
-from espnet_ext.s2t.inference import Speech2TextGated, gflops
+from espnet_ext.s2t.inference import Speech2TextGated
+from espnet_ext.s2t.meter import gflops
 
 
 def matched_gflops(

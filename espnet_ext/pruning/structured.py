@@ -370,7 +370,7 @@ class TransformerDecoderL0(TransformerDecoder, _L0Mixin):
             n_memory (int): Encoder frames.
             beam (int): 0: one teacher-forced pass. > 0: ESPnet's beam search
                 with ``beam`` hypotheses over ``n_tokens`` steps, as
-                ``espnet_ext.s2t.inference.DecodeMeter`` counts it (every step
+                ``espnet_ext.s2t.meter.DecodeMeter`` counts it (every step
                 runs one query position against the prefix and recomputes the
                 source-attention K/V over all encoder frames).
         """

@@ -193,7 +193,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--config", type=Path, help="Fine-tuning YAML to check against.")
     parser.add_argument("--specials", default="",
                         help="Special tokens the data uses (space-separated).")
-    parser.add_argument("--cache-dir", type=Path, help="Hugging Face cache dir.")
+    parser.add_argument("--cache_dir", "--cache-dir", type=Path, help="Hugging Face cache dir.")
     args = parser.parse_args(argv)
     logging.basicConfig(level="INFO", format=f"%(asctime)s ({PROG}) %(levelname)s: %(message)s")
     try:

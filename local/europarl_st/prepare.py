@@ -16,7 +16,7 @@ and ST utterances (translation into ``--tgt``), with OWSM v3.1 token prefixes::
 
     text      <utt> <deu><st_eng><notimestamps> <translation>   (ASR: <deu><asr>... <transcript>)
     text.ctc  <utt> <transcript>
-    text.prev <utt> <na>          (--text-prev previous: the previous segment's target text)
+    text.prev <utt> <na>          (--text_prev previous: the previous segment's target text)
     wav.scp   <speech_id> <path to .m4a>
     segments  <utt> <speech_id> <start> <end>
     utt2spk, utt2lang, utt2task, utt2corpus (europarl_st)
@@ -31,7 +31,7 @@ audio files and empty segment texts (those utterances are skipped and counted).
 
 Usage:
     python local/europarl_st/prepare.py --root downloads/v1.1 --out data --src de,fr,it --tgt en
-    python local/europarl_st/prepare.py --download-dir downloads --out data   # download first
+    python local/europarl_st/prepare.py --download_dir downloads --out data   # download first
 """
 
 import argparse
@@ -314,7 +314,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, help="Unpacked Europarl-ST (the v1.1 dir).")
-    parser.add_argument("--download-dir", type=Path,
+    parser.add_argument("--download_dir", "--download-dir", type=Path,
                         help="Without --root: download and unpack v1.1.tar.gz here.")
     parser.add_argument("--url", default=URL, help="Archive URL (file:// works too).")
     parser.add_argument("--out", required=True, type=Path, help="Output: <out>/<split>.")
@@ -322,9 +322,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--tgt", default="en", help="ST target language.")
     parser.add_argument("--splits", default="train,dev,test", help="Splits (comma-separated).")
     parser.add_argument("--tasks", default="asr,st", help="asr, st or both.")
-    parser.add_argument("--text-prev", default="na", choices=["na", "previous"],
+    parser.add_argument("--text_prev", "--text-prev", default="na", choices=["na", "previous"],
                         help="text.prev: <na>, or the previous adjacent segment's target text.")
-    parser.add_argument("--asr-pairs", default="tgt", choices=["tgt", "all"],
+    parser.add_argument("--asr_pairs", "--asr-pairs", default="tgt", choices=["tgt", "all"],
                         help="ASR segments from the <src>/<tgt> dir only, or from every "
                              "<src>/* dir (union, de-duplicated).")
     args = parser.parse_args(argv)
@@ -332,7 +332,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.root is None:
             if args.download_dir is None:
-                parser.error("give --root (unpacked v1.1) or --download-dir")
+                parser.error("give --root (unpacked v1.1) or --download_dir")
             args.root = download(args.download_dir, args.url)
         splits = args.splits.split(",")
         for s in splits:

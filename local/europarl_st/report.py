@@ -16,7 +16,7 @@ disjoint). Written to ``<exp>/<model>/gate_patterns.json`` and into RESULTS.md.
 
 Usage:
     python local/europarl_st/report.py --exp exp --data data --models full gated \\
-        --test-sets test_deu_asr test_deu_st_eng vftest_deu_asr \\
+        --test_sets test_deu_asr test_deu_st_eng vftest_deu_asr \\
         --efficiency exp/efficiency/test_deu_st_eng.json --out RESULTS.md
 """
 
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     parser.add_argument("--exp", required=True, type=Path, help="Experiment root (exp).")
     parser.add_argument("--data", required=True, type=Path, help="Kaldi dirs (utt2corpus).")
     parser.add_argument("--models", nargs="+", required=True, help="Model dirs under --exp.")
-    parser.add_argument("--test-sets", nargs="+", required=True, help="<set>_<lang>_<task>.")
+    parser.add_argument("--test_sets", "--test-sets", nargs="+", required=True, help="<set>_<lang>_<task>.")
     parser.add_argument("--efficiency", type=Path, help="Profile JSON of stage 9.")
     parser.add_argument("--reference", default="full", help="Model the ratios refer to.")
     parser.add_argument("--out", required=True, type=Path, help="RESULTS.md to write.")

@@ -6,7 +6,7 @@ the given Kaldi ``text`` files; ``tokens.txt`` = ``<blank> <unk>`` + the pieces 
 ``<sos/eos>`` (what ``espnet2.bin.tokenize_text --add_symbol`` writes for asr.sh).
 
 Usage:
-    python local/librispeech/bpe.py --vocab-size 5000 --out data/token_list/bpe_unigram5000 \\
+    python local/librispeech/bpe.py --vocab_size 5000 --out data/token_list/bpe_unigram5000 \\
         data/train_clean_100/text
 """
 
@@ -26,8 +26,8 @@ def main(argv=None) -> int:
     )
     parser.add_argument("texts", nargs="+", type=Path, help="Kaldi text files.")
     parser.add_argument("--out", required=True, type=Path, help="Output dir.")
-    parser.add_argument("--vocab-size", type=int, default=5000, help="nbpe (ESPnet: 5000).")
-    parser.add_argument("--model-type", default="unigram", choices=["unigram", "bpe"])
+    parser.add_argument("--vocab_size", "--vocab-size", type=int, default=5000, help="nbpe (ESPnet: 5000).")
+    parser.add_argument("--model_type", "--model-type", default="unigram", choices=["unigram", "bpe"])
     args = parser.parse_args(argv)
     logging.basicConfig(level="INFO", format=f"%(asctime)s ({PROG}) %(levelname)s: %(message)s")
     lines = []

@@ -8,7 +8,7 @@ LibriSpeech (https://www.openslr.org/12, CC BY 4.0) is read English audiobook sp
     LibriSpeech/<part>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt   ("<utt-id> TEXT")
 
 ``--root`` is a directory holding ``LibriSpeech/`` (or ``LibriSpeech`` itself);
-``--download-dir`` downloads and unpacks ``<part>.tar.gz`` from openslr first (resumable: a
+``--download_dir`` downloads and unpacks ``<part>.tar.gz`` from openslr first (resumable: a
 finished part leaves ``<part>/.complete``). As ESPnet's ``egs2/librispeech_100/asr1``:
 ``data/<part with _>/{wav.scp,text,utt2spk,spk2utt}`` (utterance ids are the file stems, so
 the speaker prefix keeps Kaldi sorting consistent) and ``data/dev`` = dev_clean + dev_other.
@@ -18,7 +18,7 @@ are reported as ``file: what`` and the utterance is skipped.
 
 Usage:
     python local/librispeech/prepare.py --root /data/LibriSpeech --out data
-    python local/librispeech/prepare.py --download-dir downloads --out data
+    python local/librispeech/prepare.py --download_dir downloads --out data
     python local/librispeech/prepare.py --root ... --parts dev-clean,test-clean --out data
 """
 
@@ -120,7 +120,8 @@ def main(argv=None) -> int:
     )
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--root", type=Path, help="Local copy: a dir holding LibriSpeech/<part>.")
-    src.add_argument("--download-dir", type=Path, help="Download the parts from openslr here.")
+    src.add_argument("--download_dir", "--download-dir", type=Path,
+                     help="Download the parts from openslr here.")
     parser.add_argument("--out", type=Path, required=True, help="Data dir (data/<part>).")
     parser.add_argument("--parts", default=",".join(PARTS), help="Comma-separated parts.")
     parser.add_argument("--url", default=URL, help="Mirror of openslr resource 12.")

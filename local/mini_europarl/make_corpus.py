@@ -18,7 +18,7 @@ Usage:
 
     # explicit sizes (sentences per language per split) override the preset
     python local/mini_europarl/make_corpus.py --out data/mini_europarl --seed 0 --nj 2 \\
-        --sizes pretrain=500,train=250,dev=25,test=25 --voices-per-lang 8 --snr 0,20
+        --sizes pretrain=500,train=250,dev=25,test=25 --voices_per_lang 8 --snr 0,20
 
 Output (``--out``)::
 
@@ -336,7 +336,7 @@ def get_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True,
                         help="Output directory: one Kaldi data dir per split, wavs in <out>/wav.")
-    parser.add_argument("--audio-dir", type=Path, default=None,
+    parser.add_argument("--audio_dir", "--audio-dir", type=Path, default=None,
                         help="Where to write the wavs (default: <out>/wav).")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="demo",
                         help="Split sizes: " + "; ".join(
@@ -349,7 +349,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0,
                         help="Random seed: splits, speakers, events, SNRs and noise.")
     parser.add_argument("--nj", type=int, default=1, help="Number of parallel workers.")
-    parser.add_argument("--voices-per-lang", type=int, default=8,
+    parser.add_argument("--voices_per_lang", "--voices-per-lang", type=int, default=8,
                         help=f"Speakers per language (1-{len(voices.PROFILES)}).")
     parser.add_argument("--snr", type=str, default="0,20",
                         help="SNR range in dB, low,high; drawn uniformly per recording.")

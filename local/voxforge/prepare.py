@@ -10,9 +10,9 @@ archive serves one ``.tgz`` per recording session::
 
 ``--root`` may hold that tree (or any tree of session ``.tgz`` files, or already unpacked
 session dirs) with one sub-directory per language (``<root>/de``, ``<root>/fr``, ...);
-``--download-dir`` downloads the listed archives first (resumable). Voxforge has no official
+``--download_dir`` downloads the listed archives first (resumable). Voxforge has no official
 split: speakers are split deterministically (sorted by the MD5 of their name) into
-``--test-speakers`` and ``--dev-speakers`` per language, the rest is train. Sessions of the
+``--test_speakers`` and ``--dev_speakers`` per language, the rest is train. Sessions of the
 user ``anonymous`` count as one speaker each.
 
 Writes ``<out>/{train,dev,test}`` like ``local/europarl_st/prepare.py`` (wav.scp +
@@ -23,7 +23,7 @@ prompt, empty prompt) are reported as ``file:line: what`` and skipped.
 
 Usage:
     python local/voxforge/prepare.py --root downloads/voxforge --langs de,fr,it --out data/voxforge
-    python local/voxforge/prepare.py --download-dir downloads/voxforge --max-sessions 200 ...
+    python local/voxforge/prepare.py --download_dir downloads/voxforge --max_sessions 200 ...
 """
 
 import argparse
@@ -187,16 +187,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, help="Voxforge tree: <root>/<lang>/...")
-    parser.add_argument("--download-dir", type=Path, help="Without --root: download here.")
-    parser.add_argument("--max-sessions", type=int, default=0,
+    parser.add_argument("--download_dir", "--download-dir", type=Path, help="Without --root: download here.")
+    parser.add_argument("--max_sessions", "--max-sessions", type=int, default=0,
                         help="Download at most this many sessions per language (0: all).")
     parser.add_argument("--url", default=URL, help="Archive index URL, {lang} is replaced.")
     parser.add_argument("--langs", default="de,fr,it", help="Languages (comma-separated).")
     parser.add_argument("--out", required=True, type=Path, help="Output: <out>/<split>.")
     parser.add_argument("--work", type=Path, help="Where archives are unpacked "
                                                   "(default: <out>/unpacked).")
-    parser.add_argument("--test-speakers", type=int, default=10, help="Per language.")
-    parser.add_argument("--dev-speakers", type=int, default=10, help="Per language.")
+    parser.add_argument("--test_speakers", "--test-speakers", type=int, default=10, help="Per language.")
+    parser.add_argument("--dev_speakers", "--dev-speakers", type=int, default=10, help="Per language.")
     args = parser.parse_args(argv)
     logging.basicConfig(level="INFO", format=f"%(asctime)s ({PROG}) %(levelname)s: %(message)s")
     langs = args.langs.split(",")
@@ -206,7 +206,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise ValueError(f"unknown language {lang!r}")
         if args.root is None:
             if args.download_dir is None:
-                parser.error("give --root or --download-dir")
+                parser.error("give --root or --download_dir")
             args.root = download(args.download_dir, langs, args.max_sessions, args.url)
         prepare(args.root, args.out, langs, args.work or args.out / "unpacked",
                 args.test_speakers, args.dev_speakers)

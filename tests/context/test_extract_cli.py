@@ -54,7 +54,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     if root != Path(sysconfig.get_paths()["purelib"]).resolve():
         env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
     return subprocess.run(
-        [sys.executable, "-m", "espnet_ext.bin.extract_context", "--num-threads", "1"]
+        [sys.executable, "-m", "espnet_ext.bin.extract_context", "--num_threads", "1"]
         + list(args),
         capture_output=True,
         text=True,
@@ -81,11 +81,11 @@ def test_extract_segments_and_resume(data_dir, tmp_path, caplog):
         "speaker",
         "--model",
         "resemblyzer",
-        "--data-dir",
+        "--data_dir",
         str(data_dir),
         "--out",
         str(out),
-        "--batch-size",
+        "--batch_size",
         "4",
     ]
     extract_context.main(args)
@@ -138,7 +138,7 @@ def test_empty_recording_fails_and_keeps_earlier(tmp_path, speech, sig):
         "speaker",
         "--model",
         "resemblyzer",
-        "--data-dir",
+        "--data_dir",
         str(data),
         "--out",
         str(out),
@@ -156,11 +156,11 @@ def test_empty_recording_fails_and_keeps_earlier(tmp_path, speech, sig):
         "speaker",
         "--model",
         "resemblyzer",
-        "--data-dir",
+        "--data_dir",
         str(data),
         "--out",
         str(out),
-        "--batch-size",
+        "--batch_size",
         "1",
     )
     assert proc.returncode == 1
@@ -200,7 +200,7 @@ def test_bad_audio_error_line(tmp_path, capsys, make, reason):
                 "speaker",
                 "--model",
                 "resemblyzer",
-                "--data-dir",
+                "--data_dir",
                 str(tmp_path),
                 "--out",
                 str(tmp_path / "out"),
@@ -248,7 +248,7 @@ def test_train_tagger_then_extract(tmp_path, speech, sig):
     ckpt = tmp_path / "exp" / "tagger.pth"
     train_event_tagger.main(
         [
-            "--data-dir",
+            "--data_dir",
             str(data),
             "--out",
             str(ckpt),
@@ -257,9 +257,9 @@ def test_train_tagger_then_extract(tmp_path, speech, sig):
             "--channels",
             "4",
             "8",
-            "--embed-dim",
+            "--embed_dim",
             "16",
-            "--crop-seconds",
+            "--crop_seconds",
             "1",
         ]
     )
@@ -270,7 +270,7 @@ def test_train_tagger_then_extract(tmp_path, speech, sig):
             "event",
             "--model",
             str(ckpt),
-            "--data-dir",
+            "--data_dir",
             str(data),
             "--out",
             str(out),

@@ -203,8 +203,8 @@ def test_segment_audio_errors_name_recording_and_file(corpus, tmp_path):
     wav = table(d / "dev" / "wav.scp")
     rec = next(iter(wav))
     (d / "dev" / "wav.scp").write_text(f"{rec} {bad}\n")
-    r = seg.main(["--data-dir", str(d / "dev"), "--out", str(tmp_path / "o"),
-                  "--audio-dir", str(tmp_path / "a")])
+    r = seg.main(["--data_dir", str(d / "dev"), "--out", str(tmp_path / "o"),
+                  "--audio_dir", str(tmp_path / "a")])
     assert r == 1
     with pytest.raises(RuntimeError, match=f"recording {rec}: {bad}: ffprobe cannot read it"):
         seg.segment_data_dir(d / "dev", tmp_path / "o", tmp_path / "a")

@@ -101,7 +101,7 @@ def test_prepare_fails_clearly_on_a_missing_part(mini, tmp_path, caplog):
 def test_bpe_writes_an_espnet_asr_token_list(tmp_path):
     text = tmp_path / "text"
     text.write_text("".join(f"u{i} THE CAT SAT ON THE MAT NUMBER {i % 7}\n" for i in range(50)))
-    assert bpe.main(["--vocab-size", "40", "--out", str(tmp_path / "bpe"), str(text)]) == 0
+    assert bpe.main(["--vocab_size", "40", "--out", str(tmp_path / "bpe"), str(text)]) == 0
     tokens = (tmp_path / "bpe/tokens.txt").read_text().split("\n")[:-1]
     assert tokens[:2] == ["<blank>", "<unk>"] and tokens[-1] == "<sos/eos>"
     import sentencepiece as spm

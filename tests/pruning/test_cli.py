@@ -32,7 +32,7 @@ def exported(l0_trained):
     exp, _ = l0_trained
     out = exp.parent / "l0"
     stdout = run("espnet_ext.bin.l0_export", "--config", str(exp / "config.yaml"),
-                 "--model_file", str(exp / "2epoch.pth"), "--out-dir", str(out))
+                 "--model_file", str(exp / "2epoch.pth"), "--out_dir", str(out))
     return out, stdout
 
 
@@ -76,8 +76,8 @@ def test_convexity_and_layer_prune(exported, tiny_corpus):
     out, _ = exported
     curve = out.parent / "convexity.json"
     stdout = run("espnet_ext.bin.convexity", "--config", str(out / "config.yaml"),
-                 "--model_file", str(out / "valid.acc.ave.pth"), "--data-dir", str(tiny_corpus["train"]),
-                 "--num-utts", "24", "--k", "3", "--out", str(curve))
+                 "--model_file", str(out / "valid.acc.ave.pth"), "--data_dir", str(tiny_corpus["train"]),
+                 "--num_utts", "24", "--k", "3", "--out", str(curve))
     res = json.loads(curve.read_text())
     assert len(res["encoder"]["scores"]) == 2 and len(res["decoder"]["scores"]) == 2
     assert all(0.0 <= s <= 1.0 for s in res["encoder"]["scores"] + res["decoder"]["scores"])
@@ -85,14 +85,14 @@ def test_convexity_and_layer_prune(exported, tiny_corpus):
     assert "keep (up to the peak)" in stdout and stdout.count("\n") >= 4
     model = ["--config", str(out / "config.yaml"), "--model_file", str(out / "valid.acc.ave.pth")]
     # the smallest model (one layer per side) sets the reachable budgets
-    run("espnet_ext.bin.layer_prune", *model, "--keep-encoder", "1", "--keep-decoder", "1",
-        "--out-dir", str(out.parent / "layerprune_1_1"))
+    run("espnet_ext.bin.layer_prune", *model, "--keep_encoder", "1", "--keep_decoder", "1",
+        "--out_dir", str(out.parent / "layerprune_1_1"))
     floor = json.loads((out.parent / "layerprune_1_1" / "layer_prune.json").read_text())["flops_fraction"]
     assert 0 < floor < 1
     target = (floor + 1) / 2  # reachable, and below the full model
     pruned = out.parent / "layerprune"
     stdout = run("espnet_ext.bin.layer_prune", *model, "--convexity", str(curve),
-                 "--target-fraction", f"{target:.4f}", "--out-dir", str(pruned))
+                 "--target_fraction", f"{target:.4f}", "--out_dir", str(pruned))
     rep = json.loads((pruned / "layer_prune.json").read_text())
     conf = yaml.safe_load((pruned / "config.yaml").read_text())
     assert conf["encoder_conf"]["num_blocks"] == rep["keep"]["encoder"]

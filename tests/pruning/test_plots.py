@@ -45,7 +45,7 @@ def test_plot_gates_finds_the_task_factor(tmp_path):
     fake_exp(tmp_path)
     out = tmp_path / "plots"
     stdout = run("plot_gates.py", "--exp", str(tmp_path / "exp"), "--dump", str(tmp_path / "dump"),
-                 "--test-sets", *SUBSETS, "--out-dir", str(out))
+                 "--test_sets", *SUBSETS, "--out_dir", str(out))
     rep = json.loads((out / "gate_factors_gated.json").read_text())
     f = rep["factors"]
     assert f["task"]["eta2"] == pytest.approx(1.0)  # the task determines the only varying gate
@@ -66,7 +66,7 @@ def test_plot_tradeoff(tmp_path):
     fake_exp(tmp_path)
     out = tmp_path / "plots" / "tradeoff.png"
     run("plot_tradeoff.py", "--exp", str(tmp_path / "exp"), "--models", "full", "gated", "l0",
-        "--test-sets", *SUBSETS, "--out", str(out))
+        "--test_sets", *SUBSETS, "--out", str(out))
     assert out.read_bytes()[:4] == b"\x89PNG"
     pts = json.loads(out.with_suffix(".json").read_text())
     assert pts["ST"]["l0"]["gflops"] == pytest.approx(1.6) and pts["ST"]["l0"]["bleu"] == 15.0

@@ -135,7 +135,7 @@ def test_invalid_options(l0_config, tiny_corpus):
 
 def test_beam_accounting_matches_the_decode_meter(l0_config, tiny_corpus):
     """The decoder's FLOPs under beam accounting == what decoding measures (all units open)."""
-    from espnet_ext.s2t.inference import decoder_macs
+    from espnet_ext.s2t.meter import decoder_macs
 
     model, _ = build(l0_config, tiny_corpus["tokens"])
     dec = model.decoder
@@ -150,7 +150,7 @@ def test_layer_prune_counts_a_decode_like_the_meter(l0_config, tiny_corpus):
     """layer_macs(beam=5): the decoder layers + output layer == DecodeMeter's count of 5 x 12 steps."""
     from espnet_ext import flops
     from espnet_ext.pruning.layers import encoder_frames, layer_macs
-    from espnet_ext.s2t.inference import decoder_macs
+    from espnet_ext.s2t.meter import decoder_macs
 
     model, _ = build(l0_config, tiny_corpus["tokens"])
     feat = model.frontend.output_size()

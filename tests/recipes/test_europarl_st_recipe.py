@@ -149,7 +149,7 @@ def test_stage7_8_decoding_and_scores(recipe):
             assert r["num_utts"] == len(refs)
             metrics = ("bleu", "chrf") if "_st_" in s else ("wer", "cer")
             assert all(math.isfinite(r[k]) and r[k] >= 0 for k in metrics)
-        assert "case:mixed" in scores["signatures"]["bleu"]  # ST scored cased (--st-normalise none)
+        assert "case:mixed" in scores["signatures"]["bleu"]  # ST scored cased (--st_normalise none)
         if m == "gated":
             gates = tmp / "exp" / m / "decode_test_deu_st_eng" / "gates"
             assert table(gates / "units")["encoder"].split() == ["ffn1", "attn", "cgmlp", "ffn2"]

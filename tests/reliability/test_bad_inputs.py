@@ -85,7 +85,7 @@ def test_bad_utterance_stops_with_one_line_or_is_skipped(data, tmp_path, capsys,
     break_it, message = BAD[case]
     break_it(data)
     out = tmp_path / "out"
-    args = ["--data-dir", str(data), "--out", str(out), "--config", str(CONFIG),
+    args = ["--data_dir", str(data), "--out", str(out), "--config", str(CONFIG),
             "--langs", "eng,deu,fra,ita", "--tasks", "asr,st_eng"]
     assert format_data.main(args) == 1
     err = capsys.readouterr().err.strip()
@@ -110,7 +110,7 @@ def test_bad_utterance_stops_with_one_line_or_is_skipped(data, tmp_path, capsys,
 ])
 def test_malformed_table_names_file_line_and_key(data, tmp_path, capsys, text, where):
     (data / "utt2spk").write_text(text)
-    assert format_data.main(["--data-dir", str(data), "--out", str(tmp_path / "o"),
+    assert format_data.main(["--data_dir", str(data), "--out", str(tmp_path / "o"),
                              "--config", str(CONFIG)]) == 1
     err = capsys.readouterr().err.strip()
     assert err == f"format_data: error: {data / 'utt2spk'}{where}", err
@@ -128,7 +128,7 @@ def test_too_short_for_subsampling_is_dropped_with_the_minimum(data, tmp_path, c
     config.write_text(yaml.safe_dump(conf))
     sf.write(wav_of(data), 0.1 * np.ones(2000, "float32"), 16000)
     out = tmp_path / "out"
-    assert format_data.main(["--data-dir", str(data), "--out", str(out),
+    assert format_data.main(["--data_dir", str(data), "--out", str(out),
                              "--config", str(config)]) == 0
     assert (out / "bad_utts").read_text() == (
         f"{FIRST} too short: 2000 samples (0.125 s) < 2240 (kept: >= 0.1 s and >= 2240 "
@@ -157,7 +157,7 @@ def test_extraction_of_corrupt_audio_is_one_line(data, capsys):
     context = load_script("context")
     wav_of(data, "spk1_train0001_deu_asr").write_bytes(b"not audio")
     assert context.main(["extract", "--kind", "speaker", "--model", "resemblyzer",
-                         "--num-threads", "1", "--batch-size", "4", str(data)]) == 1
+                         "--num_threads", "1", "--batch_size", "4", str(data)]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err, err
     assert err.startswith("context: error: utterance spk1_train0001_deu_asr: ")

@@ -71,8 +71,8 @@ def small_dir(tiny_corpus, tmp_path):
 def test_killed_extraction_resumes_to_identical_outputs(small_dir, tmp_path):
     def cmd(out):
         return [sys.executable, "-m", "espnet_ext.bin.extract_context", "--kind", "speaker",
-                "--model", "resemblyzer", "--data-dir", str(small_dir), "--out", str(out),
-                "--batch-size", "1", "--num-threads", "1"]
+                "--model", "resemblyzer", "--data_dir", str(small_dir), "--out", str(out),
+                "--batch_size", "1", "--num_threads", "1"]
 
     # the reference run with the same command: batch size and threads change the last bits
     whole, split = tmp_path / "whole", tmp_path / "split"

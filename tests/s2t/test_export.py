@@ -20,7 +20,7 @@ def test_export_context(trained, tiny_corpus, tmp_path):
     out = tmp_path / "export"
     cmd = [sys.executable, "-m", "espnet_ext.bin.export", "--s2t_train_config", str(exp / "config.yaml"),
            "--s2t_model_file", str(exp / "10epoch.pth"), "--lang_sym", "deu", "--task_sym", "st_eng",
-           "--data-dir", str(data), "--beam_size", "3", "--out_dir", str(out)]
+           "--data_dir", str(data), "--beam_size", "3", "--out_dir", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())

@@ -6,7 +6,8 @@ from espnet2.bin.s2t_inference import Speech2Text
 from test_batch_decode import assert_same, decoder, diversify_decoder_gates, utterances
 from tiny_corpus import stock_copy
 
-from espnet_ext.s2t.inference import Speech2TextGated, cached_decoder_macs
+from espnet_ext.s2t.inference import Speech2TextGated
+from espnet_ext.s2t.meter import cached_decoder_macs
 from espnet_ext.s2t.lean_search import LeanBeamSearch
 
 pytestmark = pytest.mark.slow

@@ -22,7 +22,7 @@ def test_profile_reports_ratios_settings_and_matches_fvcore(trained, tiny_corpus
         sys.executable, "-m", "espnet_ext.bin.profile",
         "--model", f"full={stock}/config.yaml:{stock}/model.pth",
         "--model", f"gated={exp}/config.yaml:{exp}/10epoch.pth",
-        "--reference", "full", "--data-dir", str(data), "--lang_sym", "deu", "--task_sym", "asr",
+        "--reference", "full", "--data_dir", str(data), "--lang_sym", "deu", "--task_sym", "asr",
         "--num_utts", "2", "--warmup", "1", "--repeats", "1", "--beam_size", "2", "--out", str(out),
         "--espnet_reference",
     ]
@@ -42,7 +42,12 @@ def test_profile_reports_ratios_settings_and_matches_fvcore(trained, tiny_corpus
     assert gated["time_ratio"] == pytest.approx(gated["time_median_s"] / full["time_median_s"], rel=1e-2)
     # the trained gates close units: less compute than the same weights all open
     assert gated["gflops_mean"] < full["gflops_mean"]
+    # per part: the parts add up; the conv subsampling is never gated (the same in both)
+    assert gated["gflops_parts"]["subsampling"] == pytest.approx(full["gflops_parts"]["subsampling"])
+    assert "subsampling" in proc.stdout
     for r in (full, gated):
+        assert sum(r["gflops_parts"].values()) == pytest.approx(r["gflops_mean"])
+        assert 0 < r["gflops_parts"]["subsampling"] < r["gflops_mean"]
         assert abs(r["fvcore_encoder_gap"]) < 0.01
         assert r["peak_rss_mb"] > 100 and r["time_min_s"] <= r["time_median_s"]
         assert r["settings"]["speech_length_s"] == 2

@@ -17,7 +17,7 @@ def decode(exp, dump, name, nj, tmp_path, capsys):
         if not (model / f).exists():
             (model / f).symlink_to(exp / f)
     # in this process (nj 1) or as the parent of the job processes (nj 2)
-    load_script("decode").main(["--model-dir", str(model), "--model-file", "10epoch.pth", "--dump", str(dump),
+    load_script("decode").main(["--model_dir", str(model), "--model_file", "10epoch.pth", "--dump", str(dump),
                         "--nj", str(nj), SUBSET, "--", "--ngpu", "0", "--beam_size", "3",
                         "--maxlenratio", "0.0", "--ctc_weight", "0.0"])
     return model / f"decode_{SUBSET}", capsys.readouterr().out

@@ -181,7 +181,7 @@ def test_make_results_flags_and_compares(scored):
     tmp, _ = scored
     out = tmp / "RESULTS.md"
     proc = run("make_results.py", "--exp", tmp / "exp", "--preset", "tiny", "--models",
-               *HYPS, "--test-sets", ST, ASR, "--out", out)
+               *HYPS, "--test_sets", ST, ASR, "--out", out)
     md = out.read_text()
     assert "## Do the models listen?" in md
     assert "| references | 0.96 | 0.96 |" in md

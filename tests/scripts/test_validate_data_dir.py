@@ -57,7 +57,7 @@ def test_config_tasks_and_audio_checks(tiny_corpus, tmp_path):
     sf.write(short, np.zeros(900, "float32"), 16000)  # < 960 = 7 frames of hop 160
     wavs[0][1] = str(short)
     (bad / "wav.scp").write_text("".join(f"{u} {w}\n" for u, w in wavs))
-    proc = run(bad, "--tasks", "asr", "--check-audio", "--config", config, cwd=root)
+    proc = run(bad, "--tasks", "asr", "--check_audio", "--config", config, cwd=root)
     assert proc.returncode == 1
     assert (f"{bad}: {wavs[0][0]}: 900 samples, shorter than the 960 the encoder needs "
             "(7 frames of hop 160 for input_layer conv2d)") in proc.stderr, proc.stderr

@@ -140,10 +140,10 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     stage_start 2 "Audio: decode, resample to 16 kHz mono, cut segments; length filter -> ${raw}"
     for dset in ${sets}; do
         [ -f "${raw}/${dset}/.done" ] && continue
-        run ${python} scripts/segment_audio.py --data-dir "${datadir}/${dset}" \
-            --out "${raw}/org/${dset}" --audio-dir "${dumpdir}/audio/${dset}" --nj "${nj}"
-        split_opt=""; case ${dset} in test|vftest) split_opt=--split-by-lang-task ;; esac
-        run ${python} scripts/format_data.py --data-dir "${raw}/org/${dset}" \
+        run ${python} scripts/segment_audio.py --data_dir "${datadir}/${dset}" \
+            --out "${raw}/org/${dset}" --audio_dir "${dumpdir}/audio/${dset}" --nj "${nj}"
+        split_opt=""; case ${dset} in test|vftest) split_opt=--split_by_lang_task ;; esac
+        run ${python} scripts/format_data.py --data_dir "${raw}/org/${dset}" \
             --out "${raw}/${dset}" --config "${gated_config}" ${split_opt}
         touch "${raw}/${dset}/.done"
     done
@@ -157,7 +157,7 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     if ${needs_spk} && [ ! -f "${raw}/.done_speaker" ]; then
         # shellcheck disable=SC2046
         run ${python} scripts/context.py extract --kind speaker --model resemblyzer \
-            --num-threads 1 $(for d in ${sets}; do echo "${raw}/${d}"; done) \
+            --num_threads 1 $(for d in ${sets}; do echo "${raw}/${d}"; done) \
             --subsets $(for t in ${eval_sets}; do echo "${raw}/${t}"; done)
         touch "${raw}/.done_speaker"
     fi
@@ -300,7 +300,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         stage_did_work=true
         log "Decoding ${model} on${todo} (log: ${expdir}/${model}/decode.log)"
         # shellcheck disable=SC2046,SC2086
-        run ${python} scripts/decode.py --model-dir "${expdir}/${model}" --dump "${raw}" \
+        run ${python} scripts/decode.py --model_dir "${expdir}/${model}" --dump "${raw}" \
             --nj "${inference_nj}" $(context_names ${model} | sed 's/^./--npy &/') ${todo} -- \
             --config conf/decode_s2t.yaml --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --beam_size 5 \
             --maxlenratio 0.0 --batch_size "${inference_batch_size}" --src_kv_cache false \
@@ -321,7 +321,7 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
         fi
         # shellcheck disable=SC2086
         run ${python} scripts/score.py --exp "${expdir}/${model}" --dump "${raw}" \
-            --st-normalise none ${eval_sets}
+            --st_normalise none ${eval_sets}
     done
     stage_end 8
 fi
@@ -345,7 +345,7 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
         # --espnet_reference: the full model once more with ESPnet's BatchBeamSearch (row full@espnet)
         # shellcheck disable=SC2086
         run ${python} -m espnet_ext.bin.profile ${model_opts} --reference full --espnet_reference \
-            --data-dir "${raw}/${first_st}" --lang_sym "${l3}" --task_sym "st_${tgt3}" \
+            --data_dir "${raw}/${first_st}" --lang_sym "${l3}" --task_sym "st_${tgt3}" \
             --num_utts "${profile_num_utts}" --threads "${OMP_NUM_THREADS}" --warmup 1 \
             --repeats "${profile_repeats}" --beam_size 5 --device "${device}" ${profile_opts} \
             --out "${eff}"
@@ -353,7 +353,7 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
     stage_end 9
     # shellcheck disable=SC2086
     run ${python} "${MAIN_ROOT}/local/europarl_st/report.py" --exp "${expdir}" \
-        --data "${datadir}" --models ${models} --test-sets ${eval_sets} \
+        --data "${datadir}" --models ${models} --test_sets ${eval_sets} \
         --efficiency "${eff}" --out "${results}"
     log "Wrote ${results}"
 fi

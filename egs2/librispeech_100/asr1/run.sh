@@ -66,7 +66,7 @@ fi
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     log "Stage 2: BPE (unigram, ${nbpe}) on ${train_set} -> ${token_dir}"
     if [ ! -f "${token_dir}/.done" ]; then
-        ${python} "${MAIN_ROOT}/local/librispeech/bpe.py" --vocab-size "${nbpe}" \
+        ${python} "${MAIN_ROOT}/local/librispeech/bpe.py" --vocab_size "${nbpe}" \
             --out "${token_dir}" "${datadir}/${train_set}/text"
         touch "${token_dir}/.done"
     fi

@@ -182,7 +182,7 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     hash=$(inputs_hash "sizes=${sizes}" "voices=${voices_per_lang}")
     if ! is_done "${datadir}/.done" "${hash}"; then
         run local/data.sh --out "${datadir}" --sizes "${sizes}" --nj "${nj}" \
-            --voices-per-lang "${voices_per_lang}"
+            --voices_per_lang "${voices_per_lang}"
         # shellcheck disable=SC2046
         run ${python} scripts/validate_data_dir.py --langs eng,deu,fra,ita --tasks asr,st_eng \
             $(for d in ${dsets}; do echo "${datadir}/${d}"; done)
@@ -194,14 +194,14 @@ fi
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     stage_start 2 "Format audio: 16 kHz mono check, length filter, speech_shape -> ${raw}"
     for dset in ${dsets}; do
-        split_opt=""; [ "${dset}" = test ] && split_opt=--split-by-lang-task
+        split_opt=""; [ "${dset}" = test ] && split_opt=--split_by_lang_task
         ${skip_bad_utts} && split_opt="${split_opt} --skip_bad_utts"
         hash=$(inputs_hash "${split_opt}" "${base_config}" scripts/format_data.py \
             "${datadir}/${dset}"/{wav.scp,text,text.ctc,text.prev,utt2spk,utt2lang,utt2task} \
             "$(audio_stamp "${datadir}/${dset}/wav.scp")")
         is_done "${raw}/${dset}/.done" "${hash}" && continue
         # shellcheck disable=SC2086
-        run ${python} scripts/format_data.py --data-dir "${datadir}/${dset}" \
+        run ${python} scripts/format_data.py --data_dir "${datadir}/${dset}" \
             --out "${raw}/${dset}" --config "${base_config}" ${split_opt} \
             --langs eng,deu,fra,ita --tasks asr,st_eng
         # shellcheck disable=SC2046
@@ -226,11 +226,11 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && ${need_context}; then
         log "Training the event tagger on ${train_sets} (<= ${tagger_clips_per_event} recordings per event)"
         # shellcheck disable=SC2046
         run ${python} scripts/context.py recordings --out "${expdir}/event_tagger/data" \
-            --max-per-event "${tagger_clips_per_event}" $(for d in ${train_sets}; do echo "${raw}/${d}"; done)
+            --max_per_event "${tagger_clips_per_event}" $(for d in ${train_sets}; do echo "${raw}/${d}"; done)
         # shellcheck disable=SC2086
         run ${python} -m espnet_ext.bin.train_event_tagger \
-            --data-dir "${expdir}/event_tagger/data" --out "${tagger}" \
-            --num-threads 1 ${tagger_opts}
+            --data_dir "${expdir}/event_tagger/data" --out "${tagger}" \
+            --num_threads 1 ${tagger_opts}
         touch "${expdir}/event_tagger/.done"
     fi
     # Context is only needed by the fine-tuned models: train, dev and test (+ its subsets).
@@ -242,7 +242,7 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && ${need_context}; then
         log "Extracting ${kind} embeddings for train, dev, test (one per recording)"
         # shellcheck disable=SC2046
         run ${python} scripts/context.py extract --kind ${kind} --model "${model}" \
-            --num-threads 1 "${raw}/train" "${raw}/dev" "${raw}/test" \
+            --num_threads 1 "${raw}/train" "${raw}/dev" "${raw}/test" \
             --subsets $(for t in ${test_sets}; do echo "${raw}/${t}"; done)
         echo "${hash}" > "${raw}/.done_${kind}"
     done
@@ -266,7 +266,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
         stage_start 4 "Token list: unigram BPE (${nbpe}) with OWSM special tokens -> ${token_dir}"
         hash=$(inputs_hash "${nbpe}" "${raw}"/{pretrain,train}/{text,text.ctc})
         if ! is_done "${token_dir}/.done" "${hash}"; then
-            run ${python} scripts/make_token_list.py --vocab-size "${nbpe}" --out "${token_dir}" \
+            run ${python} scripts/make_token_list.py --vocab_size "${nbpe}" --out "${token_dir}" \
                 "${raw}/pretrain" "${raw}/train"
             echo "${hash}" > "${token_dir}/.done"
         fi
@@ -420,8 +420,8 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
             stage_did_work=true
             log "Stage 6f: FLOPs target of the baselines = gated / full GFLOPs, measured on dev"
             run ${python} -m espnet_ext.bin.match_flops --reference "${expdir}/full" \
-                --model "${expdir}/gated" --data-dir "${raw}/dev" --num-utts "${profile_num_utts}" \
-                --out "${target}.json" --fraction-out "${target}.tmp" > "${target}.log" 2>&1 \
+                --model "${expdir}/gated" --data_dir "${raw}/dev" --num_utts "${profile_num_utts}" \
+                --out "${target}.json" --fraction_out "${target}.tmp" > "${target}.log" 2>&1 \
                 || { tail -n 30 "${target}.log"; exit 1; }
             mv "${target}.tmp" "${target}"
         fi
@@ -432,13 +432,13 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
             mkdir -p "${init}"
             log "Stage 6h: per-layer convexity of the base model on dev, layers to keep -> ${init}"
             run ${python} -m espnet_ext.bin.convexity --config "${expdir}/base/config.yaml" \
-                --model_file "${base_model}" --data-dir "${raw}/dev" \
-                --max-tokens 2000 --out "${init}/convexity.json" > "${init}/convexity.txt" \
+                --model_file "${base_model}" --data_dir "${raw}/dev" \
+                --max_tokens 2000 --out "${init}/convexity.json" > "${init}/convexity.txt" \
                 2> "${init}/convexity.log" || { tail -n 30 "${init}/convexity.log"; exit 1; }
             grep -v "Flash Attention" "${init}/convexity.txt" | sed 's/^/  /'
             run ${python} -m espnet_ext.bin.layer_prune --config "${expdir}/base/config.yaml" \
                 --model_file "${base_model}" --convexity "${init}/convexity.json" \
-                --target-fraction "$(cat "${target}")" --out-dir "${init}" 2> "${init}/layer_prune.log" \
+                --target_fraction "$(cat "${target}")" --out_dir "${init}" 2> "${init}/layer_prune.log" \
                 | grep -v "Flash Attention" | sed 's/^/  /'
             touch "${init}/.done"
         fi
@@ -453,7 +453,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
             stage_did_work=true
             log "Stage 6g: removing the pruned units -> stock ESPnet model in ${expdir}/l0"
             run ${python} -m espnet_ext.bin.l0_export --config "${expdir}/l0_train/config.yaml" \
-                --model_file "${expdir}/l0_train/valid.acc.ave.pth" --out-dir "${expdir}/l0" \
+                --model_file "${expdir}/l0_train/valid.acc.ave.pth" --out_dir "${expdir}/l0" \
                 2> "${expdir}/l0_train/export.log" | grep -v "Flash Attention" | sed 's/^/  /'
             cp "${expdir}/l0_train/train_seconds" "${expdir}/l0/train_seconds"
             touch "${expdir}/l0/.done"
@@ -485,7 +485,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
             (
                 # shellcheck disable=SC2046,SC2086
                 OMP_NUM_THREADS=${threads} MKL_NUM_THREADS=${threads} run ${python} scripts/decode.py \
-                    --model-dir "${expdir}/${model}" --dump "${raw}" $(context_names ${model} | sed 's/^./--npy &/') \
+                    --model_dir "${expdir}/${model}" --dump "${raw}" $(context_names ${model} | sed 's/^./--npy &/') \
                     ${sets} -- --config conf/decode_s2t.yaml --ngpu "${ngpu}" --beam_size 5 \
                     --maxlenratio 0.0 --src_kv_cache false > "${dlog}" 2>&1 || {
                     tail -n 30 "${dlog}"; log "decoding ${model} failed"; exit 1; }
@@ -520,7 +520,7 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ] && [ "${preset}" != base ]; the
         # --espnet_reference: the full model once more with ESPnet's BatchBeamSearch (row full@espnet)
         # shellcheck disable=SC2086
         run ${python} -m espnet_ext.bin.profile ${model_opts} --reference full --espnet_reference \
-            --data-dir "${raw}/test_deu_st_eng" --lang_sym deu --task_sym st_eng \
+            --data_dir "${raw}/test_deu_st_eng" --lang_sym deu --task_sym st_eng \
             --num_utts "${profile_num_utts}" --threads "${OMP_NUM_THREADS}" --warmup 1 \
             --repeats "${profile_repeats}" --beam_size 5 ${profile_opts:-} --out "${eff}"
     fi
@@ -529,14 +529,14 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ] && [ "${preset}" != base ]; the
     # model's gate patterns per language, task, speaker and event (RESULTS.md shows them).
     # shellcheck disable=SC2086
     ${python} scripts/plot_tradeoff.py --exp "${expdir}" --models ${models} \
-        --test-sets ${test_sets} --out "${expdir}/plots/tradeoff.png"
+        --test_sets ${test_sets} --out "${expdir}/plots/tradeoff.png"
     # shellcheck disable=SC2086
     ${python} scripts/plot_gates.py --exp "${expdir}" --model gated --dump "${raw}" \
-        --test-sets ${test_sets} --out-dir "${expdir}/plots" | sed 's/^/  /'
+        --test_sets ${test_sets} --out_dir "${expdir}/plots" | sed 's/^/  /'
     # shellcheck disable=SC2086
     ${python} scripts/make_results.py --exp "${expdir}" --preset "${preset}" \
-        --models ${models} --test-sets ${test_sets} --out "${results}" \
-        $([ "${base}" = scratch ] || echo --base-scores "${token_dir}/scores.json" --base-name "$(basename "${base}")")
+        --models ${models} --test_sets ${test_sets} --out "${results}" \
+        $([ "${base}" = scratch ] || echo --base_scores "${token_dir}/scores.json" --base_name "$(basename "${base}")")
     log "Wrote ${results}"
 fi
 

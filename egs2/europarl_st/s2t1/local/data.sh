@@ -29,21 +29,21 @@ local_root=${MAIN_ROOT}/local
 if [ -n "${europarl_st_root}" ]; then
     src_opt=(--root "${europarl_st_root}")
 else
-    src_opt=(--download-dir "${download_dir}/europarl_st")
+    src_opt=(--download_dir "${download_dir}/europarl_st")
 fi
 python3 "${local_root}/europarl_st/prepare.py" "${src_opt[@]}" --out "${out}/europarl_st" \
-    --src "${src_langs}" --tgt "${tgt_lang}" --asr-pairs "${asr_pairs}" --text-prev "${text_prev}"
+    --src "${src_langs}" --tgt "${tgt_lang}" --asr_pairs "${asr_pairs}" --text_prev "${text_prev}"
 
 sets=(europarl_st)
 if ${use_voxforge}; then
     if [ -n "${voxforge_root}" ]; then
         vf_opt=(--root "${voxforge_root}")
     else
-        vf_opt=(--download-dir "${download_dir}/voxforge" --max-sessions "${voxforge_max_sessions}")
+        vf_opt=(--download_dir "${download_dir}/voxforge" --max_sessions "${voxforge_max_sessions}")
     fi
     python3 "${local_root}/voxforge/prepare.py" "${vf_opt[@]}" --out "${out}/voxforge" \
-        --langs "${src_langs}" --test-speakers "${voxforge_test_speakers}" \
-        --dev-speakers "${voxforge_dev_speakers}"
+        --langs "${src_langs}" --test_speakers "${voxforge_test_speakers}" \
+        --dev_speakers "${voxforge_dev_speakers}"
     sets+=(voxforge)
 fi
 

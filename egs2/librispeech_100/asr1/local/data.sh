@@ -19,6 +19,6 @@ __options="out librispeech_root download_dir parts"
 if [ -n "${librispeech_root}" ]; then
     src_opt=(--root "${librispeech_root}")
 else
-    src_opt=(--download-dir "${download_dir}")
+    src_opt=(--download_dir "${download_dir}")
 fi
 python3 "${MAIN_ROOT}/local/librispeech/prepare.py" "${src_opt[@]}" --out "${out}" --parts "${parts}"

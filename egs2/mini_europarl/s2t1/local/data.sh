@@ -15,4 +15,4 @@ __options="out sizes nj voices_per_lang seed"
 
 command -v espeak-ng >/dev/null || { echo "$0: espeak-ng is missing (make sysdeps)" >&2; exit 1; }
 python3 "${MAIN_ROOT}/local/mini_europarl/make_corpus.py" --out "${out}" --preset demo \
-    --sizes "${sizes}" --seed "${seed}" --nj "${nj}" --voices-per-lang "${voices_per_lang}"
+    --sizes "${sizes}" --seed "${seed}" --nj "${nj}" --voices_per_lang "${voices_per_lang}"

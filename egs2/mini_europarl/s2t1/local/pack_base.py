@@ -146,7 +146,7 @@ def main() -> int:
     parser.add_argument("--exp", required=True, type=Path, help="Trained base model dir.")
     parser.add_argument("--stats", required=True, type=Path, help="feats_stats.npz (global MVN).")
     parser.add_argument("--out", required=True, type=Path, help="Packed model dir (replaced).")
-    parser.add_argument("--model-file", default="valid.acc.ave.pth", help="In --exp.")
+    parser.add_argument("--model_file", "--model-file", default="valid.acc.ave.pth", help="In --exp.")
     args = parser.parse_args()
     logging.basicConfig(level="INFO", format=f"%(asctime)s ({PROG}) %(levelname)s: %(message)s")
     for p in (args.exp / "config.yaml", args.exp / args.model_file, args.stats):

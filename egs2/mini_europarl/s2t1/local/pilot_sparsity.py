@@ -11,7 +11,7 @@ total steps) multiplied by ``--scale``, twice:
 - ``penalty``: the same with the earlier settings (the paper's fixed-alpha
   penalty, alpha 1, gate predictors at the model's learning rate).
 
-It prints the logged sparsity against its target every ``--log-interval``
+It prints the logged sparsity against its target every ``--log_interval``
 steps and, per run, the largest distance to the target after the ramp, and
 writes them to ``<out>/pilot.json``. Needs the demo's data, statistics and
 base model (``./run.sh --preset demo --stop_stage 5``). Each run resumes.
@@ -94,9 +94,9 @@ def main():
                         help="Architecture and data settings (the mini gated model).")
     parser.add_argument("--scale", type=float, default=0.01,
                         help="Step counts of the OWSM config times this (0.01: 300 of 30k steps).")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--iters-per-epoch", type=int, default=50)
-    parser.add_argument("--log-interval", type=int, default=10)
+    parser.add_argument("--batch_size", "--batch-size", type=int, default=8)
+    parser.add_argument("--iters_per_epoch", "--iters-per-epoch", type=int, default=50)
+    parser.add_argument("--log_interval", "--log-interval", type=int, default=10)
     parser.add_argument("--runs", nargs="+", default=["default", "penalty"],
                         choices=["default", "penalty"])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
