@@ -1,13 +1,14 @@
-"""Kaldi tables (``<key> <value>`` per line): the one reader of data dirs and decoding outputs.
+"""Kaldi tables (``<key> <value>`` per line): the one reader and writer of data dirs and decoding outputs.
 
 Data dirs (wav.scp, text, utt2spk, *.scp of npy files) and what the decoders write
 (1best_recog/text, gates/*, gflops, decode_seconds) are all such tables. Values may
 contain spaces; keys are unique.
 """
 
+import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import Union
+from typing import Iterable, Mapping, Tuple, Union
 
 
 def read_table(
@@ -41,3 +42,32 @@ def read_table(
                 raise ValueError(f"{path}:{num}: duplicated key {key!r} (keep one line per key)")
             table[key] = value
     return table
+
+
+def write_text(path: Union[str, Path], text: str) -> None:
+    """Writes a text file atomically: a crash leaves the old file or the new one, never part of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_table(
+    path: Union[str, Path], table: Union[Mapping[str, str], Iterable[Tuple[str, str]]], sort: bool = True
+) -> None:
+    """Writes a Kaldi table atomically.
+
+    Args:
+        path: The table.
+        table: key -> value, or (key, value) pairs.
+        sort: Keys in C (byte) order, as Kaldi's and ESPnet's tools expect
+            (``LC_ALL=C sort``); False: as given.
+    """
+    items = list(table.items() if isinstance(table, Mapping) else table)
+    if sort:  # str order is code point order, i.e. UTF-8 byte order
+        items.sort(key=lambda kv: kv[0])
+    write_text(path, "".join(f"{k} {v}\n" for k, v in items))

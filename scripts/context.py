@@ -22,22 +22,15 @@ Usage:
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
 
-from espnet_ext.kaldi import read_table
+from espnet_ext.kaldi import read_table, write_table
 
 PROG = "context"
-
-
-def write_table(path: Path, table: Dict[str, str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{k} {table[k]}\n" for k in sorted(table)), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def recordings(data_dirs: List[Path]) -> Dict[str, List[str]]:

@@ -40,7 +40,7 @@ import soundfile as sf
 import yaml
 
 from espnet_ext.context.audio import min_samples_for
-from espnet_ext.kaldi import read_table
+from espnet_ext.kaldi import read_table, write_table
 from espnet_ext.tokens import OWSM_LANGS
 
 PROG = "format_data"
@@ -55,13 +55,6 @@ PREFIX = re.compile(r"^<([^<>\s]+)><([^<>\s]+)>(<notimestamps>|<\d+\.\d\d>)")
 
 class BadDataError(ValueError):
     """A data dir has bad utterances (and --skip_bad_utts is off)."""
-
-
-def write_table(path: Path, table: Dict[str, str]) -> None:
-    """Writes ``<key> <value>`` lines in LC_ALL=C (byte) order, atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{k} {table[k]}\n" for k in sorted(table)), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_dir(out: Path, tables: Dict[str, Dict[str, str]], utts: List[str]) -> None:

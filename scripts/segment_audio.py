@@ -36,7 +36,7 @@ import soundfile as sf
 
 from espnet_ext.context.audio import resample
 
-from espnet_ext.kaldi import read_table
+from espnet_ext.kaldi import read_table, write_table
 
 PROG = "segment_audio"
 FS = 16000
@@ -146,10 +146,7 @@ def segment_data_dir(data_dir: Path, out: Path, audio_dir: Path, nj: int = 1,
             table = read_table(f)
             tables[f.name] = {u: table[u] for u in wav_scp if u in table}
     for name, table in tables.items():
-        tmp = out / (name + ".tmp")
-        tmp.write_text("".join(f"{k} {table[k]}\n" for k in sorted(table, key=str.encode)),
-                       encoding="utf-8")
-        os.replace(tmp, out / name)
+        write_table(out / name, table)
     logging.info(f"{out}: {len(wav_scp)} utterances from {len(jobs)} recordings "
                  f"({len(jobs) - len([r for r in done if done[r]])} failed), "
                  f"{sum(len(v) for v in done.values())} audio files in {audio_dir}")

@@ -13,9 +13,10 @@ Usage: python scripts/shuffle_keys.py [--seed 0] exp/s2t_stats/train/speech_shap
 """
 
 import argparse
-import os
 import random
 from pathlib import Path
+
+from espnet_ext.kaldi import write_text
 
 
 def main() -> None:
@@ -26,9 +27,7 @@ def main() -> None:
     for path in args.files:
         lines = sorted(path.read_text(encoding="utf-8").splitlines(True))  # from any order
         random.Random(args.seed).shuffle(lines)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(lines), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text(path, "".join(lines))
 
 
 if __name__ == "__main__":

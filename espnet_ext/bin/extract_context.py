@@ -36,11 +36,12 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional
 
 import numpy as np
 
 from espnet_ext.context.base import DATA_NAMES, EXTRACTORS
+from espnet_ext.kaldi import write_table
 
 PROG = "extract_context"
 AUDIO_HINT = ("fix the file or remove the utterance from the data dir (the recipes: "
@@ -118,15 +119,6 @@ def save_npy(path: Path, x: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def write_scp(path: Path, entries: Sequence[tuple]) -> None:
-    """Writes ``<key> <value>`` lines sorted in LC_ALL=C order, atomically."""
-    # Python orders str by code point, which is UTF-8 byte order (LC_ALL=C).
-    lines = "".join(f"{k} {v}\n" for k, v in sorted(entries))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(lines, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def extract(
     kind: str,
     model: str,
@@ -173,7 +165,7 @@ def extract(
             for utt, vec in zip(batch, extractor.embed(wavs)):
                 save_npy(paths[utt], vec)
             bar.update(len(batch))
-    write_scp(out / f"{name}.scp", [(u, str(paths[u])) for u in utts])
+    write_table(out / f"{name}.scp", [(u, str(paths[u])) for u in utts])
     return {
         "total": len(utts),
         "skipped": len(utts) - len(todo),

@@ -63,6 +63,7 @@ from espnet2.utils.types import str2bool  # noqa: E402
 from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError  # noqa: E402
 
 from espnet_ext.context.audio import AudioError  # noqa: E402
+from espnet_ext.kaldi import write_text  # noqa: E402
 from espnet_ext.s2t.audio_input import MISMATCH, check_sound_inputs  # noqa: E402
 from espnet_ext.s2t.inference import SEARCHES, Speech2TextGated, format_gates  # noqa: E402
 
@@ -175,16 +176,6 @@ def _record(key: str, results, gates: Dict[str, torch.Tensor], gflops: float, se
     }
 
 
-def _write_atomic(path: Path, lines) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as f:
-        f.writelines(lines)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_outputs(output_dir: Path, keys, records: Dict[str, dict], units: Dict[str, str]) -> None:
     """ESPnet's ``<n>best_recog/`` files plus gates/gflops/decode_seconds, each written atomically."""
     files: Dict[str, list] = {}
@@ -206,7 +197,7 @@ def write_outputs(output_dir: Path, keys, records: Dict[str, dict], units: Dict[
         put("gflops", key, record["gflops"])
         put("decode_seconds", key, record["decode_seconds"])
     for name, lines in files.items():
-        _write_atomic(output_dir / name, lines)
+        write_text(output_dir / name, "".join(lines))
 
 
 def summarize(records) -> Dict[str, float]:

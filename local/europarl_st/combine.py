@@ -10,12 +10,11 @@ Usage:
 """
 
 import argparse
-import os
 import sys
 from collections import defaultdict
 from pathlib import Path
 
-from espnet_ext.kaldi import read_table
+from espnet_ext.kaldi import read_table, write_table
 
 TABLES = ("wav.scp", "segments", "text", "text.ctc", "text.prev", "utt2spk", "utt2lang",
           "utt2task", "utt2corpus")
@@ -40,10 +39,7 @@ def combine(inputs, out: Path) -> int:
         merged[name] = table
     out.mkdir(parents=True, exist_ok=True)
     for name, table in merged.items():
-        tmp = out / (name + ".tmp")
-        tmp.write_text("".join(f"{k} {table[k]}\n" for k in sorted(table, key=str.encode)),
-                       encoding="utf-8")
-        os.replace(tmp, out / name)
+        write_table(out / name, table)
     spk2utt = defaultdict(list)
     for utt in sorted(merged["utt2spk"], key=str.encode):
         spk2utt[merged["utt2spk"][utt]].append(utt)

@@ -38,7 +38,6 @@ import argparse
 import logging
 import os
 import re
-import shutil
 import sys
 import tarfile
 import urllib.request
@@ -46,6 +45,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
+
+from espnet_ext.kaldi import write_table
 
 PROG = "europarl_st"
 URL = "https://www.mllp.upv.es/europarl-st/v1.1.tar.gz"
@@ -208,14 +209,6 @@ def prepare_split(root: Path, split: str, srcs: Sequence[str], tgt: str,
                 if prev.end <= cur.start + 1e-3:
                     cur.prev = prev.text
     return sorted(utts.values(), key=lambda u: u.utt), recs, problems
-
-
-def write_table(path: Path, table: Dict[str, str]) -> None:
-    """``<key> <value>`` lines in C (byte) order, atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    keys = sorted(table, key=lambda k: k.encode())
-    tmp.write_text("".join(f"{k} {table[k]}\n" for k in keys), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_data_dir(out: Path, utts: Sequence[Utterance], recs: Dict[str, str],

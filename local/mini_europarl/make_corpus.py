@@ -50,7 +50,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from espnet_ext.kaldi import read_table
+from espnet_ext.kaldi import read_table, write_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -236,15 +236,8 @@ def write_data_dir(data_dir: Path, recs: List[Recording]) -> None:
         spk2utt[spk].append(utt)
     data_dir.mkdir(parents=True, exist_ok=True)
     for name, table in files.items():
-        _write_lines(data_dir / name, [f"{k} {table[k]}" for k in _c_sorted(table)])
-    _write_lines(data_dir / "spk2utt",
-                 [f"{s} {' '.join(_c_sorted(spk2utt[s]))}" for s in _c_sorted(spk2utt)])
-
-
-def _write_lines(path: Path, lines: List[str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)
+        write_table(data_dir / name, table)
+    write_table(data_dir / "spk2utt", {s: " ".join(_c_sorted(utts)) for s, utts in spk2utt.items()})
 
 
 def read_sorted_table(path: Path) -> Dict[str, str]:
