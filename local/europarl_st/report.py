@@ -39,7 +39,10 @@ STAGES = {"1": "data preparation", "2": "audio (decode, resample, cut, filter)",
           "6": "training", "7": "decoding", "8": "scoring", "9": "efficiency profile"}
 DESCRIPTIONS = {"full": "full fine-tune from OWSM, stock modules (baseline)",
                 "gated": "gated fine-tune from OWSM, context lang+task",
-                "gated_spk": "gated fine-tune from OWSM, context lang+task+speaker"}
+                "gated_lang": "gated fine-tune from OWSM, context lang only",
+                "gated_frame": "gated fine-tune from OWSM, context lang+task, attention pooling over frames",
+                "gated_spk": "gated fine-tune from OWSM, context lang+task+speaker",
+                "gated_event": "gated fine-tune from OWSM, context lang+task+acoustic event"}
 
 
 def fmt(x: Optional[float], digits: int = 2) -> str:
@@ -113,6 +116,29 @@ def decode_stats(model_dir: Path, sets: List[str]) -> dict:
     mean = lambda xs: statistics.fmean(xs) if xs else None  # noqa: E731
     return {"gflops": mean(gflops), "seconds": mean(seconds),
             "closed": closed / total if total else None}
+
+
+def factor_section(plots: Path, models: List[str], out: Path) -> List[str]:
+    """Per gated model: how much of the gate variance each context factor explains (plot_gates)."""
+    md = []
+    for m in models:
+        f = plots / f"gate_factors_{m}.json"
+        if not f.is_file():
+            continue
+        r = json.loads(f.read_text())
+        md += [f"## Gate variance by factor: {m}", "",
+               f"{r['utterances']} utterances, {100 * r['closed_fraction']:.1f} % of the gate decisions "
+               f"closed, {r['varying_gates']}/{r['gates']} gates vary (`scripts/plot_gates.py`; eta^2 "
+               "adjusted for the number of groups: the share of the gate variance a factor explains).", ""]
+        if not r["varying_gates"]:
+            md += ["Every gate takes the same decision on every utterance: no factor to attribute.", ""]
+            continue
+        md += ["| factor | groups | eta^2 | plot |", "| --- | ---: | ---: | --- |"]
+        for factor, v in sorted(r["factors"].items(), key=lambda kv: -(kv[1]["eta2"] or 0.0)):
+            rel = os.path.relpath(plots / v["png"], out.resolve().parent)
+            md.append(f"| {factor} | {v['groups']} | {fmt(v['eta2'], 3)} | [{v['png']}]({rel}) |")
+        md.append("")
+    return md
 
 
 def main(argv=None) -> int:
@@ -213,6 +239,7 @@ def main(argv=None) -> int:
                    "sub-network): " + "; ".join(f"{k}: {v:.3f}"
                                                 for k, v in pat["corpus_differences"].items())]
         md.append("")
+    md += factor_section(exp / "plots", args.models, args.out)
 
     md += ["## Wall time per stage", "", "| stage | what | seconds |", "| --- | --- | ---: |"]
     for k, what in STAGES.items():

@@ -300,3 +300,27 @@ def test_gate_patterns_per_corpus(tmp_path):
     diff = pat["corpus_differences"]["deu/asr: europarl_st vs voxforge"]
     assert diff == pytest.approx(2.0 / 7)
     assert report.decode_stats(exp, list(gates))["closed"] == pytest.approx(6 / 28)
+
+
+def test_gate_factor_section(tmp_path):
+    plots = tmp_path / "exp" / "plots"
+    plots.mkdir(parents=True)
+    factors = {"language": {"eta2": 0.05, "groups": 3, "png": "gates_gated_spk_language.png"},
+               "speaker": {"eta2": 0.61, "groups": 12, "png": "gates_gated_spk_speaker.png"},
+               "task": {"eta2": None, "groups": 2, "png": "gates_gated_spk_task.png"}}
+    (plots / "gate_factors_gated_spk.json").write_text(json.dumps(
+        {"model": "gated_spk", "utterances": 40, "closed_fraction": 0.25, "varying_gates": 5,
+         "gates": 14, "factors": factors}))
+    (plots / "gate_factors_gated.json").write_text(json.dumps(
+        {"model": "gated", "utterances": 40, "closed_fraction": 0.3, "varying_gates": 0,
+         "gates": 14, "factors": {}}))
+    md = report.factor_section(plots, ["full", "gated", "gated_spk"], tmp_path / "RESULTS.md")
+    text = "\n".join(md)
+    assert "## Gate variance by factor: full" not in text  # no gates, no section
+    assert "Every gate takes the same decision" in text  # gated: nothing varies
+    rows = [line for line in md if line.startswith("| ") and "gates_gated_spk" in line]
+    # most explained first; links relative to RESULTS.md
+    assert rows == ["| speaker | 12 | 0.610 | [gates_gated_spk_speaker.png](exp/plots/gates_gated_spk_speaker.png) |",
+                    "| language | 3 | 0.050 | [gates_gated_spk_language.png](exp/plots/gates_gated_spk_language.png) |",
+                    "| task | 2 | - | [gates_gated_spk_task.png](exp/plots/gates_gated_spk_task.png) |"]
+    assert "40 utterances, 25.0 % of the gate decisions closed, 5/14 gates vary" in text

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import yaml
@@ -181,7 +182,7 @@ def test_rerun_skips_finished_work(recipe):
     for k in (1, 2, 4, 5, 6, 7, 8, 9):
         assert f"Stage {k}: nothing to do (finished before)" in log, k
     # stage 3 (speaker embeddings) has no work at all with --models "full gated"
-    assert "Stage 3: no model in --models uses speaker context" in log
+    assert "Stage 3: no model in --models uses speaker or event context" in log
 
 
 def test_check_init_refuses_a_model_missing_non_gate_weights(recipe, tmp_path):
@@ -201,3 +202,52 @@ def test_check_init_refuses_a_model_missing_non_gate_weights(recipe, tmp_path):
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert proc.returncode == 1
     assert "missing ['decoder.decoders.1.feed_forward.w_2.weight'] (1)" in proc.stderr
+
+
+CONTEXT_MODELS = ("gated_lang", "gated_frame", "gated_spk", "gated_event")
+
+
+def test_context_models_speaker_event_language_frame(recipe):
+    """The Interspeech 2025 setting: --models with the other gate contexts, on the same exp
+    (after the rerun test: the stage-9 profile is redone for the new --models)."""
+    from beats_fixture import make_beats_checkpoint
+
+    tmp, _ = recipe
+    beats = make_beats_checkpoint(tmp / "BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt")
+    log = run_recipe(tmp, "--stage", "3", "--models", "full " + " ".join(CONTEXT_MODELS),
+                     "--event_model", f"beats:{beats}", "--results", str(tmp / "RESULTS_context.md"))
+    exp, raw = tmp / "exp", tmp / "dump" / "raw"
+    # stage 3: speaker (resemblyzer, 256-d) and event (BEATs) npys for every set
+    for name, dim in (("spk_embed", 256), ("event_embed", 48)):
+        scp = table(raw / "test_deu_st_eng" / f"{name}.scp")
+        assert set(scp) == set(table(raw / "test_deu_st_eng" / "wav.scp"))
+        assert np.load(next(iter(scp.values()))).shape == (dim,), name
+    conf = {m: yaml.safe_load((exp / m / "config.yaml").read_text()) for m in CONTEXT_MODELS}
+    for side in ("encoder_conf", "decoder_conf"):
+        assert conf["gated_lang"][side]["gate_context"] == ["lang"]
+        assert conf["gated_frame"][side]["gate_pooling"] == "attention"
+        assert conf["gated_spk"][side]["gate_context"] == ["lang", "task", "spk"]
+        assert conf["gated_spk"][side]["spk_embed_dim"] == 256
+        assert conf["gated_event"][side]["gate_context"] == ["lang", "task", "event"]
+        assert conf["gated_event"][side]["event_embed_dim"] == 48
+    for m in CONTEXT_MODELS:  # trained, decoded on every set, scored
+        scores = json.loads((exp / m / "scores.json").read_text())
+        assert set(EP_SETS + VF_SETS) <= set(scores["subsets"]), m
+    assert "Stage 6: nothing" not in log
+    eff = json.loads((exp / "efficiency" / "test_deu_st_eng.json").read_text())
+    assert set(eff["models"]) == {"full", "full@espnet", *CONTEXT_MODELS}
+    for m in CONTEXT_MODELS:  # gate patterns per factor: plots and the numbers
+        factors = json.loads((exp / "plots" / f"gate_factors_{m}.json").read_text())
+        assert factors["model"] == m and factors["utterances"] > 0
+        assert {"language", "task", "speaker"} <= set(factors["factors"]) or not factors["varying_gates"]
+    md = (tmp / "RESULTS_context.md").read_text()
+    for part in ("context lang+task+speaker", "context lang only", "attention pooling",
+                 "## Gate variance by factor: gated_spk", "## Gate patterns: gated_event"):
+        assert part in md, part
+    # --models is checked before anything is written
+    for models, error in (("full gated_nope", "--models: unknown gated_nope"),
+                          ("full gated_event", "gated_event needs --event_model")):
+        proc = subprocess.run(["./run.sh", "--models", models, "--expdir", str(tmp / "nothing")],
+                              cwd=RECIPE, capture_output=True, text=True)
+        assert proc.returncode == 1 and error in proc.stdout + proc.stderr
+        assert not (tmp / "nothing").exists()

@@ -12,9 +12,9 @@
 #   ./run.sh --ngpu 4 --num_nodes 2 (with cmd_backend=slurm, cmd.sh)   # multi-node
 #
 # Stages: 1 data prep (Kaldi dirs), 2 audio (m4a -> 16 kHz mono segments, length filter),
-#   3 context embeddings (speaker; only for gated_spk), 4 pre-trained model (OWSM BPE, token
-#   list, stats, weights), 5 stats (shapes), 6 training (6a full fine-tune, 6b gated, [6c
-#   gated_spk]), 7 decoding, 8 scoring, 9 efficiency + gate patterns + RESULTS.md.
+#   3 context embeddings (speaker for gated_spk, acoustic event for gated_event), 4 pre-trained
+#   model (OWSM BPE, token list, stats, weights), 5 stats (shapes), 6 training (one sub-stage
+#   per model of --models), 7 decoding, 8 scoring, 9 efficiency + gate patterns + RESULTS.md.
 # Every unit of work leaves a .done file; a rerun skips what is finished, and training
 # resumes from its last checkpoint (--resume true).
 set -euo pipefail
@@ -42,7 +42,11 @@ voxforge_dev_speakers=10
 # model and training
 owsm_model=espnet/owsm_v3.1_ebf   # hub tag or local directory (hub layout)
 conf_dir=conf                # train_s2t_ebf_{full,gated}.yaml (conf/tiny: tests only)
-models="full gated"          # + gated_spk (speaker-embedding context, stage 3)
+models="full gated"          # + gated_lang (language only), gated_frame (lang+task, attention
+                             # pooling over frames), gated_spk (+ speaker), gated_event (+ event)
+spk_model=resemblyzer        # gated_spk's speaker encoder: resemblyzer | ecapa | ecapa:<local dir>
+event_model=""               # gated_event's: beats:<local BEATs .pt> | tagger:<.pt of
+                             # espnet_ext.bin.train_event_tagger> (no default: nothing to download)
 ngpu=0                       # GPUs per node (0: CPU)
 num_nodes=1                  # > 1: multi-node through espnet2.bin.launch (cmd.sh)
 nj=4                         # parallel processes: audio decoding
@@ -57,12 +61,22 @@ datadir=data
 dumpdir=dump
 expdir=exp
 results=RESULTS.md
-__options="stage stop_stage europarl_st_root download_dir src_langs tgt_lang asr_pairs text_prev use_voxforge voxforge_root voxforge_max_sessions voxforge_test_speakers voxforge_dev_speakers owsm_model conf_dir models ngpu num_nodes nj train_nj inference_nj inference_batch_size profile_num_utts profile_repeats profile_opts datadir dumpdir expdir results"
+__options="stage stop_stage europarl_st_root download_dir src_langs tgt_lang asr_pairs text_prev use_voxforge voxforge_root voxforge_max_sessions voxforge_test_speakers voxforge_dev_speakers owsm_model conf_dir models spk_model event_model ngpu num_nodes nj train_nj inference_nj inference_batch_size profile_num_utts profile_repeats profile_opts datadir dumpdir expdir results"
 
 cd "$(dirname "$0")"
 . ./path.sh
 . ./cmd.sh
 . scripts/parse_options.sh
+
+# Options are checked before anything is written.
+for model in ${models}; do
+    case ${model} in full|gated|gated_lang|gated_frame|gated_spk|gated_event) ;;
+        *) log "--models: unknown ${model} (full gated gated_lang gated_frame gated_spk gated_event)"; exit 1 ;; esac
+done
+case " ${models} " in *" full "*) ;; *) log "--models must include full (the reference)"; exit 1 ;; esac
+if [[ " ${models} " = *" gated_event "* ]] && [ -z "${event_model}" ]; then
+    log "gated_event needs --event_model (beats:<BEATs checkpoint> or tagger:<event tagger .pt>)"; exit 1
+fi
 
 mkdir -p "${datadir}" "${dumpdir}" "${expdir}"
 datadir=$(cd "${datadir}" && pwd); dumpdir=$(cd "${dumpdir}" && pwd); expdir=$(cd "${expdir}" && pwd)
@@ -150,17 +164,27 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     stage_end 2
 fi
 
-needs_spk=false; [[ " ${models} " = *" gated_spk "* ]] && needs_spk=true
+# Context embeddings each gated model reads (npy per utterance, stage 3)
+context_names() {
+    case $1 in gated_spk) echo spk_embed ;; gated_event) echo event_embed ;; *) echo ;; esac
+}
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
-    stage_start 3 "Context embeddings: speaker (resemblyzer), for gated_spk"
-    ${needs_spk} || log "Stage 3: no model in --models uses speaker context (gated_spk): skipped"
-    if ${needs_spk} && [ ! -f "${raw}/.done_speaker" ]; then
+    stage_start 3 "Context embeddings: speaker (${spk_model}) for gated_spk, event (${event_model:-none}) for gated_event"
+    kinds=""
+    [[ " ${models} " = *" gated_spk "* ]] && kinds="speaker"
+    [[ " ${models} " = *" gated_event "* ]] && kinds="${kinds} event"
+    [ -n "${kinds}" ] || log "Stage 3: no model in --models uses speaker or event context: skipped"
+    for kind in ${kinds}; do
+        extractor=${spk_model}; [ "${kind}" = event ] && extractor=${event_model}
+        # one .done per kind and extractor: another --spk_model extracts again
+        done_file=${raw}/.done_${kind}_$(echo "${extractor}" | md5sum | cut -c1-8)
+        [ -f "${done_file}" ] && continue
         # shellcheck disable=SC2046
-        run ${python} scripts/context.py extract --kind speaker --model resemblyzer \
+        run ${python} scripts/context.py extract --kind "${kind}" --model "${extractor}" \
             --num_threads 1 $(for d in ${sets}; do echo "${raw}/${d}"; done) \
             --subsets $(for t in ${eval_sets}; do echo "${raw}/${t}"; done)
-        touch "${raw}/.done_speaker"
-    fi
+        rm -f "${raw}"/.done_"${kind}"_*; touch "${done_file}"
+    done
     stage_end 3
 fi
 
@@ -219,14 +243,23 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     stage_end 5
 fi
 
-context_opts() {  # gate context overrides of a gated model
-    if [ "$1" = gated_spk ]; then
-        for side in encoder decoder; do
-            echo "--${side}_conf gate_context=[lang,task,spk] --${side}_conf spk_embed_dim=256"
-        done
-    fi
+context_opts() {  # gate context overrides of conf's gated model, per model of --models
+    local ctx="" dim
+    case $1 in
+        gated_lang) ctx="gate_context=[lang]" ;;
+        gated_frame) ctx="gate_pooling=attention" ;;
+        gated_spk)
+            dim=$(${python} scripts/context.py dim "${raw}/train/spk_embed.scp")
+            ctx="gate_context=[lang,task,spk] spk_embed_dim=${dim}" ;;
+        gated_event)
+            dim=$(${python} scripts/context.py dim "${raw}/train/event_embed.scp")
+            ctx="gate_context=[lang,task,event] event_embed_dim=${dim}" ;;
+    esac
+    local side kv
+    for side in encoder decoder; do
+        for kv in ${ctx}; do echo "--${side}_conf ${kv}"; done
+    done
 }
-context_names() { [ "$1" = gated_spk ] && echo spk_embed || true; }
 model_config() { [ "$1" = full ] && echo "${full_config}" || echo "${gated_config}"; }
 
 train_model() {  # train_model <model> <stage label>
@@ -350,6 +383,14 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
             --repeats "${profile_repeats}" --beam_size 5 --device "${device}" ${profile_opts} \
             --out "${eff}"
     fi
+    # Gate patterns of each gated model per language, task and speaker (PNGs and
+    # gate_factors_<model>.json in ${expdir}/plots; RESULTS.md shows them)
+    for model in ${models}; do
+        [ "${model}" = full ] && continue
+        # shellcheck disable=SC2086
+        run ${python} scripts/plot_gates.py --exp "${expdir}" --model "${model}" --dump "${raw}" \
+            --test_sets ${eval_sets} --out_dir "${expdir}/plots" | sed 's/^/  /'
+    done
     stage_end 9
     # shellcheck disable=SC2086
     run ${python} "${MAIN_ROOT}/local/europarl_st/report.py" --exp "${expdir}" \
