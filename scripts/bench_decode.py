@@ -108,8 +108,8 @@ def load_utterances(args) -> List[dict]:
 
 
 def decode(s2t: Speech2TextGated, utts: List[dict], batch_size: int, patterns) -> Dict:
-    """Decodes all utterances; returns per-utterance token ids and GFLOPs."""
-    out = {"tokens": [], "gflops": []}
+    """Decodes all utterances; returns per-utterance token ids and GFLOPs (total, per part)."""
+    out = {"tokens": [], "gflops": [], "parts": []}
     for start in range(0, len(utts), batch_size):
         chunk = utts[start : start + batch_size]
         with ExitStack() as stack:
@@ -120,15 +120,15 @@ def decode(s2t: Speech2TextGated, utts: List[dict], batch_size: int, patterns) -
             if batch_size == 1:
                 u = chunk[0]
                 d = s2t.decode_one(u["speech"], lang_sym=u["lang"], task_sym=u["task"])
-                results, gflops = [d.results], [d.gflops["total"]]
+                results, parts = [d.results], [d.gflops]
             else:
                 decoded = s2t.decode_batch(
                     [u["speech"] for u in chunk], [u["lang"] for u in chunk], [u["task"] for u in chunk]
                 )
-                results = [d.results for d in decoded]
-                gflops = [d.gflops["total"] for d in decoded]
+                results, parts = [d.results for d in decoded], [d.gflops for d in decoded]
         out["tokens"] += [r[0][2] if r else [] for r in results]
-        out["gflops"] += gflops
+        out["gflops"] += [p["total"] for p in parts]
+        out["parts"] += parts
     return out
 
 
@@ -258,6 +258,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         report["modes"][mode] = dict(
             **timing.summary(times[mode]),
             gflops=sum(outputs[mode]["gflops"]), peak_mib=peak_memory_mib(lambda m=mode: run(m)),
+            # per part (all utterances); the conv subsampling is never gated
+            gflops_parts={k: sum(p[k] for p in outputs[mode]["parts"])
+                          for k in outputs[mode]["parts"][0] if k != "total"},
         )
     r = report["modes"]
     ratios = {}

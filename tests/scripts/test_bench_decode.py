@@ -36,6 +36,10 @@ def test_all_modes_report_ratios_and_equal_hypotheses(trained, tiny_corpus, tmp_
     assert r["same_hyps_batched_vs_one_by_one"] is True
     assert modes["gated_batched"]["gflops"] == pytest.approx(modes["gated_one_by_one"]["gflops"])
     assert r["gflops_gated/full"] < 1.0
+    for v in modes.values():  # the parts add up; gating does not touch the subsampling
+        assert sum(v["gflops_parts"].values()) == pytest.approx(v["gflops"])
+    assert modes["gated_batched"]["gflops_parts"]["subsampling"] == pytest.approx(
+        modes["full_batched"]["gflops_parts"]["subsampling"])
     assert {"time_gated/full_one_by_one", "time_gated/full_batched",
             "time_batched/one_by_one_gated", "time_batched/one_by_one_full"} <= set(r)
     assert "gflops_gated/full" in stdout
