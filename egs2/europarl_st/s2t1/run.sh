@@ -320,8 +320,9 @@ fi
 
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     stage_start 7 "Decoding: beam 5, maxlenratio 0.0, every model x ${eval_sets}, ${inference_nj} job(s) per set"
-    # --src_kv_cache false: the gated decoders compute the source K/V at every step, as the
-    # stock decoder of the full fine-tune does, so GFLOPs and times compare like for like.
+    # The lean search (the CLI's default) computes the source K/V once per utterance for every
+    # model, stock or gated. --src_kv_cache false matters only with --search espnet: the gated
+    # decoders then recompute them at every step, as the stock one does (like for like).
     # Each set is split into --inference_nj jobs (with GPUs: job j on GPU (j-1) mod #GPUs),
     # each resumable, then merged (scripts/decode.py --nj).
     for model in ${models}; do

@@ -464,8 +464,9 @@ fi
 
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     stage_start 7 "Decoding: beam 5, maxlenratio 0.0, every model x every test subset"
-    # --src_kv_cache false: the gated decoders compute the source K/V at every step, as the
-    # stock decoder of the full fine-tune does, so GFLOPs and times compare like for like.
+    # The lean search (the CLI's default) computes the source K/V once per utterance for every
+    # model, stock or gated. --src_kv_cache false matters only with --search espnet: the gated
+    # decoders then recompute them at every step, as the stock one does (like for like).
     # One process per model (ESPnet's import costs more than a small subset), --nj processes at
     # a time with OMP_NUM_THREADS/nj threads each; fewer models than --nj: each model's subsets
     # are dealt out to --nj processes. Stage 9 times the models properly.
