@@ -25,7 +25,7 @@ from espnet_ext import flops
 from espnet_ext.gating import GateContext, GatedModule, use_context
 from espnet_ext.s2t.batch_beam_search import _Shared, lockstep_copy, run_lockstep
 from espnet_ext.s2t.lean_search import LeanBeamSearch
-from espnet_ext.s2t.meter import DecodeMeter, cached_decoder_macs, decoder_macs, gflops
+from espnet_ext.s2t.meter import DecodeMeter, cached_decoder_macs, decoder_macs, encoder_macs, gflops
 
 
 SEARCHES = ("lean", "espnet")
@@ -261,11 +261,8 @@ class Speech2TextGated(Speech2Text):
             unit_gates = (
                 enc_gates[u] if enc_gates is not None else self.meter.unit_gates(model.encoder, enc_names)
             )
-            macs = {
-                "subsampling": flops.subsampling(model.encoder, t_in, feat_dim),
-                "encoder": flops.encoder_spent(model.encoder, int(enc_lens[u]), unit_gates),
-                "decoder": dec_macs[u],
-            }
+            macs = {**encoder_macs(model.encoder, t_in, feat_dim, int(enc_lens[u]), unit_gates),
+                    "decoder": dec_macs[u]}
             gates = {"decoder": dec_gates[u].cpu()} if isinstance(decoder, GatedModule) else {}
             if enc_gates is not None:
                 gates["encoder"] = enc_gates[u].cpu()

@@ -30,7 +30,7 @@ class DecodeMeter:
     def __init__(self, model: torch.nn.Module):
         self.model = model
         self.encoder, self.decoder = model.encoder, model.decoder
-        self.input_shape: Optional[tuple] = None  # (batch, input frames, feature dim) of the last encoder call
+        self.input_shape: Optional[tuple] = None  # (B, T_in, F) of the last encoder call
         self.encoder.register_forward_pre_hook(self._encoder_in, with_kwargs=True)
         self.encoder.register_forward_hook(self._encoder_out)
         self.reset()
@@ -49,8 +49,8 @@ class DecodeMeter:
         _, t_in, feat_dim = self.input_shape
         self.frames = (t_in, feat_dim, n_frames)
         gates = self.unit_gates(self.encoder, flops.encoder_unit_names(self.encoder))
-        self.macs["subsampling"] += flops.subsampling(self.encoder, t_in, feat_dim)
-        self.macs["encoder"] += flops.encoder_spent(self.encoder, n_frames, gates)
+        for part, macs in encoder_macs(self.encoder, t_in, feat_dim, n_frames, gates).items():
+            self.macs[part] += macs
 
     def unit_gates(self, module, names) -> torch.Tensor:
         """(layers, units) gates of the module's last forward (one utterance); all open if ungated."""
@@ -101,16 +101,27 @@ class DecodeMeter:
             raise RuntimeError("dense_macs needs a decode measured by measure()")
         model = self.model if model is None else model
         t_in, feat_dim, n_frames = self.frames
-        names = flops.encoder_unit_names(model.encoder)
-        enc = flops.encoder_spent(model.encoder, n_frames, torch.ones(len(model.encoder.encoders), len(names)))
+        all_open = torch.ones(len(model.encoder.encoders), len(flops.encoder_unit_names(model.encoder)))
         steps = [(n, t, frames, None) for n, t, frames, _ in self.steps]
-        return {"subsampling": flops.subsampling(model.encoder, t_in, feat_dim), "encoder": enc,
+        return {**encoder_macs(model.encoder, t_in, feat_dim, n_frames, all_open),
                 "decoder": decoder_macs(model.decoder, steps, cache_src_kv=False)}
 
     @property
     def gflops(self) -> Dict[str, float]:
         """GFLOPs (fvcore: MACs / 1e9) per part and in total."""
         return gflops(self.macs)
+
+
+def encoder_macs(encoder, t_in: int, feat_dim: int, n_frames: int, gates: torch.Tensor) -> Dict[str, float]:
+    """MACs of one utterance's encoder pass: the (never gated) subsampling and the open units.
+
+    Args:
+        t_in (int), feat_dim (int): Input feature frames and size.
+        n_frames (int): Encoder frames after subsampling.
+        gates (torch.Tensor): (layers, units) 0/1 gates.
+    """
+    return {"subsampling": flops.subsampling(encoder, t_in, feat_dim),
+            "encoder": flops.encoder_spent(encoder, n_frames, gates)}
 
 
 def gflops(macs: Dict[str, float]) -> Dict[str, float]:
