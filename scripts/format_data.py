@@ -194,8 +194,8 @@ def format_data(data_dir: Path, out: Path, speech_length: float, split: bool,
     write_table(out / "speech_shape", shapes)
     subsets = {}
     if split:
-        for utt in kept:
-            lang, task = kept_tables["utt2lang"][utt], kept_tables["utt2task"][utt]
+        for utt in kept:  # by the <lang><task> prefix of text, what the model is told
+            lang, task = PREFIX.match(kept_tables["text"][utt]).group(1, 2)
             subsets.setdefault(f"{out.name}_{lang}_{task}", []).append(utt)
         for name, utts in sorted(subsets.items()):
             write_dir(out.parent / name, kept_tables, utts)

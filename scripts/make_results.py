@@ -25,11 +25,10 @@ import json
 import logging
 import os
 import platform
-import statistics
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from espnet_ext.kaldi import read_table
+from espnet_ext.kaldi import decode_stats
 
 # siblings in scripts/ (on sys.path when this script is run as a file)
 from bootstrap import paired_bootstrap_bleu, paired_bootstrap_wer
@@ -119,23 +118,6 @@ def baselines_section(exp: Path, out: Path) -> List[str]:
 
 def fmt(x: Optional[float], digits: int = 2) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
-
-
-def gate_stats(model_dir: Path, subsets: List[str]) -> dict:
-    """Mean decoding GFLOPs, seconds and fraction of closed units over all subsets."""
-    gflops, seconds, closed, units = [], [], 0, 0
-    for s in subsets:
-        d = model_dir / f"decode_{s}"
-        gflops += [float(v) for v in read_table(d / "gflops", missing_ok=True).values()]
-        seconds += [float(v) for v in read_table(d / "decode_seconds", missing_ok=True).values()]
-        for side in ("encoder", "decoder"):
-            for v in read_table(d / "gates" / side, missing_ok=True).values():
-                bits = [c for c in v if c in "01"]
-                closed += bits.count("0")
-                units += len(bits)
-    mean = lambda xs: statistics.fmean(xs) if xs else None  # noqa: E731
-    return {"gflops": mean(gflops), "seconds": mean(seconds),
-            "sparsity": closed / units if units else None}
 
 
 def compare(exp: Path, models: List[str], reference: str, subsets: List[str],
@@ -341,17 +323,17 @@ def main():
                                             if k not in ("data_dir", "config", "model_file")), ""]
     else:
         md += [f"(no {eff_path}: stage 9's profile did not run)", ""]
-    ref = gate_stats(exp / args.reference, args.test_sets)
+    ref = decode_stats(exp / args.reference, args.test_sets)
     md += ["From stage 7's decoding of all test subsets (GFLOPs actually spent per utterance "
            "and the fraction of gated units closed; the seconds come from --nj models decoded "
            "side by side, so use the profile above for timing):", "",
            "| model | closed units | GFLOPs / utt | ratio | decode s / utt | ratio |",
            "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for m in args.models:
-        g = gate_stats(exp / m, args.test_sets)
+        g = decode_stats(exp / m, args.test_sets)
         ratio = lambda a, b: None if a is None or not b else a / b  # noqa: E731
-        md.append(f"| {m} | {fmt(None if g['sparsity'] is None else 100 * g['sparsity'], 1)}"
-                  f"{'' if g['sparsity'] is None else ' %'} | {fmt(g['gflops'], 3)} | "
+        md.append(f"| {m} | {fmt(None if g['closed'] is None else 100 * g['closed'], 1)}"
+                  f"{'' if g['closed'] is None else ' %'} | {fmt(g['gflops'], 3)} | "
                   f"{fmt(ratio(g['gflops'], ref['gflops']), 3)} | {fmt(g['seconds'], 3)} | "
                   f"{fmt(ratio(g['seconds'], ref['seconds']), 3)} |")
     md += [""]

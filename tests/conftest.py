@@ -1,11 +1,9 @@
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).parent))  # tests/tiny_corpus.py
 
 # Keep torch on the 2 cores of CI and quiet nltk's offline download attempts.
 os.environ.setdefault("OMP_NUM_THREADS", "2")

@@ -7,7 +7,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted(
-    [*ROOT.glob("espnet_ext/bin/*.py"), *ROOT.glob("scripts/*.py"), *ROOT.glob("local/*/*.py"),
+    [*ROOT.glob("espnet_ext/bin/*.py"), *ROOT.glob("scripts/*.py"), *ROOT.glob("scripts/bench/*.py"),
+     *ROOT.glob("local/*/*.py"),
      *ROOT.glob("egs2/*/*/local/*.py")]
 )
 

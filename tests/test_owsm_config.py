@@ -1,6 +1,5 @@
 """The OWSM v3.1 training configs: gated vs full fine-tune, parsed and built by ESPnet."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -8,6 +7,9 @@ import torch
 import yaml
 
 import espnet_ext
+from espnet_ext.s2t import owsm
+
+from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 GATED = ROOT / "conf" / "train_s2t_ebf_gated.yaml"
@@ -65,12 +67,7 @@ OWSM_PREPROCESSOR = dict(
 
 
 def _count_params_module():
-    spec = importlib.util.spec_from_file_location(
-        "count_params", ROOT / "scripts" / "count_params.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("count_params")
 
 
 count_params = _count_params_module()
@@ -186,7 +183,7 @@ def test_gated_params_are_stock_plus_gate_predictors(one_block_models):
         assert n_gated[key] == n_stock[key], key
     # lang/task embedding tables over the <lang>/<task> tokens only (+ 1 row for any other)
     n_lang, n_task = len(gated.lang_ids), len(gated.task_ids)
-    assert (n_lang, n_task) == (len(count_params.LANGS), len(count_params.TASKS))
+    assert (n_lang, n_task) == (len(owsm.LANGS), len(owsm.TASKS))
     for side in (gated.encoder, gated.decoder):
         assert side.gate_predictor.context.proj["lang"][0].num_embeddings == n_lang + 1
         assert side.gate_predictor.context.proj["task"][0].num_embeddings == n_task + 1

@@ -38,7 +38,6 @@ import logging
 import multiprocessing
 import os
 import re
-import sys
 import time
 import zlib
 from collections import defaultdict
@@ -52,8 +51,8 @@ from tqdm import tqdm
 
 from espnet_ext.kaldi import read_table, write_table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
+# siblings: this file runs as a script (its dir is on sys.path) or is imported with its
+# dir on the path (tests/local/test_mini_europarl.py)
 import events  # noqa: E402
 import sentences  # noqa: E402
 import voices  # noqa: E402

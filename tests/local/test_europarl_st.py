@@ -1,7 +1,6 @@
 """local/europarl_st (data prep, validation, download, OWSM model dir, report) and
 scripts/segment_audio.py on a miniature Europarl-ST v1.1 tree (tests/europarl_fixture.py)."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -14,28 +13,22 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
+import europarl_fixture as F
+from espnet_ext.kaldi import decode_stats
+from script_loader import load_file
 
-import europarl_fixture as F  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
 
 
 def load(name: str, path: Path):
-    """Imports a script by path, once per name (test modules share them)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_file(path, name)
 
 
 prep = load("europarl_st_prepare", ROOT / "local" / "europarl_st" / "prepare.py")
-owsm = load("europarl_st_owsm_model", ROOT / "local" / "europarl_st" / "owsm_model.py")
-report = load("europarl_st_report", ROOT / "local" / "europarl_st" / "report.py")
+owsm = load("europarl_st_owsm_model", ROOT / "scripts" / "owsm_model.py")
+report = load("europarl_st_report", ROOT / "scripts" / "report.py")
 combine = load("europarl_st_combine", ROOT / "local" / "europarl_st" / "combine.py")
 seg = load("segment_audio", ROOT / "scripts" / "segment_audio.py")
 
@@ -268,7 +261,7 @@ def test_owsm_model_checks(owsm_dir, tmp_path):
 
 def test_owsm_hub_download_offline_is_one_line_error(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
-    out = subprocess.run([sys.executable, str(ROOT / "local" / "europarl_st" / "owsm_model.py"),
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "owsm_model.py"),
                           "--model", "espnet/owsm_v3.1_ebf", "--out", str(tmp_path / "o")],
                          capture_output=True, text=True, env=env)
     assert out.returncode == 1
@@ -299,7 +292,7 @@ def test_gate_patterns_per_corpus(tmp_path):
     # |diffs|: encoder 0.5 0 0.5 0.5, decoder 0 0.5 0 -> 2.0 / 7
     diff = pat["corpus_differences"]["deu/asr: europarl_st vs voxforge"]
     assert diff == pytest.approx(2.0 / 7)
-    assert report.decode_stats(exp, list(gates))["closed"] == pytest.approx(6 / 28)
+    assert decode_stats(exp, list(gates))["closed"] == pytest.approx(6 / 28)
 
 
 def test_gate_factor_section(tmp_path):

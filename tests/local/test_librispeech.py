@@ -1,6 +1,5 @@
 """LibriSpeech data preparation, BPE and scoring (local/librispeech/) on a miniature tree."""
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -9,14 +8,13 @@ import numpy as np
 import pytest
 import soundfile
 
+from script_loader import load_file
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "local/librispeech" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file(ROOT / "local/librispeech" / f"{name}.py")
 
 
 prepare, bpe, score, make_mini = (load(n) for n in ("prepare", "bpe", "score", "make_mini"))

@@ -1,30 +1,21 @@
 """local/voxforge/prepare.py on archives in the official Voxforge layout
 (tests/europarl_fixture.py), and its merge with Europarl-ST under a corpus label."""
 
-import importlib.util
 import shutil
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 import soundfile as sf
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
+import europarl_fixture as F
+from script_loader import load_file
 
-import europarl_fixture as F  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def load(name: str, path: Path):
-    """Imports a script by path, once per name (test modules share them)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_file(path, name)
 
 
 vf = load("voxforge_prepare", ROOT / "local" / "voxforge" / "prepare.py")

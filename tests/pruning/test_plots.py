@@ -74,13 +74,11 @@ def test_plot_tradeoff(tmp_path):
 
 
 def test_eta_squared_adjusts_for_many_small_groups():
-    import importlib.util
-
     import numpy as np
 
-    spec = importlib.util.spec_from_file_location("plot_gates", ROOT / "scripts" / "plot_gates.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    from script_loader import load_script
+
+    mod = load_script("plot_gates")
     rng = np.random.default_rng(0)
     bits = rng.integers(0, 2, (40, 3)).astype(float)
     per_utt = np.arange(40)  # one group per utterance: explains everything by construction

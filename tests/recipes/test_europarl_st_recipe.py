@@ -18,14 +18,13 @@ import pytest
 import soundfile as sf
 import yaml
 
+import europarl_fixture as F
+
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")]
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "egs2" / "europarl_st" / "s2t1"
-sys.path.insert(0, str(ROOT / "tests"))
-
-import europarl_fixture as F  # noqa: E402
 
 MODELS = ("full", "gated")
 EP_SETS = ("test_deu_asr", "test_deu_st_eng", "test_fra_asr", "test_fra_st_eng",
@@ -202,6 +201,40 @@ def test_check_init_refuses_a_model_missing_non_gate_weights(recipe, tmp_path):
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert proc.returncode == 1
     assert "missing ['decoder.decoders.1.feed_forward.w_2.weight'] (1)" in proc.stderr
+
+
+def test_static_baselines_at_the_gated_budget(recipe):
+    """--baselines true: L0 and layer pruning at the gated model's measured GFLOPs fraction
+    (the pipeline's stages 6f-6h, as in the mini recipe), decoded, scored and reported."""
+    tmp, _ = recipe
+    log = run_recipe(tmp, "--stage", "6", "--baselines", "true",
+                     "--results", str(tmp / "RESULTS_baselines.md"))
+    exp = tmp / "exp"
+    target = float((exp / "baseline_target").read_text())
+    match = json.loads((exp / "baseline_target.json").read_text())
+    assert 0.0 < target <= 1.0 and "Stage 6f: FLOPs target" in log
+    assert f"baselines' FLOPs target: {(exp / 'baseline_target').read_text().strip()}" in log
+    assert match and (exp / "layerprune_init" / "convexity.json").is_file()
+    l0_train = yaml.safe_load((exp / "l0_train" / "config.yaml").read_text())
+    assert l0_train["model"] == "espnet_l0" and l0_train["model_conf"]["target_flops"] == target
+    l0 = yaml.safe_load((exp / "l0" / "config.yaml").read_text())
+    assert l0["encoder"] == "e_branchformer" and l0["decoder"] == "transformer"  # stock export
+    assert l0["encoder_conf"]["linear_units"] <= 64 and l0["decoder_conf"]["linear_units"] <= 64
+    lp = yaml.safe_load((exp / "layerprune" / "config.yaml").read_text())
+    keep = (lp["encoder_conf"]["num_blocks"], lp["decoder_conf"]["num_blocks"])
+    assert all(1 <= k <= 2 for k in keep)
+    assert lp["init_param"] == [str(exp / "layerprune_init" / "model.pth")]
+    for m in ("l0", "layerprune"):
+        scores = json.loads((exp / m / "scores.json").read_text())
+        assert set(scores["subsets"]) == set(EP_SETS + VF_SETS), m
+    eff = json.loads((exp / "efficiency" / "test_deu_st_eng.json").read_text())
+    assert set(eff["models"]) == {*MODELS, "l0", "layerprune", "full@espnet"}
+    md = (tmp / "RESULTS_baselines.md").read_text()
+    assert "| l0 |" in md and "| layerprune |" in md
+    # --baselines needs the gated model (its budget)
+    proc = subprocess.run(["./run.sh", "--models", "full gated_spk", "--baselines", "true",
+                           "--expdir", str(tmp / "nothing")], cwd=RECIPE, capture_output=True, text=True)
+    assert proc.returncode == 1 and "--baselines true needs gated" in proc.stdout + proc.stderr
 
 
 CONTEXT_MODELS = ("gated_lang", "gated_frame", "gated_spk", "gated_event")

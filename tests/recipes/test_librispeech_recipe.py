@@ -1,6 +1,5 @@
 """egs2/librispeech_100/asr1 end to end (preset tiny) on a miniature LibriSpeech tree."""
 
-import importlib.util
 import os
 import re
 import shutil
@@ -10,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+
+from script_loader import load_file
 
 pytestmark = pytest.mark.slow
 
@@ -30,11 +31,7 @@ def recipe(tmp_path_factory):
     if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
         pytest.skip("needs espeak-ng and sox")
     tmp = tmp_path_factory.mktemp("librispeech")
-    spec = importlib.util.spec_from_file_location(
-        "make_mini", ROOT / "local/librispeech/make_mini.py")
-    make_mini = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_mini)
-    make_mini.make_mini(tmp / "corpus", utts=6)
+    load_file(ROOT / "local/librispeech/make_mini.py").make_mini(tmp / "corpus", utts=6)
     cmd = ["./run.sh", "--preset", "tiny", "--nbpe", "30", "--librispeech_root",
            str(tmp / "corpus"), "--datadir", str(tmp / "data"), "--expdir", str(tmp / "exp"),
            "--results", str(tmp / "RESULTS.md")]

@@ -4,10 +4,11 @@ It stands in for OWSM v3.1: every mini preset but tiny fine-tunes it. These test
 the recipe can read it: OWSM hub layout, size, the architecture of the demo and bench configs.
 """
 
-import importlib.util
 from pathlib import Path
 
 import yaml
+
+from script_loader import load_file, load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "egs2" / "mini_europarl" / "s2t1"
@@ -16,11 +17,7 @@ SPECIALS = ["<eng>", "<deu>", "<fra>", "<ita>", "<asr>", "<st_eng>"]
 
 
 def owsm_model():
-    spec = importlib.util.spec_from_file_location(
-        "owsm_model", ROOT / "local" / "europarl_st" / "owsm_model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("owsm_model")
 
 
 def test_layout_size_and_architecture(tmp_path):
@@ -37,9 +34,7 @@ def test_layout_size_and_architecture(tmp_path):
 
 def test_sparsity_pilot_takes_the_owsm_gate_settings_verbatim():
     """local/pilot_sparsity.py: the OWSM config's optimizer and gate options, steps scaled."""
-    spec = importlib.util.spec_from_file_location("pilot", RECIPE / "local" / "pilot_sparsity.py")
-    pilot = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pilot)
+    pilot = load_file(RECIPE / "local" / "pilot_sparsity.py")
     owsm = yaml.safe_load((ROOT / "conf" / "train_s2t_ebf_gated.yaml").read_text())
     arch = yaml.safe_load((RECIPE / "conf" / "demo" / "train_gated.yaml").read_text())
     conf = pilot.pilot_config(arch, owsm, 0.01, 50)

@@ -5,7 +5,6 @@ file and line) and what to do; ``--skip_bad_utts`` leaves bad utterances out and
 lists each in ``<out>/bad_utts`` with its reason. docs/reliability.md has the table.
 """
 
-import importlib.util
 import re
 import shutil
 from pathlib import Path
@@ -14,15 +13,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from script_loader import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "egs2" / "mini_europarl" / "s2t1" / "conf" / "tiny" / "train_base.yaml"
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 format_data = load_script("format_data")

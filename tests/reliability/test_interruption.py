@@ -105,7 +105,6 @@ def test_killed_extraction_resumes_to_identical_outputs(small_dir, tmp_path):
 def test_killed_training_resumes_to_identical_model(tiny_corpus, tiny_config, tmp_path):
     import torch
 
-    sys.path.insert(0, str(ROOT / "tests"))
     from tiny_corpus import train_args
 
     def cmd(out):  # --resume true, as the recipe passes it
@@ -169,7 +168,6 @@ def test_kill_during_checkpoint_write_keeps_the_resume_point(tiny_corpus, tiny_c
     """espnet #5407: ESPnet writes checkpoint.pth in place; ours replaces it once complete."""
     import torch
 
-    sys.path.insert(0, str(ROOT / "tests"))
     from tiny_corpus import train_args
 
     out = tmp_path / "exp"

@@ -1,4 +1,4 @@
-"""scripts/bench_decode.py on the tiny trained gated model: the report it writes."""
+"""scripts/bench/bench_decode.py on the tiny trained gated model: the report it writes."""
 
 import json
 import subprocess
@@ -9,7 +9,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_decode.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench" / "bench_decode.py"
 
 
 def bench(exp, data, out, *extra):

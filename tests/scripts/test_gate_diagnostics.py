@@ -1,4 +1,4 @@
-"""scripts/gate_margins.py and scripts/unit_importance.py: why gates do or do not follow context."""
+"""scripts/bench/gate_margins.py and scripts/bench/unit_importance.py: why gates do or do not follow context."""
 
 import json
 

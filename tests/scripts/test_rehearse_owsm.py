@@ -1,4 +1,4 @@
-"""scripts/rehearse_owsm.py, the GPU rehearsal, at CPU size: it runs and reports what it says."""
+"""scripts/bench/rehearse_owsm.py, the GPU rehearsal, at CPU size: it runs and reports what it says."""
 
 import json
 import subprocess
@@ -9,7 +9,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "rehearse_owsm.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench" / "rehearse_owsm.py"
 
 
 def test_rehearsal_trains_and_decodes_both_models(tmp_path):

@@ -20,11 +20,6 @@
 # Finished units leave a .done file and are skipped on a rerun; training resumes (--resume true).
 set -euo pipefail
 
-log() {
-    local fname=${BASH_SOURCE[1]##*/}
-    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
-}
-
 stage=1
 stop_stage=6
 preset=full              # full: conf/*.yaml | tiny: conf/tiny/*.yaml (fixture test)
@@ -44,32 +39,34 @@ __options="stage stop_stage preset librispeech_root download_dir nbpe ngpu datad
 cd "$(dirname "$0")"
 . ./path.sh
 . scripts/parse_options.sh
+. "${MAIN_ROOT}/egs2/TEMPLATE/pipeline.sh"
 
 case ${preset} in full) conf=conf ;; tiny) conf=conf/tiny ;;
-    *) log "unknown --preset ${preset} (full, tiny)"; exit 1 ;; esac
+    *) die "unknown --preset ${preset} (full, tiny)" ;; esac
 mkdir -p "${datadir}" "${expdir}"
 datadir=$(cd "${datadir}" && pwd); expdir=$(cd "${expdir}" && pwd)
 token_dir=${datadir}/token_list/bpe_unigram${nbpe}
 stats_dir=${expdir}/asr_stats_raw_en_bpe${nbpe}
-python=python3
 
-if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
-    log "Stage 1: Data preparation -> ${datadir}"
+if stage_in 1; then
+    stage_start 1 "Data preparation -> ${datadir}"
     if [ ! -f "${datadir}/.done" ]; then
         # prepare.py checks the tree itself (transcript vs audio, 16 kHz) and sorts the tables
-        local/data.sh --out "${datadir}" --librispeech_root "${librispeech_root}" \
+        run local/data.sh --out "${datadir}" --librispeech_root "${librispeech_root}" \
             --download_dir "${download_dir}"
         touch "${datadir}/.done"
     fi
+    stage_end 1
 fi
 
-if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
-    log "Stage 2: BPE (unigram, ${nbpe}) on ${train_set} -> ${token_dir}"
+if stage_in 2; then
+    stage_start 2 "BPE (unigram, ${nbpe}) on ${train_set} -> ${token_dir}"
     if [ ! -f "${token_dir}/.done" ]; then
-        ${python} "${MAIN_ROOT}/local/librispeech/bpe.py" --vocab_size "${nbpe}" \
+        run ${python} "${MAIN_ROOT}/local/librispeech/bpe.py" --vocab_size "${nbpe}" \
             --out "${token_dir}" "${datadir}/${train_set}/text"
         touch "${token_dir}/.done"
     fi
+    stage_end 2
 fi
 
 common_opts="--use_preprocessor true --token_type bpe --bpemodel ${token_dir}/bpe.model
@@ -84,11 +81,11 @@ data_opts() {  # data_opts <train|valid> <set> [<shape dir>]
     fi
 }
 
-if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
-    log "Stage 3: Collect stats (shapes, feats_stats.npz) -> ${stats_dir}"
+if stage_in 3; then
+    stage_start 3 "Collect stats (shapes, feats_stats.npz) -> ${stats_dir}"
     if [ ! -f "${stats_dir}/.done" ]; then
         # shellcheck disable=SC2046,SC2086
-        ${python} -m espnet2.bin.asr_train --collect_stats true --config "${conf}/train_asr_transformer.yaml" \
+        run ${python} -m espnet2.bin.asr_train --collect_stats true --config "${conf}/train_asr_transformer.yaml" \
             ${common_opts} --output_dir "${stats_dir}" \
             $(data_opts train ${train_set}) $(data_opts valid ${valid_set}) \
             > "${stats_dir}.log" 2>&1 || { tail -n 30 "${stats_dir}.log"; exit 1; }
@@ -99,21 +96,23 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
         done
         touch "${stats_dir}/.done"
     fi
+    stage_end 3
 fi
 
 train_model() {  # train_model <model> <label>
     local model=$1 out=${expdir}/$1 config=${conf}/train_asr_transformer_gated.yaml extra=""
     [ -f "${out}/.done" ] && { log "Stage $2: ${model} trained before"; return 0; }
+    stage_did_work=true
     case ${model} in
         base) config=${conf}/train_asr_transformer.yaml ;;
         gated) extra="--init_param ${expdir}/base/valid.acc.ave.pth" ;;
         gated_local) extra="--init_param ${expdir}/base/valid.acc.ave.pth --encoder_conf gate_predictor=local" ;;
-        *) log "unknown model ${model} (base, gated, gated_local)"; return 1 ;;
+        *) die "unknown model ${model} (base, gated, gated_local)" ;;
     esac
     mkdir -p "${out}"
     log "Stage $2: training ${model} (${config}; log: ${out}/train.log)"
     # shellcheck disable=SC2046,SC2086
-    ${python} -m espnet2.bin.asr_train --config "${config}" ${common_opts} ${extra} \
+    run ${python} -m espnet2.bin.asr_train --config "${config}" ${common_opts} ${extra} \
         --normalize global_mvn --normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz" \
         --resume true --output_dir "${out}" \
         $(data_opts train ${train_set} "${stats_dir}/train") \
@@ -123,17 +122,18 @@ train_model() {  # train_model <model> <label>
     touch "${out}/.done"
 }
 
-if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
-    log "Stage 4: Training (4a base, 4b gated/global, 4c gated/local)"
+if stage_in 4; then
+    stage_start 4 "Training (4a base, 4b gated/global, 4c gated/local)"
     label=a
     for model in ${models}; do
         train_model ${model} 4${label}
-        label=$(echo ${label} | tr 'a-b' 'b-c')
+        label=$(next_letter ${label})
     done
+    stage_end 4
 fi
 
-if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
-    log "Stage 5: Decoding (conf/decode_asr.yaml) ${test_sets}: text, gates, encoder GFLOPs"
+if stage_in 5; then
+    stage_start 5 "Decoding (conf/decode_asr.yaml) ${test_sets}: text, gates, encoder GFLOPs"
     for model in ${models}; do
         wavs=(); outs=()
         for tset in ${test_sets}; do
@@ -142,7 +142,7 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
         done
         [ ${#wavs[@]} -gt 0 ] || continue
         log "decoding ${outs[*]##*/} with ${model} (log: ${expdir}/${model}/decode.log)"
-        ${python} -m espnet_ext.asr.inference --ngpu "${ngpu}" --config conf/decode_asr.yaml \
+        run ${python} -m espnet_ext.asr.inference --ngpu "${ngpu}" --config conf/decode_asr.yaml \
             --asr_train_config "${expdir}/${model}/config.yaml" \
             --asr_model_file "${expdir}/${model}/valid.acc.ave.pth" \
             --wav_scp "${wavs[@]}" --output_dir "${outs[@]}" > "${expdir}/${model}/decode.log" 2>&1 \
@@ -150,12 +150,14 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
         grep -h "decoded " "${expdir}/${model}/decode.log" | sed 's/^.*INFO: /  /'
         for out in "${outs[@]}"; do touch "${out}/.done"; done
     done
+    stage_end 5
 fi
 
-if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
-    log "Stage 6: Scoring (jiwer WER) -> ${results}"
+if stage_in 6; then
+    stage_start 6 "Scoring (jiwer WER) -> ${results}"
     # shellcheck disable=SC2086
-    ${python} "${MAIN_ROOT}/local/librispeech/score.py" --exp "${expdir}" --data "${datadir}" \
+    run ${python} "${MAIN_ROOT}/local/librispeech/score.py" --exp "${expdir}" --data "${datadir}" \
         --models ${models} --sets ${test_sets} --out "${results}"
+    stage_end 6
 fi
 log "Finished stages ${stage}-${stop_stage} (preset ${preset})"

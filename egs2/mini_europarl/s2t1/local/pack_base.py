@@ -2,7 +2,7 @@
 """Stage 10 of ``--preset base``: packs the pre-trained base model in the OWSM hub layout.
 
 The layout is what ``espnet/owsm_v3.1_ebf`` has on the Hugging Face hub (and what the
-recipes' stage 4, ``local/europarl_st/owsm_model.py``, reads), so the mini recipe fine-tunes
+recipes' stage 4, ``scripts/owsm_model.py``, reads), so the mini recipe fine-tunes
 its base exactly as the Europarl recipe fine-tunes OWSM v3.1::
 
     <out>/meta.yaml                                  files.s2t_model_file, yaml_files.s2t_train_config
@@ -56,7 +56,7 @@ def readme(conf: dict, state: dict, out: Path) -> str:
     md = ["# mini OWSM: the pre-trained base model of the mini Europarl recipe", "",
           "Made by `./run.sh --preset base` (egs2/mini_europarl/s2t1; conf/base/) and packed by "
           "`local/pack_base.py` (stage 10) in the OWSM v3.1 hub layout; every preset but `tiny` "
-          "fine-tunes it (stage 4 reads it with `local/europarl_st/owsm_model.py`, as the "
+          "fine-tunes it (stage 4 reads it with `scripts/owsm_model.py`, as the "
           "Europarl recipe reads OWSM v3.1).", "",
           f"- {conf['encoder']} encoder ({enc['num_blocks']} blocks) + {conf['decoder']} "
           f"decoder ({dec['num_blocks']} blocks), d {enc['output_size']}, "

@@ -8,15 +8,15 @@ process of its own, and runs ``--steps`` training steps of each through ESPnet's
 ``S2TTask.build_model`` / ``build_optimizers`` (AdamW, our gate groups and
 multipliers) on ``--batch`` utterances of ``--seconds`` (OWSM pads to 30 s): step
 time (min, median) and peak memory (CUDA max allocated, or peak RSS on the CPU).
-Then ``scripts/bench_decode.py --owsm_random`` decodes ``--decode_utts`` utterances
+Then ``scripts/bench/bench_decode.py --owsm_random`` decodes ``--decode_utts`` utterances
 batched, gated (``--closed`` of the units closed) and full: time and GFLOPs ratios.
 Prints every setting and writes all of it as JSON (``--out``).
 
 On a GPU (the real size, bf16 autocast as OWSM's use_amp):
-    python scripts/rehearse_owsm.py --device cuda --num_blocks 18 --batch 8 --amp \\
+    python scripts/bench/rehearse_owsm.py --device cuda --num_blocks 18 --batch 8 --amp \\
         --out exp/rehearsal_owsm.json
 On the CPU at reduced size (what the tests run, so the script does not rot):
-    python scripts/rehearse_owsm.py --device cpu --num_blocks 1 --width 256 --vocab_size 1600 --batch 1 \\
+    python scripts/bench/rehearse_owsm.py --device cpu --num_blocks 1 --width 256 --vocab_size 1600 --batch 1 \\
         --seconds 2 --tokens 8 --steps 2 --decode_utts 2 --maxlenratio -3 --out /tmp/rehearsal.json
 """
 
@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = {"full": ROOT / "conf" / "train_s2t_ebf_full.yaml",
            "gated": ROOT / "conf" / "train_s2t_ebf_gated.yaml"}
 FS = 16000
@@ -46,7 +46,7 @@ def train_steps(kind: str, a: argparse.Namespace) -> dict:
     espnet_ext.register()
     from espnet2.tasks.s2t import S2TTask
 
-    from scripts.count_params import owsm_token_list, parse_config
+    from espnet_ext.s2t.owsm import owsm_token_list, parse_config
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -131,7 +131,7 @@ def main(argv=None) -> None:
     report["train"]["ratios"] = {"step_time_gated/full": gated["step_s_median"] / full["step_s_median"],
                                  "peak_memory_gated/full": gated["peak_mib"] / full["peak_mib"]}
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, str(ROOT / "scripts" / "bench_decode.py"), "--owsm_random",
+        cmd = [sys.executable, str(ROOT / "scripts" / "bench" / "bench_decode.py"), "--owsm_random",
                "--num_blocks", str(a.num_blocks), "--vocab_size", str(a.vocab_size),
                *(["--width", str(a.width)] if a.width else []), "--device", a.device, "--threads", str(a.threads),
                "--n_utts", str(a.decode_utts), "--batch_size", str(a.decode_batch),

@@ -18,7 +18,7 @@ at identical hypotheses. Needs a model stock ESPnet can load (e.g. a full
 fine-tune; gated models need our CLI).
 
 Usage:
-    python scripts/bench_cli.py --config exp/full/config.yaml \\
+    python scripts/bench/bench_cli.py --config exp/full/config.yaml \\
         --model_file exp/full/valid.acc.ave.pth --data_dir dump/raw/test_deu_st_eng \\
         --lang_sym deu --task_sym st_eng --threads 1 --repeats 3 --out docs/bench/cli_full.json
 """

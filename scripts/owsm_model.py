@@ -23,7 +23,7 @@ BPE model; the architecture options of ``--config`` (the fine-tuning YAML: encod
 decoder_conf, frontend_conf keys they share) equal the pre-trained model's.
 
 Usage:
-    python local/europarl_st/owsm_model.py --model espnet/owsm_v3.1_ebf --out exp/owsm \\
+    python scripts/owsm_model.py --model espnet/owsm_v3.1_ebf --out exp/owsm \\
         --config conf/train_s2t_ebf_gated.yaml --specials "<deu> <fra> <ita> <asr> <st_eng>"
 """
 

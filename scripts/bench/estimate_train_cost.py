@@ -16,7 +16,7 @@ Prints and writes (``--out``) a JSON with the measurements and the extrapolation
 including optimizer state (AdamW: 2 fp32 moments) and gradient memory.
 
 Usage:
-    python scripts/estimate_train_cost.py --layers 1 2 --batch 1 --tokens 64 --threads 2 \\
+    python scripts/bench/estimate_train_cost.py --layers 1 2 --batch 1 --tokens 64 --threads 2 \\
         --out exp/train_cost.json
 """
 
@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FS = 16000
 
 
@@ -38,8 +38,7 @@ def worker(layers: int, batch: int, tokens: int, threads: int, seconds: float) -
     import espnet_ext
 
     espnet_ext.register()
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from count_params import owsm_token_list, parse_config  # noqa: E402
+    from espnet_ext.s2t.owsm import owsm_token_list, parse_config
     from espnet2.tasks.s2t import S2TTask
 
     torch.set_num_threads(threads)

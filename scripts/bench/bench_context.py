@@ -13,8 +13,8 @@ BEATs use random weights at the released sizes (same compute as the real
 ones), through the same loading code as real downloads.
 
 Usage:
-    python scripts/bench_context.py quality
-    python scripts/bench_context.py speed --threads 2
+    python scripts/bench/bench_context.py quality
+    python scripts/bench/bench_context.py speed --threads 2
 """
 
 import argparse
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests" / "context"
 
 

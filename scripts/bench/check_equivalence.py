@@ -9,8 +9,8 @@ fp32/eval: encoder forward, teacher-forced decoder forward, and decoder
 ``espnet_ext.gating.force_gates(model, 1.0)``.
 
 Usage:
-    python scripts/check_equivalence.py                      # OWSM dims, 2+2 layers, 10 s
-    python scripts/check_equivalence.py --layers 18 --seconds 30
+    python scripts/bench/check_equivalence.py                      # OWSM dims, 2+2 layers, 10 s
+    python scripts/bench/check_equivalence.py --layers 18 --seconds 30
 """
 
 import argparse
@@ -33,7 +33,7 @@ from espnet_ext.nets.transformer_decoder_token_condition import (  # noqa: E402
     TransformerDecoderTokenCondition,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def main(cmd=None):

@@ -20,7 +20,7 @@ A context that moves the margins by much less than their size cannot change a
 decision: the gates are then one pattern for all utterances.
 
 Usage:
-    python scripts/gate_margins.py --model_dir exp/gated --dump dump/raw \\
+    python scripts/bench/gate_margins.py --model_dir exp/gated --dump dump/raw \\
         --test_sets test_eng_asr test_deu_st_eng --num_utts 20 --out exp/gated/margins.json
 """
 

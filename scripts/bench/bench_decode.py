@@ -28,9 +28,9 @@ Peak memory: CUDA max allocated, or on the CPU the peak RSS of the process
 while it runs the mode once more (model and interpreter included).
 
 Usage:
-    python scripts/bench_decode.py --model exp/s2t_gated/config.yaml:exp/s2t_gated/valid.acc.ave.pth \\
+    python scripts/bench/bench_decode.py --model exp/s2t_gated/config.yaml:exp/s2t_gated/valid.acc.ave.pth \\
         --data_dir dump/raw/test_deu_st_eng --n_utts 8 --batch_size 8 --out docs/bench_decode_mini.json
-    python scripts/bench_decode.py --owsm_random --num_blocks 4 --maxlenratio -20 \\
+    python scripts/bench/bench_decode.py --owsm_random --num_blocks 4 --maxlenratio -20 \\
         --n_utts 4 --batch_size 4 --out docs/bench_decode_owsm.json
 """
 
@@ -57,9 +57,9 @@ from espnet_ext import timing  # noqa: E402
 from espnet_ext.gating import force_gates, pin_gates  # noqa: E402
 from espnet_ext.s2t.inference import SEARCHES, Speech2TextGated  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-from count_params import build, owsm_token_list, parse_config  # noqa: E402
+from espnet_ext.s2t.owsm import build, owsm_token_list, parse_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
 
 MODES = ("gated_one_by_one", "gated_batched", "full_one_by_one", "full_batched")
 

@@ -22,7 +22,7 @@ The weights may come from another checkpoint of the same architecture (e.g. the
 full fine-tune, whose units were never trained to be closed): ``--weights``.
 
 Usage:
-    python scripts/unit_importance.py --model_dir exp/gated --weights exp/full/valid.acc.ave.pth \\
+    python scripts/bench/unit_importance.py --model_dir exp/gated --weights exp/full/valid.acc.ave.pth \\
         --dump dump/raw --test_sets test_eng_asr test_deu_st_eng --num_utts 20 --out exp/unit_costs.json
 """
 

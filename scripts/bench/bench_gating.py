@@ -23,8 +23,8 @@ GFLOPs are the analytic counts of ``espnet_ext.flops`` (checked against
 fvcore in tests/test_flops.py).
 
 Usage:
-    python scripts/bench_gating.py --out docs/bench_gating.json
-    python scripts/bench_gating.py --enc_layers 6 --dec_layers 6 --steps 4   # quicker
+    python scripts/bench/bench_gating.py --out docs/bench_gating.json
+    python scripts/bench/bench_gating.py --enc_layers 6 --dec_layers 6 --steps 4   # quicker
 """
 
 import argparse
@@ -53,7 +53,7 @@ from espnet_ext.nets.transformer_decoder_token_condition import (  # noqa: E402
     TransformerDecoderTokenCondition,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def timed(fns: dict, warmup: int, repeats: int) -> dict:

@@ -1,0 +1,475 @@
+# The shared recipe pipeline (as ESPnet's egs2/TEMPLATE/*/s2t.sh, but sourced): stage guards,
+# logging, .done files with input hashes, and the stages every recipe runs the same way:
+# audio formatting, context embeddings, the pre-trained model, stats, training (with the
+# static baselines), decoding, scoring, profiling and the gate-pattern plots.
+# A recipe's run.sh sets its options, sources this file and calls the stage functions; only
+# its corpus stages (data preparation, a model pre-trained from scratch) are its own.
+#
+#   . "${MAIN_ROOT}/egs2/TEMPLATE/pipeline.sh"
+#   if stage_in 5; then stage_start 5 "Collect stats"; collect_stats ...; stage_end 5; fi
+#
+# Variables the stage functions read (set by run.sh; defaults below):
+#   expdir raw          exp dir; dump/raw (formatted sets, embeddings)
+#   models test_sets    what stages 6-9 train and evaluate; evaluation sets (test_<lang>_<task>)
+#   train_opts          s2t_train options every model and stage 5 share (token list, BPE)
+#   norm_opts           training only: normalisation by stats stage 5 may be making
+#   base_dir base_model the pre-trained model's dir (config.yaml) and the weights fine-tunes start from
+#   base_init           weights model "base" (pre-trained from scratch) starts from; empty: random
+#   ngpu num_nodes      GPUs per node, nodes (> 1 process: espnet2.bin.launch through ${cuda_cmd})
+#   train_nj threads    models trained side by side, torch threads of each job
+#   decode_parallel     models decoded side by side; inference_nj: jobs per set (decode.py --nj)
+#   inference_batch_size decode_config score_opts profile_num_utts profile_repeats profile_opts
+#   config_prefix       training YAMLs: <prefix>{full,gated,l0,layerprune}.yaml (base_config: "base")
+# Every python command goes through `run`, which records it in ${expdir}/commands.sh.
+
+python=${python:-python3}
+base_init=${base_init:-}
+num_nodes=${num_nodes:-1}
+train_nj=${train_nj:-1}
+threads=${threads:-${OMP_NUM_THREADS:-1}}
+decode_parallel=${decode_parallel:-1}
+inference_nj=${inference_nj:-1}
+inference_batch_size=${inference_batch_size:-1}
+decode_config=${decode_config:-conf/decode_s2t.yaml}
+score_opts=${score_opts:-}
+profile_opts=${profile_opts:-}
+# Model names the pipeline knows (the gate context each reads: context_opts below).
+known_models="full gated gated_lang gated_frame gated_spk gated_event"
+
+log() {
+    local fname=${BASH_SOURCE[1]##*/}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
+}
+die() { log "$*"; exit 1; }
+
+stage_in() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
+run_stage() {  # run_stage K "what" <command...>: a stage whose body is one command
+    stage_in "$1" || return 0
+    stage_start "$1" "$2"
+    "${@:3}"
+    stage_end "$1"
+}
+stage_did_work=false
+run() {  # records the command in ${expdir}/commands.sh (RESULTS.md cites them), then runs it
+    printf '%q ' "$@" | sed 's/ $/\n/' >> "${expdir}/commands.sh"
+    stage_did_work=true
+    "$@"
+}
+stage_start() {  # stage_start K "what"
+    log "Stage $1: $2"
+    stage_t0=$(date +%s)
+    stage_did_work=false
+}
+stage_end() {  # records the wall time of a stage that did any work (${expdir}/stage_times/K)
+    local secs=$(( $(date +%s) - stage_t0 ))
+    if ${stage_did_work}; then
+        mkdir -p "${expdir}/stage_times"
+        echo "${secs}" > "${expdir}/stage_times/$1"
+        log "Stage $1 done in ${secs} s"
+    else
+        log "Stage $1: nothing to do (finished before)"
+    fi
+}
+
+# A unit's .done file holds a hash of its inputs (options, configs, input tables, the
+# script): a rerun with the same inputs skips the unit, changed inputs redo it.
+inputs_hash() {  # inputs_hash <file or literal>...: md5 of the files' contents and the literals
+    local x
+    for x in "$@"; do if [ -f "${x}" ]; then cat "${x}"; else echo "${x}"; fi; done \
+        | md5sum | cut -d' ' -f1
+}
+dir_md5() {  # dir_md5 <dir>: md5 of the content of every file below it
+    find "$1" -type f -printf '%P\n' | LC_ALL=C sort | (cd "$1" && xargs -d '\n' md5sum) \
+        | md5sum | cut -d' ' -f1
+}
+audio_stamp() {  # audio_stamp <wav.scp>: path, size and mtime of each audio file (pipes: none)
+    cut -d' ' -f2- "$1" | grep -v '|$' | sort -u \
+        | xargs -r -d '\n' stat -c '%n %s %Y' 2>/dev/null || true
+}
+next_letter() { echo "$1" | tr 'a-y' 'b-z'; }  # stage labels: 6a, 6b, ...
+is_done() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }  # is_done <.done file> <hash>
+wait_all() {  # waits for every background job; fails if one failed
+    local pid rc=0
+    for pid in $(jobs -p); do wait "${pid}" || rc=1; done
+    [ ${rc} -eq 0 ] || die "a background job failed"
+}
+
+check_expdir() {  # check_expdir "<how it is made>": an exp dir holds one setting's models
+    if [ -f "${expdir}/.made_with" ] && [ "$(cat "${expdir}/.made_with")" != "$1" ]; then
+        die "${expdir} was made with $(cat "${expdir}/.made_with"), not $1; use another --expdir"
+    fi
+    echo "$1" > "${expdir}/.made_with"
+}
+check_models() {  # check_models <allowed...>: ${models} only holds those, and full
+    local m
+    for m in ${models}; do
+        [[ " $* " = *" ${m} "* ]] || die "--models: unknown ${m} ($*)"
+    done
+    [[ " ${models} " = *" full "* ]] || die "--models must include full (the reference)"
+}
+
+# Data options of s2t_train for a set, as s2t.sh stages 10/11 pass them: the four S2T
+# tables, the shape files (collect_stats: the key list), the npy context inputs.
+data_opts() {  # data_opts <mode: train|valid> <dir> [<shape dir>] [npy names...]
+    local mode=$1 dir=$2 shapes=${3:-} name
+    echo "--${mode}_data_path_and_name_and_type ${dir}/wav.scp,speech,sound"
+    echo "--${mode}_data_path_and_name_and_type ${dir}/text.prev,text_prev,text"
+    echo "--${mode}_data_path_and_name_and_type ${dir}/text.ctc,text_ctc,text"
+    echo "--${mode}_data_path_and_name_and_type ${dir}/text,text,text"
+    if [ -n "${shapes}" ]; then
+        for name in speech_shape text_shape.bpe text_prev_shape.bpe text_ctc_shape.bpe; do
+            echo "--${mode}_shape_file ${shapes}/${name}"
+        done
+    else
+        echo "--${mode}_shape_file ${dir}/speech_shape"
+    fi
+    for name in "${@:4}"; do
+        echo "--${mode}_data_path_and_name_and_type ${dir}/${name}.scp,${name},npy"
+    done
+}
+
+# Stage 2: one Kaldi dir -> ${raw}/<set> (16 kHz mono check, length filter, speech_shape;
+# test sets also split into test_<lang>_<task>), validated.
+format_set() {  # format_set <kaldi dir> <set> <config: audio length limits> [format_data opts]
+    local src=$1 dset=$2 config=$3 hash
+    hash=$(inputs_hash "${*:4}" "${config}" "${MAIN_ROOT}/scripts/format_data.py" \
+        "${src}"/{wav.scp,text,text.ctc,text.prev,utt2spk,utt2lang,utt2task} \
+        "$(audio_stamp "${src}/wav.scp")")
+    is_done "${raw}/${dset}/.done" "${hash}" && return 0
+    run ${python} "${MAIN_ROOT}/scripts/format_data.py" --data_dir "${src}" \
+        --out "${raw}/${dset}" --config "${config}" "${@:4}"
+    # shellcheck disable=SC2046
+    run ${python} "${MAIN_ROOT}/scripts/validate_data_dir.py" --config "${config}" \
+        $(printf '%s\n' "${@:4}" | grep -v -- --split_by_lang_task | grep -v -- --skip_bad_utts) \
+        "${raw}/${dset}" $(ls -d "${raw}/${dset}"_*_* 2>/dev/null)
+    echo "${hash}" > "${raw}/${dset}/.done"
+}
+
+# Stage 2 for audio in any format ffmpeg reads (long recordings + segments, other rates,
+# stereo): decoded, down-mixed, resampled to 16 kHz and cut (${raw}/org/<set>), then format_set.
+prepare_audio() {  # prepare_audio <kaldi dir> <set> <config> [format_data opts]
+    local src=$1 dset=$2 hash
+    hash=$(inputs_hash "${MAIN_ROOT}/scripts/segment_audio.py" "${src}"/{wav.scp,segments,text,utt2spk})
+    if ! is_done "${raw}/org/${dset}/.done" "${hash}"; then
+        run ${python} "${MAIN_ROOT}/scripts/segment_audio.py" --data_dir "${src}" \
+            --out "${raw}/org/${dset}" --audio_dir "${dumpdir}/audio/${dset}" --nj "${nj}"
+        echo "${hash}" > "${raw}/org/${dset}/.done"
+    fi
+    format_set "${raw}/org/${dset}" "${dset}" "${@:3}"
+}
+
+# Stage 3: speaker or event embeddings (one npy per recording) of the given sets and subsets.
+extract_context() {  # extract_context <speaker|event> <extractor> <set dir...> -- <subset dir...>
+    local kind=$1 model=$2 dirs=() subsets=() hash d
+    shift 2
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do dirs+=("$1"); shift; done
+    [ $# -gt 0 ] && shift && subsets=("$@")
+    hash=$(inputs_hash "${model}" "$([ -f "${model}" ] && md5sum < "${model}")" \
+        $(for d in "${dirs[@]}"; do echo "${d}/wav.scp"; done))
+    is_done "${raw}/.done_${kind}" "${hash}" && return 0
+    log "Extracting ${kind} embeddings (${model}) for ${dirs[*]##*/} (one per recording)"
+    # One torch thread: these small models (batch 1, LSTM/CNN) ran 3x faster on 1 thread
+    # than on 2 on the 2-core machine.
+    run ${python} "${MAIN_ROOT}/scripts/context.py" extract --kind "${kind}" --model "${model}" \
+        --num_threads 1 "${dirs[@]}" --subsets "${subsets[@]}"
+    echo "${hash}" > "${raw}/.done_${kind}"
+}
+# Stage 3 (--event_model tagger:): a small event tagger, trained on the event labels
+# (utt2event) of <set dirs>, at most <max> recordings per event (0: all).
+train_tagger() {  # train_tagger <out dir> <max> "<train_event_tagger opts>" <set dir...>
+    local out=$1 max=$2 opts=$3
+    [ -f "${out}/.done" ] && return 0
+    log "Training the event tagger on ${*:4} (<= ${max} recordings per event)"
+    run ${python} "${MAIN_ROOT}/scripts/context.py" recordings --out "${out}/data" \
+        --max_per_event "${max}" "${@:4}"
+    # shellcheck disable=SC2086
+    run ${python} -m espnet_ext.bin.train_event_tagger --data_dir "${out}/data" \
+        --out "${out}/tagger.pth" --num_threads 1 ${opts}
+    touch "${out}/.done"
+}
+need_context() {  # need_context <speaker|event>: a model of ${models} reads it
+    case $1 in speaker) [[ " ${models} " = *" gated_spk "* ]] ;; event) [[ " ${models} " = *" gated_event "* ]] ;; esac
+}
+
+# Stage 4: a pre-trained model in OWSM's hub layout (hub tag or local dir) -> <out>: its
+# BPE, token list, stats, weights, and train_opts that reuse them; refused when the recipe's
+# special tokens or the fine-tuning YAML's architecture do not fit it.
+prepare_base() {  # prepare_base <model> <out> <fine-tuning yaml> <special tokens>
+    local model=$1 out=$2 config=$3 specials=$4 hash f
+    hash=$(inputs_hash "${model}" "$([ -d "${model}" ] && dir_md5 "${model}")" "${config}" \
+        "${specials}" "${MAIN_ROOT}/scripts/owsm_model.py")
+    is_done "${out}/.done" "${hash}" && return 0
+    run ${python} "${MAIN_ROOT}/scripts/owsm_model.py" --model "${model}" \
+        --out "${out}" --config "${config}" --specials "${specials}"
+    for f in scores.json train_seconds; do  # what the base model scored and cost, if it says
+        if [ -d "${model}" ] && [ -f "${model}/${f}" ]; then cp "${model}/${f}" "${out}/${f}"; fi
+    done
+    echo "${hash}" > "${out}/.done"
+}
+
+# Stage 4 (a model pre-trained from scratch): a unigram BPE with OWSM's special tokens.
+make_token_list() {  # make_token_list <out> <vocab size> <set dir...>
+    local out=$1 hash
+    hash=$(inputs_hash "$2" $(for d in "${@:3}"; do echo "${d}/text" "${d}/text.ctc"; done))
+    is_done "${out}/.done" "${hash}" && return 0
+    run ${python} "${MAIN_ROOT}/scripts/make_token_list.py" --vocab_size "$2" --out "${out}" "${@:3}"
+    echo "${hash}" > "${out}/.done"
+}
+
+# Stage 5: shapes (and feats_stats.npz) of a training set -> <out>/{train,valid}.
+collect_stats() {  # collect_stats <config> <train dir> <valid dir> <out> <token list>
+    local config=$1 train=$2 valid=$3 out=$4 ntok mode f
+    [ -f "${out}/.done" ] && return 0
+    ntok=$(wc -l < "$5")
+    log "collect_stats: ${train##*/} (valid: ${valid##*/}) -> ${out} (log: ${out}.log)"
+    stage_did_work=true
+    mkdir -p "$(dirname "${out}")"
+    # shellcheck disable=SC2046,SC2086
+    run ${python} -m espnet_ext.bin.s2t_train --collect_stats true --ngpu 0 \
+        --config "${config}" ${train_opts} --output_dir "${out}" \
+        $(data_opts train "${train}") $(data_opts valid "${valid}") \
+        > "${out}.log" 2>&1 || { tail -n 30 "${out}.log"; return 1; }
+    for mode in train valid; do  # as s2t.sh stage 10: token shapes get the vocab size
+        for f in text text_prev text_ctc; do
+            awk -v N="${ntok}" '{ print $0 "," N }' "${out}/${mode}/${f}_shape" \
+                > "${out}/${mode}/${f}_shape.bpe"
+        done
+    done
+    # ESPnet's unsorted sampler batches consecutive keys (one talk, one speaker): mix them
+    run ${python} "${MAIN_ROOT}/scripts/shuffle_keys.py" "${out}/train/speech_shape"
+    touch "${out}/.done"
+}
+
+# Gate context of each model, as overrides of its training YAML (model_config).
+context_opts() {  # context_opts <model>
+    local ctx="" side kv
+    case $1 in
+        gated_lang) ctx="gate_context=[lang]" ;;
+        gated_frame) ctx="gate_pooling=attention" ;;
+        gated_spk) ctx="gate_context=[lang,task,spk] spk_embed_dim=$(${python} "${MAIN_ROOT}/scripts/context.py" dim "${raw}/train/spk_embed.scp")" ;;
+        gated_event) ctx="gate_context=[lang,task,event] event_embed_dim=$(${python} "${MAIN_ROOT}/scripts/context.py" dim "${raw}/train/event_embed.scp")" ;;
+        l0_train) echo "--model_conf target_flops=$(cat "${expdir}/baseline_target")" ;;
+        layerprune) cat "${expdir}/layerprune_init/train_opts" ;;
+    esac
+    for side in encoder decoder; do
+        for kv in ${ctx}; do echo "--${side}_conf ${kv}"; done
+    done
+}
+model_config() {  # the training YAML of a model: ${config_prefix}<full|gated|l0|layerprune>.yaml
+    case $1 in base) echo "${base_config}" ;; full) echo "${config_prefix}full.yaml" ;;
+        l0_train) echo "${config_prefix}l0.yaml" ;; layerprune) echo "${config_prefix}layerprune.yaml" ;;
+        *) echo "${config_prefix}gated.yaml" ;; esac
+}
+context_names() {  # npy inputs a model reads
+    case $1 in gated_spk) echo spk_embed ;; gated_event) echo event_embed ;; *) echo ;; esac
+}
+model_init() {  # the weights a model starts from
+    case $1 in
+        base) [ -z "${base_init}" ] || echo "--init_param ${base_init}" ;;
+        layerprune) echo "--init_param ${expdir}/layerprune_init/model.pth" ;;
+        *) echo "--init_param ${base_model}" ;;
+    esac
+}
+
+# Stage 6: one model, trained on <set> (stats: ${stats_dir}/<set>), valid on dev; resumes.
+train_model() {  # train_model <model> <stage label, e.g. 6b> <torch threads> [<set>]
+    local model=$1 label=$2 threads=$3 dset=${4:-train} out=${expdir}/$1 names var_opts="" opts
+    names=$(context_names "${model}")
+    [ -n "${names}" ] && var_opts="--allow_variable_data_keys true"
+    # shellcheck disable=SC2046,SC2086
+    opts="--config $(model_config ${model}) ${train_opts} ${norm_opts:-} $(model_init ${model})
+        $(context_opts ${model}) ${var_opts} --output_dir ${out} --resume true
+        $(data_opts train "${raw}/${dset}" "${stats_dir}/${dset}/train" ${names})
+        $(data_opts valid "${raw}/dev" "${stats_dir}/${dset}/valid" ${names})"
+    mkdir -p "${out}"
+    if [ "${model}" = full ] || [[ ${model} = gated* ]]; then
+        log "Stage ${label}: checking that the pre-trained model initialises ${model} (only gate parameters new)"
+        # shellcheck disable=SC2086
+        run ${python} "${MAIN_ROOT}/scripts/check_init.py" --init "${base_model}" -- ${opts} \
+            > "${out}/check_init.log" 2>&1 || { cat "${out}/check_init.log"; return 1; }
+        grep "(check_init)" "${out}/check_init.log" | sed 's/^.*INFO: /  /'
+    fi
+    log "Stage ${label}: training ${model} on ${dset}, ngpu ${ngpu}, ${threads} thread(s) (log: ${out}/train.log)"
+    local launcher=()
+    if [ "${ngpu}" -gt 1 ] || [ "${num_nodes}" -gt 1 ]; then
+        # ESPnet's launcher: one DDP worker per GPU, or a multi-node job through ${cuda_cmd}.
+        launcher=(${python} -m espnet2.bin.launch --cmd "${cuda_cmd} --name ${model}"
+                  --log "${out}/train.log" --ngpu "${ngpu}" --num_nodes "${num_nodes}"
+                  --init_file_prefix "${out}/.dist_init_" --multiprocessing_distributed true --)
+    fi
+    # Progress: one line per epoch; the whole log is in ${out}/train.log (appended: a resumed
+    # training keeps the earlier epochs' lines). MKL_NUM_THREADS too: with both set, torch
+    # follows it (path.sh exports both).
+    # shellcheck disable=SC2086
+    if [ ${#launcher[@]} -gt 0 ]; then
+        run "${launcher[@]}" ${python} -m espnet_ext.bin.s2t_train ${opts} --ngpu "${ngpu}" \
+            || { tail -n 30 "${out}/train.log"; log "training ${model} failed"; return 1; }
+        grep "epoch results" "${out}/train.log" | sed -E "s/^.*INFO: (.{0,200}).*$/  ${model} \1/" || true
+    elif ! OMP_NUM_THREADS=${threads} MKL_NUM_THREADS=${threads} run ${python} -m espnet_ext.bin.s2t_train \
+            ${opts} --ngpu "${ngpu}" 2>&1 | tee -a "${out}/train.log" \
+            | { grep --line-buffered "epoch results" \
+                | sed -u -E "s/^.*INFO: (.{0,200}).*$/  ${model} \1/" || true; }; then
+        tail -n 30 "${out}/train.log"; log "training ${model} failed"; return 1
+    fi
+    [ -e "${out}/valid.acc.ave.pth" ] || { tail -n 30 "${out}/train.log"; log "no ${out}/valid.acc.ave.pth"; return 1; }
+    # the epochs' own time: a resumed run adds its epochs to the earlier runs' ones
+    ${python} "${MAIN_ROOT}/scripts/train_seconds.py" "${out}/train.log" > "${out}/train_seconds"
+    touch "${out}/.done"
+}
+
+# Stage 6: the fine-tunes of ${models} not trained yet, ${train_nj} at a time, labelled
+# 6<first>, 6<first+1>, ... in the order of ${models}; the last of an odd number trains
+# alone with all the threads. The baselines (l0, layerprune) come after: train_baselines.
+train_models() {  # train_models <first label letter>
+    local label=$1 todo=() running=0 i n model
+    for model in ${models}; do
+        case ${model} in l0|layerprune) continue ;; esac
+        [ -f "${expdir}/${model}/.done" ] || todo+=("${model}:6${label}")
+        label=$(next_letter "${label}")
+    done
+    for (( i = 0; i < ${#todo[@]}; i++ )); do
+        stage_did_work=true
+        n=${threads}
+        [ $(( i + 1 )) -eq ${#todo[@]} ] && [ ${running} -eq 0 ] && n=$(( threads * train_nj ))
+        train_model "${todo[i]%:*}" "${todo[i]#*:}" ${n} &
+        running=$(( running + 1 ))
+        if [ ${running} -ge ${train_nj} ]; then wait_all; running=0; fi
+    done
+    wait_all
+}
+
+# Stage 6, static pruning baselines at the gated model's measured FLOPs (docs/baselines.md):
+# the FLOPs target (gated / full GFLOPs on dev), L0 masks with a Lagrangian (l0_train, then
+# exported to a stock ESPnet model in l0), and layer pruning by convexity (layerprune).
+train_baselines() {  # train_baselines <label letter of the target, e.g. f: 6f target, 6g L0, 6h layers>
+    local target=${expdir}/baseline_target init=${expdir}/layerprune_init lt=$1 l0l lpl model
+    l0l=$(next_letter "${lt}"); lpl=$(next_letter "${l0l}")
+    if [ ! -s "${target}" ]; then
+        stage_did_work=true
+        log "Stage 6${lt}: FLOPs target of the baselines = gated / full GFLOPs, measured on dev"
+        run ${python} -m espnet_ext.bin.match_flops --reference "${expdir}/full" \
+            --model "${expdir}/gated" --data_dir "${raw}/dev" --num_utts "${profile_num_utts}" \
+            --out "${target}.json" --fraction_out "${target}.tmp" > "${target}.log" 2>&1 \
+            || { tail -n 30 "${target}.log"; return 1; }
+        mv "${target}.tmp" "${target}"
+    fi
+    log "  baselines' FLOPs target: $(cat "${target}") of the full model (${target}.json)"
+    if [ ! -f "${init}/.done" ]; then
+        stage_did_work=true
+        mkdir -p "${init}"
+        log "Stage 6${lpl}: per-layer convexity of the pre-trained model on dev, layers to keep -> ${init}"
+        run ${python} -m espnet_ext.bin.convexity --config "${base_dir}/config.yaml" \
+            --model_file "${base_model}" --data_dir "${raw}/dev" \
+            --max_tokens 2000 --out "${init}/convexity.json" > "${init}/convexity.txt" \
+            2> "${init}/convexity.log" || { tail -n 30 "${init}/convexity.log"; return 1; }
+        grep -v "Flash Attention" "${init}/convexity.txt" | sed 's/^/  /'
+        run ${python} -m espnet_ext.bin.layer_prune --config "${base_dir}/config.yaml" \
+            --model_file "${base_model}" --convexity "${init}/convexity.json" \
+            --target_fraction "$(cat "${target}")" --out_dir "${init}" 2> "${init}/layer_prune.log" \
+            | grep -v "Flash Attention" | sed 's/^/  /'
+        touch "${init}/.done"
+    fi
+    for model in l0_train layerprune; do  # side by side
+        [ -f "${expdir}/${model}/.done" ] && continue
+        stage_did_work=true
+        train_model ${model} "6$([ ${model} = l0_train ] && echo "${l0l}" || echo "${lpl}")" "${threads}" &
+    done
+    wait_all
+    if [ ! -f "${expdir}/l0/.done" ]; then
+        stage_did_work=true
+        log "Stage 6${l0l}: removing the pruned units -> stock ESPnet model in ${expdir}/l0"
+        run ${python} -m espnet_ext.bin.l0_export --config "${expdir}/l0_train/config.yaml" \
+            --model_file "${expdir}/l0_train/valid.acc.ave.pth" --out_dir "${expdir}/l0" \
+            2> "${expdir}/l0_train/export.log" | grep -v "Flash Attention" | sed 's/^/  /'
+        cp "${expdir}/l0_train/train_seconds" "${expdir}/l0/train_seconds"
+        touch "${expdir}/l0/.done"
+    fi
+}
+
+# Stage 7: every model x every set of ${test_sets} not decoded yet (decode_<set>/.done):
+# beam 5, maxlenratio 0. One process per model (ESPnet's import costs more than a small
+# set), ${decode_parallel} at a time with ${threads} threads each; with fewer models than
+# that, each model's sets are dealt out to ${decode_parallel} processes. Each set is split
+# into ${inference_nj} jobs (GPUs: job j on GPU (j-1) mod #GPUs), each resumable, then merged.
+# The lean search (the CLI's default) computes the source K/V once per utterance for every
+# model, stock or gated. --src_kv_cache false matters only with --search espnet: the gated
+# decoders then recompute them at every step, as the stock one does (like for like).
+decode_models() {
+    local nmodels parts=1 running=0 model tset todo part sets i dlog
+    nmodels=$(echo ${models} | wc -w)
+    [ "${nmodels}" -lt "${decode_parallel}" ] && parts=${decode_parallel}
+    for model in ${models}; do
+        todo=()
+        for tset in ${test_sets}; do
+            [ -f "${expdir}/${model}/decode_${tset}/.done" ] || todo+=("${tset}")
+        done
+        [ ${#todo[@]} -gt 0 ] || continue
+        stage_did_work=true
+        for (( part = 0; part < parts && part < ${#todo[@]}; part++ )); do
+            sets=""; for (( i = part; i < ${#todo[@]}; i += parts )); do sets="${sets} ${todo[i]}"; done
+            dlog=${expdir}/${model}/decode.log; [ ${parts} -gt 1 ] && dlog=${expdir}/${model}/decode.${part}.log
+            log "Decoding ${model} on${sets} (log: ${dlog})"
+            (
+                # shellcheck disable=SC2046,SC2086
+                OMP_NUM_THREADS=${threads} MKL_NUM_THREADS=${threads} run ${python} "${MAIN_ROOT}/scripts/decode.py" \
+                    --model_dir "${expdir}/${model}" --dump "${raw}" --nj "${inference_nj}" \
+                    $(context_names ${model} | sed 's/^./--npy &/') ${sets} -- \
+                    --config "${decode_config}" --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --beam_size 5 \
+                    --maxlenratio 0.0 --batch_size "${inference_batch_size}" --src_kv_cache false \
+                    > "${dlog}" 2>&1 || { tail -n 30 "${dlog}"; log "decoding ${model} failed"; exit 1; }
+                grep -h "^decoded " "${dlog}" | sed 's/^/  /'
+            ) &
+            running=$(( running + 1 ))
+            if [ ${running} -ge ${decode_parallel} ]; then wait_all; running=0; fi
+        done
+    done
+    wait_all
+}
+
+# Stage 8: scores.json of every model, unless newer than all its decodings.
+score_models() {
+    local model scores
+    for model in ${models}; do
+        scores=${expdir}/${model}/scores.json
+        if [ -f "${scores}" ] && [ -z "$(find "${expdir}/${model}" -path '*/decode_*/.done' -newer "${scores}")" ]; then
+            continue
+        fi
+        # shellcheck disable=SC2086
+        run ${python} "${MAIN_ROOT}/scripts/score.py" --exp "${expdir}/${model}" --dump "${raw}" \
+            ${score_opts} ${test_sets}
+    done
+}
+
+# Stage 9: GFLOPs and wall-clock of every model on <set> (one JSON, redone when ${models}
+# changed); the row full@espnet is the full model once more with ESPnet's BatchBeamSearch.
+profile_models() {  # profile_models <set> <lang> <task> <out json>
+    local eff=$4 opts="" model device=cpu
+    # shellcheck disable=SC2086
+    if [ -f "${eff}" ] && ! ${python} -c 'import json, sys; sys.exit({m for m in json.load(open(sys.argv[1]))["models"] if "@" not in m} != set(sys.argv[2:]))' "${eff}" ${models}; then
+        log "Stage 9: ${eff} profiled other models than '${models}': profiling again"
+        rm "${eff}"
+    fi
+    [ -f "${eff}" ] && return 0
+    mkdir -p "$(dirname "${eff}")"
+    for model in ${models}; do
+        opts="${opts} --model ${model}=${expdir}/${model}/config.yaml:${expdir}/${model}/valid.acc.ave.pth"
+    done
+    [ "${ngpu}" -gt 0 ] && device=cuda
+    # shellcheck disable=SC2086
+    run ${python} -m espnet_ext.bin.profile ${opts} --reference full --espnet_reference \
+        --data_dir "${raw}/$1" --lang_sym "$2" --task_sym "$3" --num_utts "${profile_num_utts}" \
+        --threads "${OMP_NUM_THREADS}" --warmup 1 --repeats "${profile_repeats}" --beam_size 5 \
+        --device "${device}" ${profile_opts} --out "${eff}"
+}
+
+# Stage 9: gate patterns of each gated model per language, task, speaker and event (PNGs and
+# gate_factors_<model>.json in ${expdir}/plots).
+plot_gate_patterns() {
+    local model
+    for model in ${models}; do
+        [[ ${model} = gated* ]] || continue
+        # shellcheck disable=SC2086
+        run ${python} "${MAIN_ROOT}/scripts/plot_gates.py" --exp "${expdir}" --model "${model}" \
+            --dump "${raw}" --test_sets ${test_sets} --out_dir "${expdir}/plots" | sed 's/^/  /'
+    done
+}

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Your own corpus, S2T: context-aware dynamic pruning of a pre-trained OWSM model on Kaldi data
+# dirs you provide. Copy this directory to egs2/<corpus>/s2t1, replace local/data.sh with your
+# data preparation (or point --data_root at dirs made elsewhere), and run it; every stage after
+# the first is egs2/TEMPLATE/pipeline.sh, shared with the Europarl-ST and mini recipes.
+#
+# Usage:
+#   ./run.sh --data_root /data/mycorpus --ngpu 1        # /data/mycorpus/{train,dev,test}
+#   ./run.sh --data_root /data/mycorpus --owsm_model /models/owsm_v3.1_ebf --models "full gated gated_spk"
+#   ./run.sh --stage 7 --stop_stage 8                    # decode and score again
+#
+# Each of <data_root>/{train,dev,test} is a Kaldi dir (README.md, "Your own corpus"):
+#   wav.scp     <rec> <audio file>        any format ffmpeg reads, any rate, mono or stereo
+#   segments    <utt> <rec> <start> <end> optional (none: one utterance per recording)
+#   text        <utt> <lang><task><notimestamps> <target text>   e.g. <deu><st_eng><notimestamps> ...
+#   text.ctc    <utt> <source transcript> text.prev <utt> <na>   utt2spk  <utt> <speaker>
+#
+# Stages: 1 data (local/data.sh), 2 audio (16 kHz mono segments, length filter, test split by
+#   language and task), 3 context embeddings (gated_spk, gated_event), 4 pre-trained model,
+#   5 stats, 6 training (6a, 6b, ... per model; --baselines true: L0 and layer pruning at the
+#   gated model's budget), 7 decoding, 8 scoring, 9 efficiency + gate patterns + RESULTS.md.
+set -euo pipefail
+
+# Options (--name value).
+stage=1
+stop_stage=9
+data_root=""                 # Kaldi dirs train, dev, test (local/data.sh checks and copies them)
+owsm_model=espnet/owsm_v3.1_ebf   # pre-trained model: hub tag or local dir (hub layout)
+conf_dir=conf                # train_s2t_ebf_{full,gated,l0,layerprune}.yaml
+models="full gated"          # + gated_lang gated_frame gated_spk gated_event
+baselines=false              # + l0 and layerprune at the gated model's measured GFLOPs
+spk_model=resemblyzer        # gated_spk: resemblyzer | ecapa | ecapa:<local dir>
+event_model=""               # gated_event: beats:<BEATs .pt> | tagger:<event tagger .pt>
+ngpu=0
+num_nodes=1
+nj=4                         # audio processes
+train_nj=1                   # models trained side by side (CPU)
+inference_nj=1               # decoding jobs per test set
+inference_batch_size=1
+profile_num_utts=20
+profile_repeats=3
+profile_opts=""
+datadir=data
+dumpdir=dump
+expdir=exp
+results=RESULTS.md
+__options="stage stop_stage data_root owsm_model conf_dir models baselines spk_model event_model ngpu num_nodes nj train_nj inference_nj inference_batch_size profile_num_utts profile_repeats profile_opts datadir dumpdir expdir results"
+
+cd "$(dirname "$0")"
+. ./path.sh
+. ./cmd.sh
+. scripts/parse_options.sh
+. "${MAIN_ROOT}/egs2/TEMPLATE/pipeline.sh"
+
+check_models ${known_models}
+need_context event && [ -z "${event_model}" ] && die "gated_event needs --event_model"
+${baselines} && models="${models} l0 layerprune"
+config_prefix=${conf_dir}/train_s2t_ebf_
+mkdir -p "${datadir}" "${dumpdir}" "${expdir}"
+datadir=$(cd "${datadir}" && pwd); dumpdir=$(cd "${dumpdir}" && pwd); expdir=$(cd "${expdir}" && pwd)
+raw=${dumpdir}/raw; base_dir=${expdir}/owsm; base_model=${base_dir}/model.pth; stats_dir=${expdir}/s2t_stats
+threads=$(( OMP_NUM_THREADS / train_nj )); [ ${threads} -ge 1 ] || threads=1
+sets="train dev test"
+# The test subsets (test_<lang>_<task>, from stage 2) and the <lang>/<task> tokens of the data.
+test_sets() { (cd "${raw}" 2>/dev/null && ls -d test_*_* 2>/dev/null || true) | tr '\n' ' '; }
+specials() { cut -d' ' -f2 "${datadir}"/{train,dev,test}/text | { grep -o '^<[a-z_]*><[a-z_]*>' || true; } | sed 's/></> </' | tr ' ' '\n' | sort -u | tr '\n' ' '; }
+
+if stage_in 1; then
+    stage_start 1 "Data: local/data.sh --data_root ${data_root} -> ${datadir}"
+    hash=$(inputs_hash local/data.sh "${data_root}" "${data_root}"/{train,dev,test}/{wav.scp,segments,text,text.ctc,text.prev,utt2spk})
+    if ! is_done "${datadir}/.done" "${hash}"; then
+        run local/data.sh --data_root "${data_root}" --out "${datadir}"
+        echo "${hash}" > "${datadir}/.done"
+    fi
+    stage_end 1
+fi
+
+if stage_in 2; then
+    stage_start 2 "Audio: 16 kHz mono segments, length filter, test split by language and task -> ${raw}"
+    for dset in ${sets}; do
+        prepare_audio "${datadir}/${dset}" ${dset} "$(model_config gated)" \
+            $([ ${dset} = test ] && echo --split_by_lang_task)
+    done
+    stage_end 2
+fi
+test_sets=$(test_sets)
+
+if stage_in 3; then
+    stage_start 3 "Context embeddings: speaker (${spk_model}), event (${event_model:-none})"
+    for kind in speaker event; do
+        extractor=${spk_model}; [ ${kind} = event ] && extractor=${event_model}
+        # shellcheck disable=SC2046
+        need_context ${kind} && extract_context ${kind} "${extractor}" \
+            $(for d in ${sets}; do echo "${raw}/${d}"; done) -- $(for t in ${test_sets}; do echo "${raw}/${t}"; done)
+    done
+    stage_end 3
+fi
+
+run_stage 4 "Pre-trained model ${owsm_model} -> ${base_dir}" \
+    prepare_base "${owsm_model}" "${base_dir}" "$(model_config gated)" "$(specials)"
+# The pre-trained model's token list, BPE and normalisation (stage 4's train_opts).
+# shellcheck disable=SC2046
+train_opts="--use_preprocessor true $(cat "${base_dir}/train_opts" 2>/dev/null || true)
+    --preprocessor_conf time_apply_prob=1.0 --use_tensorboard true --use_matplotlib false"
+run_stage 5 "Collect stats (shapes)" \
+    collect_stats "$(model_config full)" "${raw}/train" "${raw}/dev" "${stats_dir}/train" "${base_dir}/tokens.txt"
+if stage_in 6; then
+    stage_start 6 "Training from ${owsm_model}: ${models}"
+    train_models a
+    ${baselines} && train_baselines f
+    stage_end 6
+fi
+run_stage 7 "Decoding: beam 5, every model x ${test_sets}" decode_models
+run_stage 8 "Scoring: BLEU/chrF for ST, WER/CER for ASR" score_models
+
+if stage_in 9; then
+    stage_start 9 "Efficiency (GFLOPs, wall-clock), gate patterns, ${results}"
+    prof=$(echo ${test_sets} | tr ' ' '\n' | grep _st_ | head -n 1 || true); prof=${prof:-${test_sets%% *}}
+    task=${prof#test_*_}; lang=${prof#test_}; lang=${lang%%_*}
+    profile_models "${prof}" "${lang}" "${task}" "${expdir}/efficiency/${prof}.json"
+    plot_gate_patterns
+    stage_end 9
+    # shellcheck disable=SC2086
+    run ${python} scripts/report.py --exp "${expdir}" --data "${datadir}" --models ${models} \
+        --test_sets ${test_sets} --efficiency "${expdir}/efficiency/${prof}.json" \
+        --title "$(basename "$(cd .. && pwd)") S2T, context-aware dynamic pruning of ${owsm_model##*/}" \
+        --out "${results}"
+    log "Wrote ${results}"
+fi
+log "Finished stages ${stage}-${stop_stage}"
