@@ -1,0 +1,81 @@
+"""egs2/TEMPLATE/pipeline.sh, function by function, in bash (fast): what every recipe's
+stages are built from. The end-to-end runs are the recipe tests."""
+
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PIPELINE = ROOT / "egs2" / "TEMPLATE" / "pipeline.sh"
+
+
+def bash(script: str, tmp: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Runs ``script`` after sourcing the pipeline, as run.sh does (set -euo pipefail)."""
+    prelude = (f"set -euo pipefail; MAIN_ROOT={ROOT}; expdir={tmp}; raw={tmp}/raw; "
+               f"stage=1; stop_stage=9; . {PIPELINE}\n")
+    proc = subprocess.run(["bash", "-c", prelude + script], capture_output=True, text=True, cwd=tmp)
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def test_models_are_checked_with_one_line_errors(tmp_path):
+    assert bash('models="full gated_spk"; check_models ${known_models}; echo ok', tmp_path).stdout == "ok\n"
+    for models, error in (("full gated_nope", "--models: unknown gated_nope (full gated"),
+                          ("gated", "--models must include full (the reference)")):
+        proc = bash(f'models="{models}"; check_models ${{known_models}}', tmp_path, check=False)
+        assert proc.returncode == 1 and error in proc.stdout
+        assert len(proc.stdout.strip().splitlines()) == 1
+
+
+def test_gate_context_overrides_and_configs_per_model(tmp_path):
+    out = bash('for m in full gated gated_lang gated_frame; do echo "$m: $(context_opts $m | tr "\\n" " ")"; done; '
+               'config_prefix=conf/train_s2t_ebf_; base_config=conf/base.yaml; '
+               'for m in base full gated gated_spk l0_train layerprune; do model_config $m; done; '
+               'context_names gated_spk; context_names gated_event; context_names gated',
+               tmp_path).stdout.splitlines()
+    assert out[:4] == [
+        "full: ", "gated: ",
+        "gated_lang: --encoder_conf gate_context=[lang] --decoder_conf gate_context=[lang] ",
+        "gated_frame: --encoder_conf gate_pooling=attention --decoder_conf gate_pooling=attention "]
+    assert out[4:10] == ["conf/base.yaml", "conf/train_s2t_ebf_full.yaml", "conf/train_s2t_ebf_gated.yaml",
+                         "conf/train_s2t_ebf_gated.yaml", "conf/train_s2t_ebf_l0.yaml",
+                         "conf/train_s2t_ebf_layerprune.yaml"]
+    assert out[10:] == ["spk_embed", "event_embed", ""]
+    (tmp_path / "baseline_target").write_text("0.84\n")
+    assert bash("context_opts l0_train", tmp_path).stdout == "--model_conf target_flops=0.84\n"
+
+
+def test_data_opts_are_the_s2t_tables_shapes_and_npy_inputs(tmp_path):
+    out = bash("data_opts train /d/train /s/train spk_embed", tmp_path).stdout.split("\n")
+    assert out[:4] == [f"--train_data_path_and_name_and_type /d/train/{f}" for f in
+                       ("wav.scp,speech,sound", "text.prev,text_prev,text", "text.ctc,text_ctc,text",
+                        "text,text,text")]
+    assert out[4:8] == [f"--train_shape_file /s/train/{f}" for f in
+                        ("speech_shape", "text_shape.bpe", "text_prev_shape.bpe", "text_ctc_shape.bpe")]
+    assert out[8] == "--train_data_path_and_name_and_type /d/train/spk_embed.scp,spk_embed,npy"
+    # collect_stats: no shape dir yet, the key list is the data dir's speech_shape
+    assert bash("data_opts valid /d/dev", tmp_path).stdout.split("\n")[4] == "--valid_shape_file /d/dev/speech_shape"
+
+
+def test_input_hashes_redo_a_unit_when_an_input_changes(tmp_path):
+    (tmp_path / "in.txt").write_text("a\n")
+    script = ('h=$(inputs_hash opt=1 in.txt); is_done .done "$h" && echo skip || { echo work; echo "$h" > .done; }')
+    assert bash(script, tmp_path).stdout == "work\n"
+    assert bash(script, tmp_path).stdout == "skip\n"
+    (tmp_path / "in.txt").write_text("b\n")
+    assert bash(script, tmp_path).stdout == "work\n"
+    assert bash(script.replace("opt=1", "opt=2"), tmp_path).stdout == "work\n"
+
+
+def test_stages_run_in_range_record_their_commands_and_times(tmp_path):
+    out = bash('stage=7; stop_stage=8; run_stage 6 "six" run echo 6; run_stage 7 "seven" run echo 7; '
+               'run_stage 8 "eight" true; echo "$(next_letter a)$(next_letter f)"', tmp_path).stdout
+    assert "Stage 6" not in out and "Stage 7: seven" in out and "\n7\n" in out
+    assert "Stage 7 done in" in out and "Stage 8: nothing to do (finished before)" in out
+    assert out.endswith("bg\n")
+    assert (tmp_path / "commands.sh").read_text() == "echo 7\n"
+    assert (tmp_path / "stage_times" / "7").is_file() and not (tmp_path / "stage_times" / "8").exists()
+    # a failing background job fails the stage
+    proc = bash("(exit 3) & wait_all; echo unreachable", tmp_path, check=False)
+    assert proc.returncode == 1 and "a background job failed" in proc.stdout
+    assert "unreachable" not in proc.stdout
