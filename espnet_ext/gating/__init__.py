@@ -2,7 +2,6 @@
 
 from espnet_ext.gating.context import GateContext
 from espnet_ext.gating.gated import (
-    GATE_CONF_KEYS,
     GatedModule,
     force_gates,
     gated_branch,
@@ -15,11 +14,12 @@ from espnet_ext.gating.gated import (
     use_context,
 )
 from espnet_ext.gating.gumbel import sample_gates
-from espnet_ext.gating.predictor import GatePredictor
+from espnet_ext.gating.predictor import GATE_CONF_KEYS, GateOptions, GatePredictor
 
 __all__ = [
     "GATE_CONF_KEYS",
     "GateContext",
+    "GateOptions",
     "GatePredictor",
     "GatedModule",
     "force_gates",

@@ -14,15 +14,7 @@ from typing import Callable, Iterator, List, Optional, Sequence, Union
 import torch
 
 from espnet_ext.gating.context import GateContext
-from espnet_ext.gating.predictor import GatePredictor
-
-
-# encoder_conf/decoder_conf keys the gated modules add to the stock ones
-# (``fixed_gates`` aside, which only static exports use).
-GATE_CONF_KEYS = (
-    "gate_context", "context_vocab_size", "context_dim", "spk_embed_dim",
-    "event_embed_dim", "gate_pooling", "gate_hidden_units", "gate_init_bias",
-)
+from espnet_ext.gating.predictor import GateOptions, GatePredictor
 
 
 class GatedModule(torch.nn.Module):
@@ -41,8 +33,8 @@ class GatedModule(torch.nn.Module):
         self,
         input_size: int,
         num_layers: int,
+        options: Optional[GateOptions] = None,
         fixed_gates: Optional[List[List[int]]] = None,
-        **predictor_conf,
     ) -> None:
         """Builds the gate predictor, or fixes the gates (static export).
 
@@ -52,13 +44,13 @@ class GatedModule(torch.nn.Module):
             fixed_gates: (layers, units) 0/1 gates of a statically pruned
                 model; then there is no predictor and ``remove_closed_units``
                 deletes the closed sub-modules.
-            **predictor_conf: ``GatePredictor`` options.
+            options: The gate predictor's options.
         """
         self.num_layers = num_layers
         shape = (num_layers, len(self.unit_names))
         if fixed_gates is None:
             self.fixed_gates = None
-            self.gate_predictor = GatePredictor(input_size, shape[0] * shape[1], **predictor_conf)
+            self.gate_predictor = GatePredictor(input_size, shape[0] * shape[1], options)
         else:
             fixed = torch.tensor(fixed_gates, dtype=torch.float32)
             if tuple(fixed.shape) != shape or not set(fixed.unique().tolist()) <= {0.0, 1.0}:

@@ -6,6 +6,7 @@
     gates = SGSE(logits)[..., 1]             # straight-through Gumbel-softmax
 """
 
+from dataclasses import dataclass, field, fields
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -15,6 +16,40 @@ from espnet_ext.gating.context import GateContext
 from espnet_ext.gating.gumbel import sample_gates
 
 CONTEXT_KINDS = ("lang", "task", "spk", "event")
+
+
+@dataclass
+class GateOptions:
+    """The gate predictor's options, named as the YAML keys of ``encoder_conf`` /
+    ``decoder_conf`` at every layer (the gated modules take them as keyword arguments,
+    because ESPnet reads a module's options from its signature).
+
+    Args:
+        gate_context: Context sources, a subset of ("lang", "task", "spk", "event").
+        context_vocab_size: Token table size for lang/task (None: the token list's).
+        context_dim: Size of each context source's embedding.
+        spk_embed_dim: Speaker embedding size (for "spk").
+        event_embed_dim: Acoustic-event embedding size (for "event").
+        gate_pooling: "mean" (Algorithm 1) or "attention" (frame-level context).
+        gate_hidden_units: 0 = one linear layer G (Algorithm 1), else a 2-layer MLP
+            with this hidden size.
+        gate_init_bias: Initial logit margin in favour of "open", so fine-tuning
+            starts from the pre-trained (all-open) network.
+    """
+
+    gate_context: List[str] = field(default_factory=lambda: ["lang", "task"])
+    context_vocab_size: Optional[int] = None
+    context_dim: int = 64
+    spk_embed_dim: Optional[int] = None
+    event_embed_dim: Optional[int] = None
+    gate_pooling: str = "mean"
+    gate_hidden_units: int = 0
+    gate_init_bias: float = 3.0
+
+
+# encoder_conf/decoder_conf keys the gated modules add to the stock ones
+# (``fixed_gates`` aside, which only static exports use).
+GATE_CONF_KEYS = tuple(f.name for f in fields(GateOptions))
 
 
 class MeanPooling(torch.nn.Module):
@@ -176,40 +211,23 @@ class GatePredictor(torch.nn.Module):
     Args:
         input_size (int): Feature size D of x_GP.
         num_gates (int): Number L of gated units.
-        context (List[str]): Enabled context sources (see ``ContextEmbedding``).
-        vocab_size (int): Token vocabulary size (for lang/task context).
-        context_dim (int): Size of each context source's embedding.
-        spk_embed_dim (int): Speaker embedding size (for spk context).
-        event_embed_dim (int): Event embedding size (for event context).
-        pooling (str): "mean" (Algorithm 1) or "attention" (frame-level context).
-        hidden_units (int): 0 = one linear layer G (Algorithm 1), else a
-            2-layer MLP with this hidden size.
-        init_open_bias (float): Initial logit margin in favour of "open", so
-            fine-tuning starts from the pretrained (all-open) network.
+        options (GateOptions): Context, pooling, size and initial bias.
     """
 
     @typechecked
-    def __init__(
-        self,
-        input_size: int,
-        num_gates: int,
-        context: List[str],
-        vocab_size: Optional[int] = None,
-        context_dim: int = 64,
-        spk_embed_dim: Optional[int] = None,
-        event_embed_dim: Optional[int] = None,
-        pooling: str = "mean",
-        hidden_units: int = 0,
-        init_open_bias: float = 3.0,
-    ):
+    def __init__(self, input_size: int, num_gates: int, options: Optional[GateOptions] = None):
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"unknown gate_pooling: {pooling} (choose from {list(POOLINGS)})")
+        o = options or GateOptions()
+        if o.gate_pooling not in POOLINGS:
+            raise ValueError(f"unknown gate_pooling: {o.gate_pooling} (choose from {list(POOLINGS)})")
         self.num_gates = num_gates
         self.context = ContextEmbedding(
-            context, vocab_size, context_dim, spk_embed_dim, event_embed_dim
+            list(o.gate_context), o.context_vocab_size, o.context_dim, o.spk_embed_dim,
+            o.event_embed_dim,
         )
-        self.pool = POOLINGS[pooling](input_size) if pooling == "attention" else POOLINGS[pooling]()
+        pool = POOLINGS[o.gate_pooling]
+        self.pool = pool(input_size) if o.gate_pooling == "attention" else pool()
+        hidden_units, init_open_bias = o.gate_hidden_units, o.gate_init_bias
         # x_GP's scale varies (e.g. the subsampling output is scaled by sqrt(d));
         # a LayerNorm keeps the initial logits near their bias whatever the model.
         self.norm = torch.nn.LayerNorm(input_size)

@@ -37,7 +37,7 @@ from espnet.nets.pytorch_backend.transformer.subsampling import (
     check_short_utt,
 )
 
-from espnet_ext.gating import GateContext, GatedModule, gated_branch, gated_residual
+from espnet_ext.gating import GateContext, GatedModule, GateOptions, gated_branch, gated_residual
 
 SUBSAMPLING = (
     Conv1dSubsampling1,
@@ -132,14 +132,8 @@ class EBranchformerTokenConditionEncoder(EBranchformerEncoder, GatedModule):
         self.init_gates(
             self.output_size(),
             len(self.encoders),
-            context=list(gate_context),
-            vocab_size=context_vocab_size,
-            context_dim=context_dim,
-            spk_embed_dim=spk_embed_dim,
-            event_embed_dim=event_embed_dim,
-            pooling=gate_pooling,
-            hidden_units=gate_hidden_units,
-            init_open_bias=gate_init_bias,
+            GateOptions(list(gate_context), context_vocab_size, context_dim, spk_embed_dim,
+                        event_embed_dim, gate_pooling, gate_hidden_units, gate_init_bias),
             fixed_gates=fixed_gates,
         )
         if fixed_gates is not None:

@@ -23,7 +23,7 @@ from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
 from espnet.nets.pytorch_backend.transformer.decoder_layer import DecoderLayer
 from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
 
-from espnet_ext.gating import GateContext, GatedModule, gated_residual, row_plan
+from espnet_ext.gating import GateContext, GatedModule, GateOptions, gated_residual, row_plan
 
 
 def _self_attn(layer: DecoderLayer, last_only: bool, x, kv, mask):
@@ -136,14 +136,9 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
         self.init_gates(
             encoder_output_size,
             len(self.decoders),
-            context=list(gate_context),
-            vocab_size=vocab_size,
-            context_dim=context_dim,
-            spk_embed_dim=spk_embed_dim,
-            event_embed_dim=event_embed_dim,
-            pooling=gate_pooling,
-            hidden_units=gate_hidden_units,
-            init_open_bias=gate_init_bias,
+            # the context token table is the decoder's own vocabulary
+            GateOptions(list(gate_context), vocab_size, context_dim, spk_embed_dim,
+                        event_embed_dim, gate_pooling, gate_hidden_units, gate_init_bias),
             fixed_gates=fixed_gates,
         )
         if fixed_gates is not None:

@@ -47,7 +47,7 @@ from espnet.nets.pytorch_backend.transformer.subsampling import (
 )
 
 from espnet_ext import flops
-from espnet_ext.gating import GateContext, GatedModule, GatePredictor, gated_residual
+from espnet_ext.gating import GateContext, GatedModule, GateOptions, GatePredictor, gated_residual
 
 GATE_PREDICTORS = ("global", "local")
 SUBSAMPLING = (
@@ -67,13 +67,13 @@ class LocalGatePredictor(torch.nn.Module):
         input_size (int): Feature size D of each layer's input.
         num_layers (int): Layers (one predictor each).
         num_units (int): Gated units per layer.
-        **predictor_conf: ``GatePredictor`` options (context, pooling, ...).
+        options (GateOptions): The predictors' options (context, pooling, ...).
     """
 
-    def __init__(self, input_size: int, num_layers: int, num_units: int, **predictor_conf):
+    def __init__(self, input_size: int, num_layers: int, num_units: int, options: GateOptions):
         super().__init__()
         self.layers = torch.nn.ModuleList(
-            GatePredictor(input_size, num_units, **predictor_conf) for _ in range(num_layers)
+            GatePredictor(input_size, num_units, options) for _ in range(num_layers)
         )
 
     @property
@@ -173,23 +173,15 @@ class TransformerTokenConditionEncoder(TransformerEncoder, GatedModule):
                 f"unknown gate_predictor: {gate_predictor} (choose from {GATE_PREDICTORS})"
             )
         super().__init__(input_size, **kwargs)
-        predictor_conf = dict(
-            context=list(gate_context),
-            vocab_size=context_vocab_size,
-            context_dim=context_dim,
-            spk_embed_dim=spk_embed_dim,
-            event_embed_dim=event_embed_dim,
-            pooling=gate_pooling,
-            hidden_units=gate_hidden_units,
-            init_open_bias=gate_init_bias,
-        )
+        options = GateOptions(list(gate_context), context_vocab_size, context_dim, spk_embed_dim,
+                              event_embed_dim, gate_pooling, gate_hidden_units, gate_init_bias)
         self.gate_predictor_type = gate_predictor
         # init_gates builds the global predictor (and the gate state of the mixin);
         # I3D's local predictors replace it under the same name (gate_predictor.*).
-        self.init_gates(self.output_size(), len(self.encoders), **predictor_conf)
+        self.init_gates(self.output_size(), len(self.encoders), options)
         if gate_predictor == "local":
             self.gate_predictor = LocalGatePredictor(
-                self.output_size(), len(self.encoders), len(self.unit_names), **predictor_conf
+                self.output_size(), len(self.encoders), len(self.unit_names), options
             )
 
     def unit_costs(self, n_frames: int) -> torch.Tensor:

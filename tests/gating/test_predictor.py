@@ -1,13 +1,13 @@
 import pytest
 import torch
 
-from espnet_ext.gating import GateContext, GatePredictor, sample_gates
+from espnet_ext.gating import GateContext, GateOptions, GatePredictor, sample_gates
 
 
 @pytest.mark.parametrize("pooling", ["mean", "attention"])
 def test_pooling_ignores_padded_frames(pooling):
     torch.manual_seed(0)
-    pred = GatePredictor(8, 6, ["lang", "task"], vocab_size=10, pooling=pooling).eval()
+    pred = GatePredictor(8, 6, GateOptions(["lang", "task"], context_vocab_size=10, gate_pooling=pooling)).eval()
     torch.nn.init.normal_(pred.net.weight, std=1.0)
     xs = torch.randn(2, 7, 8)
     mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
@@ -21,7 +21,7 @@ def test_pooling_ignores_padded_frames(pooling):
 
 
 def test_initial_gates_open_and_logit_shape():
-    pred = GatePredictor(8, 5, [], init_open_bias=3.0).eval()
+    pred = GatePredictor(8, 5, GateOptions([], gate_init_bias=3.0)).eval()
     logits = pred.logits(torch.randn(4, 3, 8), torch.ones(4, 3, dtype=torch.bool), None)
     assert logits.shape == (4, 5, 2)
     gates, probs = pred(torch.randn(4, 3, 8), torch.ones(4, 3, dtype=torch.bool), None)

@@ -6,14 +6,14 @@ import pytest
 import torch
 from script_loader import load_script
 
-from espnet_ext.gating import GateContext, GatePredictor
+from espnet_ext.gating import GateContext, GateOptions, GatePredictor
 
 margins = load_script("gate_margins")
 
 
 def test_margin_parts_add_up_to_the_predictor_margin():
     torch.manual_seed(0)
-    predictor = GatePredictor(8, 5, ["lang", "task"], vocab_size=10, context_dim=4)
+    predictor = GatePredictor(8, 5, GateOptions(["lang", "task"], context_vocab_size=10, context_dim=4))
     torch.nn.init.normal_(predictor.net.weight)  # trained-like weights, not the tiny init
     recorded, hooks = margins.record(predictor)
     xs, mask = torch.randn(3, 6, 8), torch.ones(3, 6, dtype=torch.bool)
