@@ -65,6 +65,18 @@ class GatedModule(torch.nn.Module):
         self.last_probs: Optional[torch.Tensor] = None
         self.gate_memo = None  # per-utterance cache of modules called step by step
 
+    def unit_costs(self, n_frames: int, n_tokens: int = 1) -> torch.Tensor:
+        """MACs of each gated unit for one utterance (``sparsity_weighting: flops``).
+
+        Args:
+            n_frames (int): Encoder frames after subsampling.
+            n_tokens (int): Decoder tokens (teacher forcing); encoders ignore it.
+
+        Returns:
+            torch.Tensor: (layers, units) MACs, float64.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not report its unit costs")
+
     def compute_gates(
         self, xs: torch.Tensor, mask: torch.Tensor, context: Optional[GateContext]
     ) -> torch.Tensor:

@@ -13,7 +13,6 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 
-from espnet_ext import flops
 from espnet_ext.gating.context import GateContext
 from espnet_ext.gating.gated import GatedModule, force_gates, set_tau
 from espnet_ext.gating.schedule import GateSchedule
@@ -158,15 +157,8 @@ class GatedModelMixin:
     def _unit_weights(self, name: str, gates: torch.Tensor, lengths: Dict[str, float]):
         if self.sparsity_weighting == "count":
             return torch.ones_like(gates[0])
-        m = self.sides[name]
-        if hasattr(m, "unit_costs"):  # a unit that knows its own cost
-            w = m.unit_costs(int(lengths[name]))
-        elif name == "enc":
-            w = flops.encoder_units(m, int(lengths["enc"]))
-        else:
-            n = int(lengths["dec"])
-            w = flops.decoder_units(m, n, n, int(lengths["enc"]))
-        return w.to(gates)
+        # each gated module knows the MACs of its units (encoder frames, decoder tokens)
+        return self.sides[name].unit_costs(int(lengths["enc"]), int(lengths.get("dec", 1))).to(gates)
 
     def sparsity(
         self, lengths: Dict[str, float]

@@ -37,6 +37,7 @@ from espnet.nets.pytorch_backend.transformer.subsampling import (
     check_short_utt,
 )
 
+from espnet_ext import flops
 from espnet_ext.gating import GateContext, GatedModule, GateOptions, gated_branch, gated_residual
 
 SUBSAMPLING = (
@@ -138,6 +139,10 @@ class EBranchformerTokenConditionEncoder(EBranchformerEncoder, GatedModule):
         )
         if fixed_gates is not None:
             self.remove_closed_units()
+
+    def unit_costs(self, n_frames: int, n_tokens: int = 1) -> torch.Tensor:
+        """MACs of each unit for one utterance of ``n_frames`` (after subsampling)."""
+        return flops.encoder_units(self, n_frames)
 
     def remove_closed_units(self) -> None:
         """Deletes the sub-modules that the fixed gates close (static export)."""

@@ -23,6 +23,7 @@ from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
 from espnet.nets.pytorch_backend.transformer.decoder_layer import DecoderLayer
 from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
 
+from espnet_ext import flops
 from espnet_ext.gating import GateContext, GatedModule, GateOptions, gated_residual, row_plan
 
 
@@ -143,6 +144,10 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
         )
         if fixed_gates is not None:
             self.remove_closed_units()
+
+    def unit_costs(self, n_frames: int, n_tokens: int = 1) -> torch.Tensor:
+        """MACs of each unit for ``n_tokens`` teacher-forced tokens over ``n_frames`` frames."""
+        return flops.decoder_units(self, n_tokens, n_tokens, n_frames)
 
     def remove_closed_units(self) -> None:
         """Deletes the sub-modules that the fixed gates close (static export)."""

@@ -184,7 +184,7 @@ class TransformerTokenConditionEncoder(TransformerEncoder, GatedModule):
                 self.output_size(), len(self.encoders), len(self.unit_names), options
             )
 
-    def unit_costs(self, n_frames: int) -> torch.Tensor:
+    def unit_costs(self, n_frames: int, n_tokens: int = 1) -> torch.Tensor:
         """MACs of each gated unit for one utterance of ``n_frames`` (after subsampling).
 
         Returns:

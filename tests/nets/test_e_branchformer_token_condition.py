@@ -266,3 +266,17 @@ def test_span_mask_and_speech_span():
     speech[1, 10:30] = -1.0  # the training's random initial silence, speech, padding
     torch.testing.assert_close(speech_span(speech, torch.tensor([100, 100, 100])), torch.tensor(
         [[0.0, 0.4], [0.1, 0.3], [0.0, 1.0]]))  # an all-zero row spans everything
+
+
+def test_unit_costs_are_the_macs_of_each_unit():
+    """The FFN units by hand (d=16, 24 units: 2 * d * 24 MACs per frame); every unit grows
+    with the frames; a module that cannot count its units says so."""
+    from espnet_ext.gating import GatedModule
+
+    _, gated = build()
+    costs = gated.unit_costs(10)
+    assert costs.shape == (3, 4) and gated.unit_names == ("ffn1", "attn", "cgmlp", "ffn2")
+    assert costs[:, 0].tolist() == [10 * 2 * 16 * 24] * 3 and torch.equal(costs[:, 0], costs[:, 3])
+    assert (gated.unit_costs(20) > costs).all()
+    with pytest.raises(NotImplementedError, match="does not report its unit costs"):
+        GatedModule().unit_costs(10)

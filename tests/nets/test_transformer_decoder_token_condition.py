@@ -238,3 +238,17 @@ def test_src_kv_memo_follows_the_gates_of_the_step():
             out, _ = gated.batch_score(ys, [None] * 2, memory)
         ref, _ = stock.batch_score(ys, [None] * 2, memory)
     assert (ref - out).abs().max() < 1e-5
+
+
+def test_unit_costs_are_the_macs_of_each_unit():
+    """sparsity_weighting: flops weighs each unit by these (hand-counted MACs, D=16, FFN 24)."""
+    _, gated = build()
+    L, T = 6, 9  # tokens, encoder frames
+    self_attn = 4 * L * D * D + 2 * L * L * D      # q, k, v, out projections + scores, context
+    src_attn = 2 * L * D * D + 2 * T * D * D + 2 * L * T * D
+    ffn = L * 2 * D * CONF["linear_units"]
+    costs = gated.unit_costs(T, L)
+    assert costs.shape == (3, 3)
+    assert costs.tolist() == [[self_attn, src_attn, ffn]] * 3
+    assert (gated.unit_costs(2 * T, L)[:, 1] > costs[:, 1]).all()  # only src_attn sees the frames
+    assert torch.equal(gated.unit_costs(2 * T, L)[:, [0, 2]], costs[:, [0, 2]])
