@@ -4,7 +4,7 @@ Registered as ``model: espnet_gated`` in ESPnet's ASR task. It hands the
 optional gate context (``spk_embed``/``event_embed`` npy inputs; ASR texts
 have no ``<lang>``/``<task>`` tokens) to the gated encoder/decoder and adds
 the sparsity loss ``alpha * (|g - s*| + (g - s*)^2)`` of
-``espnet_ext.gating.loss``, exactly as the S2T model does.
+``espnet_ext.gating.model``, exactly as the S2T model does.
 """
 
 from typing import Dict, Optional, Tuple
@@ -16,7 +16,7 @@ from espnet2.asr.espnet_model import ESPnetASRModel
 from espnet2.torch_utils.device_funcs import force_gatherable
 
 from espnet_ext.gating import GateContext, use_context
-from espnet_ext.gating.loss import GatedModelMixin
+from espnet_ext.gating.model import GatedModelMixin
 
 
 class ESPnetASRGatedModel(ESPnetASRModel, GatedModelMixin):

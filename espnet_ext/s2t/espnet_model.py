@@ -18,7 +18,7 @@ from espnet2.s2t.espnet_model import ESPnetS2TModel
 from espnet2.torch_utils.device_funcs import force_gatherable
 
 from espnet_ext.gating import GateContext, use_context
-from espnet_ext.gating.loss import PRUNE_SCOPES, WEIGHTINGS, GatedModelMixin  # noqa: F401
+from espnet_ext.gating.model import PRUNE_SCOPES, WEIGHTINGS, GatedModelMixin  # noqa: F401
 
 # <lang>/<task> tokens of OWSM token lists: <eng>, <zh>, ...; <asr>, <st_eng>, ...
 LANG_TOKEN = re.compile(r"^<[a-z]{2,3}>$")

@@ -27,7 +27,7 @@ from espnet_ext.s2t.inference import Speech2TextGated
 MODEL_KEYS = ("prune_scope", "sparsity_weighting")
 
 
-def sample_gates(
+def predicted_gates(
     s2t: Speech2TextGated, data_dir: Path, lang_sym: str, task_sym: str, num_utts: Optional[int]
 ) -> Dict[str, Dict[str, torch.Tensor]]:
     """Predicted gates of the first ``num_utts`` utterances of ``data_dir``."""
@@ -77,7 +77,7 @@ def export(
 
     s2t = Speech2TextGated(config, model_file, device="cpu", beam_size=beam_size,
                            lang_sym=lang_sym, task_sym=task_sym)
-    gates = sample_gates(s2t, Path(data_dir), lang_sym, task_sym, num_utts)
+    gates = predicted_gates(s2t, Path(data_dir), lang_sym, task_sym, num_utts)
     sides = list(next(iter(gates.values())))
     if not sides:
         raise ValueError(f"{config}: the model has no gated encoder or decoder")

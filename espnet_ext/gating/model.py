@@ -1,4 +1,4 @@
-"""The sparsity loss and statistics that every gated ESPnet model adds.
+"""What every gated ESPnet model adds (``GatedModelMixin``): the sparsity loss and statistics.
 
 g = fraction of gated units closed (averaged over the batch, over the
 in-scope gated modules, optionally weighted by each unit's MACs); the loss is
