@@ -100,6 +100,14 @@ check_expdir() {  # check_expdir "<how it is made>": an exp dir holds one settin
     fi
     echo "$1" > "${expdir}/.made_with"
 }
+add_baselines() {  # --baselines true: + l0 and layerprune, at the gated model's measured budget
+    case ${baselines} in
+        true) [[ " ${models} " = *" gated "* ]] || die "--baselines true needs gated in --models (their budget)"
+              models="${models} l0 layerprune" ;;
+        false) ;;
+        *) die "--baselines must be true or false, got ${baselines}" ;;
+    esac
+}
 check_models() {  # check_models <allowed...>: ${models} only holds those, and full
     local m
     for m in ${models}; do
@@ -472,4 +480,55 @@ plot_gate_patterns() {
         run ${python} "${MAIN_ROOT}/scripts/plot_gates.py" --exp "${expdir}" --model "${model}" \
             --dump "${raw}" --test_sets ${test_sets} --out_dir "${expdir}/plots" | sed 's/^/  /'
     done
+}
+
+# Stages 3-9 of a recipe that fine-tunes a pre-trained OWSM-format model (Europarl-ST, your
+# own corpus), after its stages 1-2 made ${raw}/{<sets>} and the test subsets. Reads, besides
+# the variables above: sets (formatted sets), owsm_model, specials (<lang>/<task> tokens of
+# the data), spk_model, event_model, baselines (true|false), datadir, results, report_title.
+owsm_stages() {
+    local kind extractor prof lang task eff
+    base_dir=${expdir}/owsm; base_model=${base_dir}/model.pth; stats_dir=${expdir}/s2t_stats
+    if stage_in 3; then
+        stage_start 3 "Context embeddings: speaker (${spk_model}) for gated_spk, event (${event_model:-none}) for gated_event"
+        need_context speaker || need_context event || log "Stage 3: no model in --models uses speaker or event context: skipped"
+        for kind in speaker event; do
+            extractor=${spk_model}; [ ${kind} = event ] && extractor=${event_model}
+            # shellcheck disable=SC2046
+            need_context ${kind} && extract_context ${kind} "${extractor}" \
+                $(for d in ${sets}; do echo "${raw}/${d}"; done) -- $(for t in ${test_sets}; do echo "${raw}/${t}"; done)
+        done
+        stage_end 3
+    fi
+    run_stage 4 "Pre-trained model ${owsm_model}: BPE, token list, stats, weights -> ${base_dir}" \
+        prepare_base "${owsm_model}" "${base_dir}" "$(model_config gated)" "${specials}"
+    # The pre-trained model's token list, BPE and normalisation (stage 4's train_opts);
+    # time_apply_prob=1.0: the texts carry <notimestamps> already (conf/train_s2t_ebf_gated.yaml).
+    train_opts="--use_preprocessor true $(cat "${base_dir}/train_opts" 2>/dev/null || true)
+        --preprocessor_conf time_apply_prob=1.0 --use_tensorboard true --use_matplotlib false"
+    run_stage 5 "Collect stats (shapes; normalisation: the pre-trained model's global MVN)" \
+        collect_stats "$(model_config full)" "${raw}/train" "${raw}/dev" "${stats_dir}/train" "${base_dir}/tokens.txt"
+    if stage_in 6; then
+        stage_start 6 "Training from ${owsm_model}: ${models}"
+        train_models a
+        ${baselines} && train_baselines f
+        stage_end 6
+    fi
+    run_stage 7 "Decoding: beam 5, maxlenratio 0.0, every model x ${test_sets}, ${inference_nj} job(s) per set" decode_models
+    run_stage 8 "Scoring: BLEU/chrF (sacrebleu, cased, punctuated) for ST, WER/CER (jiwer) for ASR" score_models
+    if stage_in 9; then
+        stage_start 9 "Efficiency (GFLOPs, wall-clock; vs full), gate patterns, ${results}"
+        # profiled on the first ST set (else the first set): <set>_<lang>_<task>
+        prof=$(echo ${test_sets} | tr ' ' '\n' | grep _st_ | head -n 1 || true); prof=${prof:-${test_sets%% *}}
+        lang=$(echo "${prof}" | cut -d_ -f2); task=$(echo "${prof}" | cut -d_ -f3-)
+        eff=${expdir}/efficiency/${prof}.json
+        profile_models "${prof}" "${lang}" "${task}" "${eff}"
+        plot_gate_patterns
+        stage_end 9
+        # shellcheck disable=SC2086
+        run ${python} "${MAIN_ROOT}/scripts/report.py" --exp "${expdir}" --data "${datadir}" \
+            --models ${models} --test_sets ${test_sets} --efficiency "${eff}" \
+            ${report_title:+--title "${report_title}"} --out "${results}"
+        log "Wrote ${results}"
+    fi
 }

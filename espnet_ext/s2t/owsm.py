@@ -71,3 +71,23 @@ def build(args: argparse.Namespace) -> torch.nn.Module:
     from espnet2.tasks.s2t import S2TTask
 
     return S2TTask.build_model(args)
+
+
+def synthetic_batch(token_list: List[str], batch: int, seconds: float, n_tokens: int,
+                    device: str = "cpu", fs: int = 16000) -> tuple:
+    """A German-to-English ST batch of noise for training-cost measurements: the arguments
+    of ``ESPnetS2TModel.forward`` (speech, text ``<deu><st_eng><notimestamps>`` + BPE pieces,
+    text_prev ``<na>``, text_ctc), each followed by its lengths. Content does not matter to
+    the cost; shapes do.
+    """
+    ids = {t: i for i, t in enumerate(token_list)}
+    bpe = [i for i, t in enumerate(token_list) if t.startswith("\u2581")][:n_tokens]
+    speech = 0.1 * torch.randn(batch, int(seconds * fs), device=device)
+    prefix = [ids["<deu>"], ids["<st_eng>"], ids["<notimestamps>"]]
+    text = torch.tensor([prefix + bpe[: n_tokens - 3]] * batch, device=device)
+    ctc = torch.tensor([bpe] * batch, device=device)
+    prev = torch.full((batch, 1), ids["<na>"], device=device)
+    out = []
+    for x in (speech, text, prev, ctc):
+        out += [x, torch.full((batch,), x.shape[1], dtype=torch.long, device=device)]
+    return tuple(out)

@@ -38,7 +38,7 @@ def worker(layers: int, batch: int, tokens: int, threads: int, seconds: float) -
     import espnet_ext
 
     espnet_ext.register()
-    from espnet_ext.s2t.owsm import owsm_token_list, parse_config
+    from espnet_ext.s2t.owsm import owsm_token_list, parse_config, synthetic_batch
     from espnet2.tasks.s2t import S2TTask
 
     torch.set_num_threads(threads)
@@ -50,19 +50,13 @@ def worker(layers: int, batch: int, tokens: int, threads: int, seconds: float) -
     model.train()
     n_params = sum(p.numel() for p in model.parameters())
     rss_built = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    ids = {t: i for i, t in enumerate(tokens_list)}
     n = int(seconds * FS)
-    speech = 0.1 * torch.randn(batch, n)
-    prefix = [ids["<deu>"], ids["<st_eng>"], ids["<notimestamps>"]]
-    text = torch.tensor([prefix + list(range(2000, 2000 + tokens - 3))] * batch)
-    ctc = torch.tensor([list(range(3000, 3000 + tokens))] * batch)
-    prev = torch.tensor([[ids["<na>"]]] * batch)
-    lens = lambda x: torch.full((batch,), x.shape[1], dtype=torch.long)  # noqa: E731
+    inputs = synthetic_batch(tokens_list, batch, seconds, tokens, "cpu", FS)
     times = []
     for _ in range(2):  # the first step warms up allocators
         model.zero_grad(set_to_none=False)
         t0 = time.perf_counter()
-        loss, _, _ = model(speech, lens(speech), text, lens(text), prev, lens(prev), ctc, lens(ctc))
+        loss, _, _ = model(*inputs)
         t1 = time.perf_counter()
         loss.backward()
         times.append((t1 - t0, time.perf_counter() - t1))

@@ -46,7 +46,7 @@ def train_steps(kind: str, a: argparse.Namespace) -> dict:
     espnet_ext.register()
     from espnet2.tasks.s2t import S2TTask
 
-    from espnet_ext.s2t.owsm import owsm_token_list, parse_config
+    from espnet_ext.s2t.owsm import owsm_token_list, parse_config, synthetic_batch
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -54,15 +54,7 @@ def train_steps(kind: str, a: argparse.Namespace) -> dict:
     args = parse_config(CONFIGS[kind], tokens, a.num_blocks, a.width)
     model = S2TTask.build_model(args).to(a.device).train()
     optimizer = S2TTask.build_optimizers(args, model)[0]
-    ids = {t: i for i, t in enumerate(tokens)}
-    b = a.batch
-    speech = 0.1 * torch.randn(b, int(a.seconds * FS), device=a.device)
-    prefix = [ids["<deu>"], ids["<st_eng>"], ids["<notimestamps>"]]
-    bpe = [i for i, t in enumerate(tokens) if t.startswith("\u2581")][: a.tokens]
-    text = torch.tensor([prefix + bpe[: a.tokens - 3]] * b, device=a.device)
-    ctc = torch.tensor([bpe] * b, device=a.device)
-    prev = torch.full((b, 1), ids["<na>"], device=a.device)
-    lens = lambda x: torch.full((b,), x.shape[1], dtype=torch.long, device=a.device)  # noqa: E731
+    inputs = synthetic_batch(tokens, a.batch, a.seconds, a.tokens, a.device, FS)
     cuda = a.device.startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -72,8 +64,7 @@ def train_steps(kind: str, a: argparse.Namespace) -> dict:
             torch.cuda.synchronize()
         start = time.perf_counter()
         with torch.autocast(a.device.split(":")[0], dtype=torch.bfloat16, enabled=a.amp):
-            loss, stats, _ = model(speech, lens(speech), text, lens(text), prev, lens(prev),
-                                   ctc, lens(ctc))
+            loss, stats, _ = model(*inputs)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
@@ -120,7 +111,7 @@ def main(argv=None) -> None:
     settings.update(host=platform.node(), configs={k: str(v.relative_to(ROOT)) for k, v in CONFIGS.items()})
     print(json.dumps(settings, indent=1), flush=True)
     report = {"settings": settings, "train": {}}
-    base = [sys.executable, "-m", "scripts.rehearse_owsm"] + (argv if argv is not None else sys.argv[1:])
+    base = [sys.executable, str(Path(__file__).resolve())] + (argv if argv is not None else sys.argv[1:])
     for kind in ("full", "gated"):
         proc = subprocess.run(base + ["--worker", kind], capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:

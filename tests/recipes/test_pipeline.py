@@ -25,6 +25,12 @@ def test_models_are_checked_with_one_line_errors(tmp_path):
         proc = bash(f'models="{models}"; check_models ${{known_models}}', tmp_path, check=False)
         assert proc.returncode == 1 and error in proc.stdout
         assert len(proc.stdout.strip().splitlines()) == 1
+    out = bash('models="full gated"; baselines=true; add_baselines; echo "$models"', tmp_path).stdout
+    assert out == "full gated l0 layerprune\n"
+    for models, baselines, error in (("full gated_spk", "true", "--baselines true needs gated in --models"),
+                                     ("full gated", "yes", "--baselines must be true or false, got yes")):
+        proc = bash(f'models="{models}"; baselines={baselines}; add_baselines', tmp_path, check=False)
+        assert proc.returncode == 1 and error in proc.stdout
 
 
 def test_gate_context_overrides_and_configs_per_model(tmp_path):

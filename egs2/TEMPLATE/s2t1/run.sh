@@ -54,16 +54,16 @@ cd "$(dirname "$0")"
 
 check_models ${known_models}
 need_context event && [ -z "${event_model}" ] && die "gated_event needs --event_model"
-${baselines} && models="${models} l0 layerprune"
+add_baselines
 config_prefix=${conf_dir}/train_s2t_ebf_
 mkdir -p "${datadir}" "${dumpdir}" "${expdir}"
 datadir=$(cd "${datadir}" && pwd); dumpdir=$(cd "${dumpdir}" && pwd); expdir=$(cd "${expdir}" && pwd)
-raw=${dumpdir}/raw; base_dir=${expdir}/owsm; base_model=${base_dir}/model.pth; stats_dir=${expdir}/s2t_stats
+raw=${dumpdir}/raw
 threads=$(( OMP_NUM_THREADS / train_nj )); [ ${threads} -ge 1 ] || threads=1
 sets="train dev test"
 # The test subsets (test_<lang>_<task>, from stage 2) and the <lang>/<task> tokens of the data.
 test_sets() { (cd "${raw}" 2>/dev/null && ls -d test_*_* 2>/dev/null || true) | tr '\n' ' '; }
-specials() { cut -d' ' -f2 "${datadir}"/{train,dev,test}/text | { grep -o '^<[a-z_]*><[a-z_]*>' || true; } | sed 's/></> </' | tr ' ' '\n' | sort -u | tr '\n' ' '; }
+specials() { { cut -d' ' -f2 "${datadir}"/{train,dev,test}/text 2>/dev/null | grep -o '^<[a-z_]*><[a-z_]*>' || true; } | sed 's/></> </' | tr ' ' '\n' | sort -u | tr '\n' ' '; }
 
 if stage_in 1; then
     stage_start 1 "Data: local/data.sh --data_root ${data_root} -> ${datadir}"
@@ -85,46 +85,8 @@ if stage_in 2; then
 fi
 test_sets=$(test_sets)
 
-if stage_in 3; then
-    stage_start 3 "Context embeddings: speaker (${spk_model}), event (${event_model:-none})"
-    for kind in speaker event; do
-        extractor=${spk_model}; [ ${kind} = event ] && extractor=${event_model}
-        # shellcheck disable=SC2046
-        need_context ${kind} && extract_context ${kind} "${extractor}" \
-            $(for d in ${sets}; do echo "${raw}/${d}"; done) -- $(for t in ${test_sets}; do echo "${raw}/${t}"; done)
-    done
-    stage_end 3
-fi
-
-run_stage 4 "Pre-trained model ${owsm_model} -> ${base_dir}" \
-    prepare_base "${owsm_model}" "${base_dir}" "$(model_config gated)" "$(specials)"
-# The pre-trained model's token list, BPE and normalisation (stage 4's train_opts).
-# shellcheck disable=SC2046
-train_opts="--use_preprocessor true $(cat "${base_dir}/train_opts" 2>/dev/null || true)
-    --preprocessor_conf time_apply_prob=1.0 --use_tensorboard true --use_matplotlib false"
-run_stage 5 "Collect stats (shapes)" \
-    collect_stats "$(model_config full)" "${raw}/train" "${raw}/dev" "${stats_dir}/train" "${base_dir}/tokens.txt"
-if stage_in 6; then
-    stage_start 6 "Training from ${owsm_model}: ${models}"
-    train_models a
-    ${baselines} && train_baselines f
-    stage_end 6
-fi
-run_stage 7 "Decoding: beam 5, every model x ${test_sets}" decode_models
-run_stage 8 "Scoring: BLEU/chrF for ST, WER/CER for ASR" score_models
-
-if stage_in 9; then
-    stage_start 9 "Efficiency (GFLOPs, wall-clock), gate patterns, ${results}"
-    prof=$(echo ${test_sets} | tr ' ' '\n' | grep _st_ | head -n 1 || true); prof=${prof:-${test_sets%% *}}
-    task=${prof#test_*_}; lang=${prof#test_}; lang=${lang%%_*}
-    profile_models "${prof}" "${lang}" "${task}" "${expdir}/efficiency/${prof}.json"
-    plot_gate_patterns
-    stage_end 9
-    # shellcheck disable=SC2086
-    run ${python} scripts/report.py --exp "${expdir}" --data "${datadir}" --models ${models} \
-        --test_sets ${test_sets} --efficiency "${expdir}/efficiency/${prof}.json" \
-        --title "$(basename "$(cd .. && pwd)") S2T, context-aware dynamic pruning of ${owsm_model##*/}" \
-        --out "${results}"
-    log "Wrote ${results}"
-fi
+specials=$(specials)
+score_opts="--st_normalise none"  # BLEU cased and punctuated, as sacrebleu's default
+report_title="$(basename "$(cd .. && pwd)") S2T, context-aware dynamic pruning of ${owsm_model##*/}"
+owsm_stages  # 3 contexts, 4 pre-trained model, 5 stats, 6 training, 7 decoding, 8 scoring, 9 report
 log "Finished stages ${stage}-${stop_stage}"

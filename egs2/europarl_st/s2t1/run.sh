@@ -72,9 +72,7 @@ check_models ${known_models}
 if need_context event && [ -z "${event_model}" ]; then
     die "gated_event needs --event_model (beats:<BEATs checkpoint> or tagger:<event tagger .pt>)"
 fi
-case ${baselines} in true) models="${models} l0 layerprune" ;; false) ;;
-    *) die "--baselines must be true or false, got ${baselines}" ;; esac
-[ "${baselines}" = false ] || [[ " ${models} " = *" gated "* ]] || die "--baselines true needs gated in --models (their budget)"
+add_baselines
 config_prefix=${conf_dir}/train_s2t_ebf_
 for m in ${models}; do
     [ -f "$(model_config ${m})" ] || die "missing $(model_config ${m}) (--conf_dir)"
@@ -82,8 +80,6 @@ done
 mkdir -p "${datadir}" "${dumpdir}" "${expdir}"
 datadir=$(cd "${datadir}" && pwd); dumpdir=$(cd "${dumpdir}" && pwd); expdir=$(cd "${expdir}" && pwd)
 raw=${dumpdir}/raw
-base_dir=${expdir}/owsm; base_model=${base_dir}/model.pth
-stats_dir=${expdir}/s2t_stats
 threads=$(( OMP_NUM_THREADS / train_nj )); [ ${threads} -ge 1 ] || threads=1
 score_opts="--st_normalise none"
 
@@ -103,7 +99,6 @@ for l in ${src_langs//,/ }; do
 done
 test_sets=${ep_sets# }; sets="train dev test"
 if ${use_voxforge}; then test_sets="${test_sets}${vf_sets}"; sets="${sets} vftest"; fi
-first_st=$(echo ${test_sets} | tr ' ' '\n' | grep _st_ | head -n 1)
 
 if stage_in 1; then
     stage_start 1 "Data preparation: Europarl-ST v1.1 (${src_langs} -> ${tgt_lang})$(${use_voxforge} && echo ' + Voxforge') -> ${datadir}"
@@ -132,48 +127,5 @@ if stage_in 2; then
     stage_end 2
 fi
 
-if stage_in 3; then
-    stage_start 3 "Context embeddings: speaker (${spk_model}) for gated_spk, event (${event_model:-none}) for gated_event"
-    need_context speaker || need_context event || log "Stage 3: no model in --models uses speaker or event context: skipped"
-    for kind in speaker event; do
-        extractor=${spk_model}; [ ${kind} = event ] && extractor=${event_model}
-        # shellcheck disable=SC2046
-        need_context ${kind} && extract_context ${kind} "${extractor}" \
-            $(for d in ${sets}; do echo "${raw}/${d}"; done) -- $(for t in ${test_sets}; do echo "${raw}/${t}"; done)
-    done
-    stage_end 3
-fi
-
-run_stage 4 "Pre-trained model ${owsm_model}: BPE, token list, stats, weights -> ${base_dir}" \
-    prepare_base "${owsm_model}" "${base_dir}" "$(model_config gated)" "${specials}"
-# The pre-trained model's token list, BPE and normalisation (stage 4's train_opts).
-# time_apply_prob=1.0: our texts carry <notimestamps> already (see conf/train_s2t_ebf_gated.yaml).
-# shellcheck disable=SC2046
-train_opts="--use_preprocessor true $(cat "${base_dir}/train_opts" 2>/dev/null || true)
-    --preprocessor_conf time_apply_prob=1.0 --use_tensorboard true --use_matplotlib false"
-run_stage 5 "Collect stats (shapes; normalisation: the pre-trained model's global MVN)" \
-    collect_stats "$(model_config full)" "${raw}/train" "${raw}/dev" "${stats_dir}/train" "${base_dir}/tokens.txt"
-
-if stage_in 6; then
-    stage_start 6 "Training from ${owsm_model}: ${models}"
-    train_models a
-    ${baselines} && train_baselines f
-    stage_end 6
-fi
-
-run_stage 7 "Decoding: beam 5, maxlenratio 0.0, every model x ${test_sets}, ${inference_nj} job(s) per set" decode_models
-run_stage 8 "Scoring: BLEU/chrF (sacrebleu, cased, punctuated) per direction, WER/CER (jiwer) per language" score_models
-
-if stage_in 9; then
-    stage_start 9 "Efficiency (GFLOPs, wall-clock; gated vs full), gate patterns, ${results}"
-    l3=${first_st#test_}
-    profile_models "${first_st}" "${l3%%_*}" "st_${tgt3}" "${expdir}/efficiency/${first_st}.json"
-    plot_gate_patterns
-    stage_end 9
-    # shellcheck disable=SC2086
-    run ${python} "${MAIN_ROOT}/scripts/report.py" --exp "${expdir}" \
-        --data "${datadir}" --models ${models} --test_sets ${test_sets} \
-        --efficiency "${expdir}/efficiency/${first_st}.json" --out "${results}"
-    log "Wrote ${results}"
-fi
+owsm_stages  # 3 contexts, 4 pre-trained model, 5 stats, 6 training, 7 decoding, 8 scoring, 9 report
 log "Finished stages ${stage}-${stop_stage}"

@@ -62,8 +62,7 @@ models="full ${gated_models}"
 check_models full gated gated_spk gated_event
 [[ " ${models} " = *" gated "* ]] || die "--gated_models must include gated (the baselines' budget, the gate plots)"
 [ "${baselines}" = auto ] && { baselines=false; [ "${preset}" = bench ] && baselines=true; }
-case ${baselines} in true) models="${models} l0 layerprune" ;; false) ;;
-    *) die "--baselines must be true, false or auto, got ${baselines}" ;; esac
+add_baselines
 [ "${preset}" = base ] && { models=base; baselines=false; }
 conf=conf/${preset}
 # The base model's config (stage 6a, and the audio length limits of stage 2): the preset's
