@@ -40,7 +40,10 @@ log() {
     local fname=${BASH_SOURCE[1]##*/}
     echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
 }
-die() { log "$*"; exit 1; }
+die() {  # the error, where it was raised, on stderr (seen also from inside $(...)); exit 1
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
+    exit 1
+}
 
 stage_in() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
 run_stage() {  # run_stage K "what" <command...>: a stage whose body is one command

@@ -23,14 +23,14 @@ def test_models_are_checked_with_one_line_errors(tmp_path):
     for models, error in (("full gated_nope", "--models: unknown gated_nope (full gated"),
                           ("gated", "--models must include full (the reference)")):
         proc = bash(f'models="{models}"; check_models ${{known_models}}', tmp_path, check=False)
-        assert proc.returncode == 1 and error in proc.stdout
-        assert len(proc.stdout.strip().splitlines()) == 1
+        assert proc.returncode == 1 and error in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
     out = bash('models="full gated"; baselines=true; add_baselines; echo "$models"', tmp_path).stdout
     assert out == "full gated l0 layerprune\n"
     for models, baselines, error in (("full gated_spk", "true", "--baselines true needs gated in --models"),
                                      ("full gated", "yes", "--baselines must be true or false, got yes")):
         proc = bash(f'models="{models}"; baselines={baselines}; add_baselines', tmp_path, check=False)
-        assert proc.returncode == 1 and error in proc.stdout
+        assert proc.returncode == 1 and error in proc.stderr
 
 
 def test_gate_context_overrides_and_configs_per_model(tmp_path):
@@ -83,5 +83,5 @@ def test_stages_run_in_range_record_their_commands_and_times(tmp_path):
     assert (tmp_path / "stage_times" / "7").is_file() and not (tmp_path / "stage_times" / "8").exists()
     # a failing background job fails the stage
     proc = bash("(exit 3) & wait_all; echo unreachable", tmp_path, check=False)
-    assert proc.returncode == 1 and "a background job failed" in proc.stdout
+    assert proc.returncode == 1 and "a background job failed" in proc.stderr
     assert "unreachable" not in proc.stdout

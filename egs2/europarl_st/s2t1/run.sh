@@ -77,12 +77,6 @@ config_prefix=${conf_dir}/train_s2t_ebf_
 for m in ${models}; do
     [ -f "$(model_config ${m})" ] || die "missing $(model_config ${m}) (--conf_dir)"
 done
-mkdir -p "${datadir}" "${dumpdir}" "${expdir}"
-datadir=$(cd "${datadir}" && pwd); dumpdir=$(cd "${dumpdir}" && pwd); expdir=$(cd "${expdir}" && pwd)
-raw=${dumpdir}/raw
-threads=$(( OMP_NUM_THREADS / train_nj )); [ ${threads} -ge 1 ] || threads=1
-score_opts="--st_normalise none"
-
 iso3() {  # Europarl-ST language code -> OWSM v3.1 token (ISO 639-3)
     case $1 in de) echo deu ;; en) echo eng ;; es) echo spa ;; fr) echo fra ;; it) echo ita ;;
         nl) echo nld ;; pl) echo pol ;; pt) echo por ;; ro) echo ron ;;
@@ -99,6 +93,12 @@ for l in ${src_langs//,/ }; do
 done
 test_sets=${ep_sets# }; sets="train dev test"
 if ${use_voxforge}; then test_sets="${test_sets}${vf_sets}"; sets="${sets} vftest"; fi
+
+mkdir -p "${datadir}" "${dumpdir}" "${expdir}"
+datadir=$(cd "${datadir}" && pwd); dumpdir=$(cd "${dumpdir}" && pwd); expdir=$(cd "${expdir}" && pwd)
+raw=${dumpdir}/raw
+threads=$(( OMP_NUM_THREADS / train_nj )); [ ${threads} -ge 1 ] || threads=1
+score_opts="--st_normalise none"
 
 if stage_in 1; then
     stage_start 1 "Data preparation: Europarl-ST v1.1 (${src_langs} -> ${tgt_lang})$(${use_voxforge} && echo ' + Voxforge') -> ${datadir}"
