@@ -160,7 +160,8 @@ format_set() {  # format_set <kaldi dir> <set> <config: audio length limits> [fo
 # stereo): decoded, down-mixed, resampled to 16 kHz and cut (${raw}/org/<set>), then format_set.
 prepare_audio() {  # prepare_audio <kaldi dir> <set> <config> [format_data opts]
     local src=$1 dset=$2 hash
-    hash=$(inputs_hash "${MAIN_ROOT}/scripts/segment_audio.py" "${src}"/{wav.scp,segments,text,utt2spk})
+    hash=$(inputs_hash "${MAIN_ROOT}/scripts/segment_audio.py" "${src}"/{wav.scp,segments,text,utt2spk} \
+        "$(audio_stamp "${src}/wav.scp")")
     if ! is_done "${raw}/org/${dset}/.done" "${hash}"; then
         run ${python} "${MAIN_ROOT}/scripts/segment_audio.py" --data_dir "${src}" \
             --out "${raw}/org/${dset}" --audio_dir "${dumpdir}/audio/${dset}" --nj "${nj}"

@@ -14,6 +14,7 @@ import soundfile as sf
 import torch
 
 from espnet_ext.gating import force_gates, use_context
+from espnet_ext.gating.gated import span_mask
 from espnet_ext.s2t.inference import Speech2TextGated
 
 pytestmark = pytest.mark.slow
@@ -36,22 +37,29 @@ def decoder(exp, **kw):
 
 
 def diversify_decoder_gates(s2t, wavs, langs, tasks):
-    """Shifts the decoder gate biases so that each unit closes for about half of
-    these utterances (the tiny model keeps its decoder open): rows of one batch
-    then run with different decoder gates. Each cut lies halfway between two
-    utterances' logit margins, so no decision is a near-tie."""
+    """Shifts the decoder gate biases so that the rows of one batch run with different
+    decoder gates (the tiny model keeps its decoder open). Gate j is cut between the
+    utterances of rank k_j and k_j + 1 of its logit margins, k_j = 1 + j mod (B - 1): with
+    every rank a cut of some gate, B utterances get B distinct patterns even where all
+    gates rank the utterances alike. Each cut lies halfway between two margins, so no
+    decision is a near-tie."""
     model = s2t.s2t_model
     context = s2t._batch_context(langs, tasks, None, None)
     wave = torch.stack([s2t._fixed_length(w) for w in wavs])
     with torch.no_grad(), use_context(model, context):
         enc, lens = model.encode(wave, torch.full((len(wavs),), wave.size(1)))
         valid = torch.arange(enc.size(1))[None] < lens[:, None]
-        logits = model.decoder.gate_predictor.logits(enc, valid, context)
+        # as the decoder's compute_gates: the context encode() scoped, pooled over the speech span
+        ctx = model.decoder.scoped_context or context
+        if ctx.speech_span is not None:
+            valid = span_mask(valid, ctx.speech_span)
+        logits = model.decoder.gate_predictor.logits(enc, valid, ctx)
         margin, _ = (logits[..., 1] - logits[..., 0]).sort(0)  # (B, gates)
-        k = len(wavs) // 2
-        assert (margin[k] - margin[k - 1]).min() > 1e-4
+        k = 1 + torch.arange(margin.size(1)) % (len(wavs) - 1)
+        lo, hi = margin.gather(0, (k - 1)[None])[0], margin.gather(0, k[None])[0]
+        assert (hi - lo).min() > 1e-4
         out = [m for m in model.decoder.gate_predictor.modules() if isinstance(m, torch.nn.Linear)][-1]
-        out.bias.view(-1, 2)[:, 1] -= (margin[k - 1] + margin[k]) / 2
+        out.bias.view(-1, 2)[:, 1] -= (lo + hi) / 2
 
 
 def assert_same(one, batched):
