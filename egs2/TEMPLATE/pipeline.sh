@@ -97,6 +97,21 @@ wait_all() {  # waits for every background job; fails if one failed
     [ ${rc} -eq 0 ] || die "a background job failed"
 }
 
+make_dirs() {  # make_dirs <variable>...: creates each dir and makes the variable its absolute path
+    local v
+    for v in "$@"; do
+        mkdir -p "${!v}"
+        printf -v "${v}" '%s' "$(cd "${!v}" && pwd)"
+    done
+}
+share_threads() {  # share_threads <jobs>: threads = OMP_NUM_THREADS / jobs torch threads each (>= 1)
+    threads=$(( OMP_NUM_THREADS / $1 )); [ ${threads} -ge 1 ] || threads=1
+}
+check_event_model() {  # gated_event in --models needs --event_model
+    if need_context event && [ -z "${event_model}" ]; then
+        die "gated_event needs --event_model (beats:<BEATs checkpoint> or tagger:<event tagger .pt>)"
+    fi
+}
 check_expdir() {  # check_expdir "<how it is made>": an exp dir holds one setting's models
     if [ -f "${expdir}/.made_with" ] && [ "$(cat "${expdir}/.made_with")" != "$1" ]; then
         die "${expdir} was made with $(cat "${expdir}/.made_with"), not $1; use another --expdir"

@@ -85,3 +85,15 @@ def test_stages_run_in_range_record_their_commands_and_times(tmp_path):
     proc = bash("(exit 3) & wait_all; echo unreachable", tmp_path, check=False)
     assert proc.returncode == 1 and "a background job failed" in proc.stderr
     assert "unreachable" not in proc.stdout
+
+
+def test_dirs_made_absolute_and_threads_shared(tmp_path):
+    out = bash("d=x/y; e=z; make_dirs d e; echo \"$d $e\"; "
+               "OMP_NUM_THREADS=4; share_threads 2; echo $threads; share_threads 8; echo $threads",
+               tmp_path).stdout.split("\n")
+    assert out[0] == f"{tmp_path}/x/y {tmp_path}/z" and (tmp_path / "x" / "y").is_dir()
+    assert out[1:3] == ["2", "1"]
+    proc = bash('models="full gated_event"; event_model=""; check_event_model', tmp_path, check=False)
+    assert proc.returncode == 1 and "gated_event needs --event_model" in proc.stderr
+    assert bash('models="full gated_event"; event_model=tagger:t.pt; check_event_model; echo ok',
+                tmp_path).stdout == "ok\n"

@@ -53,13 +53,12 @@ cd "$(dirname "$0")"
 . "${MAIN_ROOT}/egs2/TEMPLATE/pipeline.sh"
 
 check_models ${known_models}
-need_context event && [ -z "${event_model}" ] && die "gated_event needs --event_model"
+check_event_model
 add_baselines
 config_prefix=${conf_dir}/train_s2t_ebf_
-mkdir -p "${datadir}" "${dumpdir}" "${expdir}"
-datadir=$(cd "${datadir}" && pwd); dumpdir=$(cd "${dumpdir}" && pwd); expdir=$(cd "${expdir}" && pwd)
+make_dirs datadir dumpdir expdir
 raw=${dumpdir}/raw
-threads=$(( OMP_NUM_THREADS / train_nj )); [ ${threads} -ge 1 ] || threads=1
+share_threads "${train_nj}"
 sets="train dev test"
 # The test subsets (test_<lang>_<task>, from stage 2) and the <lang>/<task> tokens of the data.
 test_sets() { (cd "${raw}" 2>/dev/null && ls -d test_*_* 2>/dev/null || true) | tr '\n' ' '; }

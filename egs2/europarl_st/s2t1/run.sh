@@ -69,9 +69,7 @@ cd "$(dirname "$0")"
 
 # Options are checked before anything is written.
 check_models ${known_models}
-if need_context event && [ -z "${event_model}" ]; then
-    die "gated_event needs --event_model (beats:<BEATs checkpoint> or tagger:<event tagger .pt>)"
-fi
+check_event_model
 add_baselines
 config_prefix=${conf_dir}/train_s2t_ebf_
 for m in ${models}; do
@@ -94,10 +92,9 @@ done
 test_sets=${ep_sets# }; sets="train dev test"
 if ${use_voxforge}; then test_sets="${test_sets}${vf_sets}"; sets="${sets} vftest"; fi
 
-mkdir -p "${datadir}" "${dumpdir}" "${expdir}"
-datadir=$(cd "${datadir}" && pwd); dumpdir=$(cd "${dumpdir}" && pwd); expdir=$(cd "${expdir}" && pwd)
+make_dirs datadir dumpdir expdir
 raw=${dumpdir}/raw
-threads=$(( OMP_NUM_THREADS / train_nj )); [ ${threads} -ge 1 ] || threads=1
+share_threads "${train_nj}"
 score_opts="--st_normalise none"
 
 if stage_in 1; then

@@ -43,8 +43,7 @@ cd "$(dirname "$0")"
 
 case ${preset} in full) conf=conf ;; tiny) conf=conf/tiny ;;
     *) die "unknown --preset ${preset} (full, tiny)" ;; esac
-mkdir -p "${datadir}" "${expdir}"
-datadir=$(cd "${datadir}" && pwd); expdir=$(cd "${expdir}" && pwd)
+make_dirs datadir expdir
 token_dir=${datadir}/token_list/bpe_unigram${nbpe}
 stats_dir=${expdir}/asr_stats_raw_en_bpe${nbpe}
 

@@ -68,8 +68,7 @@ conf=conf/${preset}
 # The base model's config (stage 6a, and the audio length limits of stage 2): the preset's
 # own (tiny), else the one that made pretrained/mini_owsm.
 base_config=${conf}/train_base.yaml; [ -f "${base_config}" ] || base_config=conf/base/train_base.yaml
-mkdir -p "${datadir}" "${dumpdir}" "${expdir}"
-datadir=$(cd "${datadir}" && pwd); dumpdir=$(cd "${dumpdir}" && pwd); expdir=$(cd "${expdir}" && pwd)
+make_dirs datadir dumpdir expdir
 raw=${dumpdir}/raw
 # An exp dir holds one preset's models, fine-tuned from one base model (its files' md5).
 if [ "${base}" = scratch ]; then
@@ -97,7 +96,7 @@ langs=eng,deu,fra,ita; tasks=asr,st_eng
 test_sets="test_eng_asr test_deu_asr test_fra_asr test_ita_asr test_deu_st_eng test_fra_st_eng test_ita_st_eng"
 # --nj jobs side by side (fine-tunes, decodes), OMP_NUM_THREADS/nj torch threads each: on 2
 # cores two 1-thread jobs beat one 2-thread job for these small models.
-threads=$(( OMP_NUM_THREADS / nj )); [ ${threads} -ge 1 ] || threads=1
+share_threads "${nj}"
 train_nj=${nj}; decode_parallel=${nj}
 
 if stage_in 1; then
