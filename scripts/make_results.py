@@ -199,7 +199,10 @@ def compare_section(comparison: dict, models: List[str], subsets: List[str],
           "`scripts/bootstrap.py`), 95% percentile interval, two-sided p (at least "
           f"{2 / (comparison['n_resamples'] + 1):.3f} with this many resamples). Bold: p < 0.05. "
           "(flagged): one of the two models does not listen on that set (above), so the "
-          "difference says nothing about pruning. All in `<exp>/compare.json`.", "",
+          "difference says nothing about pruning. All in `<exp>/compare.json`. The bootstrap "
+          "resamples the test utterances, not the training: another seed of the same fine-tune "
+          "(`scripts/bench/retrain.py --from_model <model> --name <model>_seed1 -- --seed 1`) "
+          "shows how far training randomness alone moves a score.", "",
           "| model | " + " | ".join(f"{s[len('test_'):]} {'BLEU' if '_st_' in s else 'WER'}"
                                    for s in subsets) + " |",
           "| --- |" + " ---: |" * len(subsets)]
