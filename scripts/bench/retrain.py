@@ -79,8 +79,8 @@ def variant_commands(found: dict, exp: Path, name: str, extra: List[str],
 
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[:argv.index("--")] if "--" in argv else argv
+    i = argv.index("--") if "--" in argv else len(argv)  # after "--": training options
+    argv, extra = argv[:i], argv[i + 1:]
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--exp", default="exp", help="The recipe's exp dir (holds commands.sh).")
     p.add_argument("--from_model", required=True, help="Model dir under --exp to vary.")
