@@ -18,6 +18,9 @@ ENCODERS = {
         "espnet_ext.nets.transformer_encoder_token_condition:"
         "TransformerTokenConditionEncoder"
     ),
+    "whisper_token_condition": (
+        "espnet_ext.nets.whisper_token_condition:WhisperTokenConditionEncoder"
+    ),
 }
 DECODERS = {
     "transformer_decoder_token_condition": (
@@ -25,6 +28,9 @@ DECODERS = {
         "TransformerDecoderTokenCondition"
     ),
     "transformer_decoder_l0": "espnet_ext.pruning.structured:TransformerDecoderL0",
+    "whisper_decoder_token_condition": (
+        "espnet_ext.nets.whisper_decoder_token_condition:WhisperDecoderTokenCondition"
+    ),
 }
 S2T_MODELS = {
     "espnet_gated": "espnet_ext.s2t.espnet_model:ESPnetS2TGatedModel",
