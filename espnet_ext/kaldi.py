@@ -1,8 +1,9 @@
 """Kaldi tables (``<key> <value>`` per line): the one reader and writer of data dirs and decoding outputs.
 
 Data dirs (wav.scp, text, utt2spk, *.scp of npy files) and what the decoders write
-(1best_recog/text, gates/*, gflops, decode_seconds) are all such tables. Values may
-contain spaces; keys are unique.
+(1best_recog/text, gates/*, gflops, decode_seconds; read back by
+``espnet_ext.results.read_decode``) are all such tables. Values may contain spaces; keys are
+unique.
 """
 
 import os
@@ -72,25 +73,3 @@ def write_table(
         items.sort(key=lambda kv: kv[0])
     write_text(path, "".join(f"{k} {v}\n" for k, v in items))
 
-
-def decode_stats(model_dir: Union[str, Path], sets: Iterable[str]) -> dict:
-    """Means over the decoded utterances of ``<model_dir>/decode_<set>`` for every set.
-
-    Returns:
-        dict: ``gflops`` and ``seconds`` per utterance, ``closed`` (fraction of the gate
-        decisions of gates/encoder and gates/decoder that closed a unit); None where the
-        tables are missing (a stock model has no gates).
-    """
-    gflops, seconds, closed, total = [], [], 0, 0
-    for s in sets:
-        d = Path(model_dir) / f"decode_{s}"
-        gflops += [float(v) for v in read_table(d / "gflops", missing_ok=True).values()]
-        seconds += [float(v) for v in read_table(d / "decode_seconds", missing_ok=True).values()]
-        for side in ("encoder", "decoder"):
-            for v in read_table(d / "gates" / side, missing_ok=True).values():
-                bits = [c for c in v if c in "01"]
-                closed += bits.count("0")
-                total += len(bits)
-    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
-    return {"gflops": mean(gflops), "seconds": mean(seconds),
-            "closed": closed / total if total else None}

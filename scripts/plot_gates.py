@@ -29,14 +29,10 @@ from typing import List, Optional
 import numpy as np
 
 from espnet_ext.kaldi import read_table
+from espnet_ext.results import gate_bits, read_decode
 
 PROG = "plot_gates"
 FACTORS = ("language", "task", "speaker", "event")
-
-
-def parse_bits(value: str) -> np.ndarray:
-    """'1111 1011' -> (layers, units) 0/1 array."""
-    return np.array([[int(c) for c in group] for group in value.split()], dtype=np.float64)
 
 
 def load(exp: Path, model: str, dump: Path, subsets: List[str]):
@@ -48,30 +44,24 @@ def load(exp: Path, model: str, dump: Path, subsets: List[str]):
     """
     gates, units, labels = defaultdict(list), {}, defaultdict(list)
     for subset in subsets:
-        d = exp / model / f"decode_{subset}" / "gates"
-        tables = {side: read_table(d / side, missing_ok=True) for side in ("encoder", "decoder")}
-        tables = {s: t for s, t in tables.items() if t}
-        if not tables:
-            logging.warning(f"{d}: no gate decisions (not decoded, or not a gated model)")
+        decode = read_decode(exp / model / f"decode_{subset}")
+        if not decode.gates:
+            logging.warning(f"{exp / model / f'decode_{subset}'}: no gate decisions (not decoded, "
+                            "or not a gated model)")
             continue
-        for side, names in read_table(d / "units", missing_ok=True).items():
-            units[side] = names.split()
+        units.update(decode.units)
         _, lang, task = subset.split("_", 2)
         spk = read_table(dump / subset / "utt2spk", missing_ok=True)
         event = read_table(dump / subset / "utt2event", missing_ok=True)
-        utts = sorted(set.intersection(*(set(t) for t in tables.values())))
-        for utt in utts:
-            for side, t in tables.items():
-                gates[side].append(parse_bits(t[utt]))
+        for utt in sorted(set.intersection(*(set(t) for t in decode.gates.values()))):
+            for side, table in decode.gates.items():
+                gates[side].append(np.array(gate_bits(table[utt]), dtype=np.float64))
             labels["language"].append(lang)
             labels["task"].append(task)
             labels["speaker"].append(spk.get(utt, "?"))
             labels["event"].append(event.get(utt, "?"))
     if not labels:
         raise SystemExit(f"{PROG}: no gate decisions under {exp / model}/decode_*/gates")
-    for side in list(gates):
-        units.setdefault(side, ["ffn1", "attn", "cgmlp", "ffn2"] if side == "encoder" else
-                         ["self_attn", "src_attn", "ffn"])
     return {s: np.stack(v) for s, v in gates.items()}, units, {k: np.array(v) for k, v in labels.items()}
 
 

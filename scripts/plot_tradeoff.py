@@ -17,19 +17,12 @@ import json
 import logging
 import statistics
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
+
+from espnet_ext.results import decode_stats
 
 PROG = "plot_tradeoff"
 STYLE = {"full": ("k", "s"), "l0": ("tab:red", "^"), "layerprune": ("tab:orange", "v")}
-
-
-def mean_gflops(model_dir: Path, subsets: List[str]) -> Optional[float]:
-    values = []
-    for s in subsets:
-        path = model_dir / f"decode_{s}" / "gflops"
-        if path.is_file():
-            values += [float(line.split()[1]) for line in path.read_text().splitlines() if line.strip()]
-    return statistics.fmean(values) if values else None
 
 
 def points(exp: Path, models: List[str], subsets: List[str], metric: str) -> Dict[str, dict]:
@@ -41,7 +34,7 @@ def points(exp: Path, models: List[str], subsets: List[str], metric: str) -> Dic
             continue
         scores = json.loads(path.read_text())["subsets"]
         vals = [scores[s][metric] for s in subsets if s in scores and scores[s].get(metric) is not None]
-        g = mean_gflops(exp / m, subsets)
+        g = decode_stats(exp / m, subsets)["gflops"]
         if vals and g is not None:
             out[m] = {"gflops": g, metric: statistics.fmean(vals), "subsets": len(vals)}
     return out

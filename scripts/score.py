@@ -10,18 +10,20 @@ categories P*; apostrophes and hyphens become spaces, as in the corpus), spaces
 collapsed. The mini Europarl references are already normalised this way, so it
 only affects the hypotheses. An utterance without a hypothesis counts as empty.
 
-A model that ignores its input (the same text for every utterance) or loops can still
-get a BLEU or WER, which then means nothing. So each subset also gets, on the normalised
-text: ``distinct_hyp`` / ``distinct_ref``, the fractions of distinct hypotheses and
-references among its utterances, and ``looping``, the fraction of hypotheses with more
-than LOOP_RATIO (2) x the reference's words. A WARNING (also saved in ``warnings``)
-flags distinct_hyp < MIN_DISTINCT (0.5) x distinct_ref or looping > MAX_LOOPING (0.1).
+A model that ignores its input (the same text for every utterance), loops, or writes text
+unrelated to the audio can still get a BLEU or WER, which then means nothing. So each subset
+also gets, on the normalised text (``espnet_ext.results.listen_check``): ``distinct_hyp`` /
+``distinct_ref``, the fractions of distinct hypotheses and references among its utterances,
+and ``looping``, the fraction of hypotheses with more than LOOP_RATIO (2) x the reference's
+words that repeat themselves (at most half their words distinct). A WARNING (also saved in
+``warnings``) flags distinct_hyp < MIN_DISTINCT (0.5) x distinct_ref, looping > MAX_LOOPING
+(0.1), or else WER >= 100 % or BLEU < 1: hypotheses that do not match the audio.
 
 Writes ``<exp>/scores.json``:
 ``{"subsets": {subset: {"lang", "task", "num_utts", "bleu", "chrf" | "wer", "cer",
 "distinct_hyp", "distinct_ref", "looping", "warnings"}}, "signatures": {...},
 "normalisation": "..."}``, and, for the paired bootstrap of stage 9
-(``scripts/bootstrap.py``), ``<exp>/decode_<subset>/per_utt.json``:
+(``espnet_ext.results``), ``<exp>/decode_<subset>/per_utt.json``:
 ``{"subset", "task", "utts": {key: {"hyp", "ref"[, "errors", "words"]}}}`` with the text
 as scored, and for ASR each utterance's word errors (jiwer) and reference words.
 
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import List, Tuple
 
 from espnet_ext.kaldi import read_table
+from espnet_ext.results import listen_check, mismatch_warnings
 
 PROG = "score"
 SPECIAL = re.compile(r"<[^<>\s]*>")
@@ -48,11 +51,6 @@ NORMALISATION = ("special tokens <...> removed; lower case; apostrophes and hyph
 # --st_normalise none: BLEU/chrF on cased, punctuated text (sacrebleu's own 13a tokenisation),
 # as usually reported for Europarl-ST; ASR is always scored with NORMALISATION.
 ST_NONE = "ST: special tokens <...> removed, whitespace collapsed (cased, punctuated); ASR: "
-# The input guard (see above): a model that listens to its input gives about as many
-# distinct hypotheses as there are distinct references, and stops near the reference length.
-MIN_DISTINCT = 0.5  # flag distinct_hyp < MIN_DISTINCT * distinct_ref
-LOOP_RATIO = 2.0  # a hypothesis with more than LOOP_RATIO x the reference's words loops
-MAX_LOOPING = 0.1  # flag more than this fraction of looping hypotheses
 
 
 def normalise(text: str) -> str:
@@ -64,23 +62,6 @@ def normalise(text: str) -> str:
 
 def strip_special(text: str) -> str:
     return " ".join(SPECIAL.sub(" ", text).split())
-
-
-def listen_check(hyp: List[str], ref: List[str]) -> Tuple[dict, List[str]]:
-    """Distinct-hypothesis/reference and looping fractions of normalised texts, and warnings."""
-    n = len(ref)
-    num_hyp, num_ref = len(set(hyp)), len(set(ref))
-    loops = sum(len(h.split()) > LOOP_RATIO * len(r.split()) for h, r in zip(hyp, ref))
-    stats = {"distinct_hyp": num_hyp / n, "distinct_ref": num_ref / n, "looping": loops / n}
-    warnings = []
-    if stats["distinct_hyp"] < MIN_DISTINCT * stats["distinct_ref"]:
-        what = "hypothesis" if num_hyp == 1 else "hypotheses"
-        warnings.append(f"only {num_hyp} distinct {what} for {n} utterances ({num_ref} distinct "
-                        "references): the model ignores its input; its scores mean nothing")
-    if stats["looping"] > MAX_LOOPING:
-        warnings.append(f"{loops} of {n} hypotheses have more than {LOOP_RATIO:g}x the "
-                        "reference's words: the model loops; its scores mean little")
-    return stats, warnings
 
 
 def word_errors(words) -> List[int]:
@@ -138,7 +119,7 @@ def score_subset(exp: Path, dump: Path, subset: str,
     if task == "asr":
         for k, r, e in zip(keys, ref, word_errors(words)):
             utts[k].update(errors=e, words=len(r.split()))
-    out.update(listen, warnings=warnings)
+    out.update(listen, warnings=warnings or mismatch_warnings(out))
     return out, signatures, utts
 
 

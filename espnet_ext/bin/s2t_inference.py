@@ -64,6 +64,7 @@ from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError
 
 from espnet_ext.context.audio import AudioError  # noqa: E402
 from espnet_ext.kaldi import write_text  # noqa: E402
+from espnet_ext.results import count_closed  # noqa: E402
 from espnet_ext.s2t.audio_input import MISMATCH, check_sound_inputs  # noqa: E402
 from espnet_ext.s2t.inference import SEARCHES, Speech2TextGated, format_gates  # noqa: E402
 
@@ -206,15 +207,13 @@ def summarize(records) -> Dict[str, float]:
     out = {"utts": len(records)}
     if records:
         out["gflops"] = sum(float(r["gflops"]) for r in records) / len(records)
-    closed, units = {}, {}
-    for r in records:
-        for side, bits in r["gates"].items():
-            closed[side] = closed.get(side, 0) + bits.count("0")
-            units[side] = units.get(side, 0) + bits.count("0") + bits.count("1")
-    for side in sorted(units, key=lambda side: side != "encoder"):  # encoder first
-        out[f"closed_{side}"] = closed[side] / units[side]
-    if units:
-        out["closed"] = sum(closed.values()) / sum(units.values())
+    sides = sorted({side for r in records for side in r["gates"]}, key=lambda side: side != "encoder")
+    for side in sides:  # encoder first
+        closed, total = count_closed(r["gates"][side] for r in records if side in r["gates"])
+        out[f"closed_{side}"] = closed / total
+    if sides:
+        closed, total = count_closed(bits for r in records for bits in r["gates"].values())
+        out["closed"] = closed / total
     return out
 
 

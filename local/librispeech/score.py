@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from espnet_ext.kaldi import read_table
+from espnet_ext.results import count_closed, read_decode
 
 PROG = "librispeech/score"
 
@@ -70,11 +71,11 @@ def main(argv=None) -> int:
                          f"{res['sub']} sub, {res['del']} del, {res['ins']} ins)")
         gflops, closed = [], []
         for s in args.sets:
-            dec = args.exp / model / f"decode_{s}"
-            gflops += [float(v) for v in read_table(dec / "gflops").values()]
-            for bits in read_table(dec / "gates").values():
-                b = bits.replace(" ", "")
-                closed.append(b.count("0") / len(b))
+            decode = read_decode(args.exp / model / f"decode_{s}")
+            gflops += decode.gflops.values()
+            for bits in decode.gates["encoder"].values():
+                c, total = count_closed([bits])
+                closed.append(c / total)
         rows.append(f"| {model} | " + " | ".join(cells)
                     + f" | {sum(gflops) / len(gflops):.4g} | {sum(closed) / len(closed):.3f} |")
     head = ("| model | " + " | ".join(f"{s} WER (%)" for s in args.sets)

@@ -1,4 +1,4 @@
-"""local/europarl_st (data prep, validation, download, OWSM model dir, report) and
+"""local/europarl_st (data prep, validation, download, OWSM model dir) and
 scripts/segment_audio.py on a miniature Europarl-ST v1.1 tree (tests/europarl_fixture.py)."""
 
 import json
@@ -14,7 +14,6 @@ import pytest
 import soundfile as sf
 
 import europarl_fixture as F
-from espnet_ext.kaldi import decode_stats
 from script_loader import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +27,6 @@ def load(name: str, path: Path):
 
 prep = load("europarl_st_prepare", ROOT / "local" / "europarl_st" / "prepare.py")
 owsm = load("europarl_st_owsm_model", ROOT / "scripts" / "owsm_model.py")
-report = load("europarl_st_report", ROOT / "scripts" / "report.py")
 combine = load("europarl_st_combine", ROOT / "local" / "europarl_st" / "combine.py")
 seg = load("segment_audio", ROOT / "scripts" / "segment_audio.py")
 
@@ -268,52 +266,3 @@ def test_owsm_hub_download_offline_is_one_line_error(tmp_path):
     assert out.stderr.startswith("owsm_model: error: cannot download espnet/owsm_v3.1_ebf "
                                  "from the Hugging Face hub")
     assert len(out.stderr.strip().splitlines()) == 1
-
-
-def test_gate_patterns_per_corpus(tmp_path):
-    exp = tmp_path / "exp" / "gated"
-    gates = {  # 2 encoder layers x 2 units, 1 decoder layer x 3 units
-        "test_deu_asr": {"e1": ("11 01", "111"), "e2": ("11 11", "101")},
-        "vftest_deu_asr": {"v1": ("01 01", "111"), "v2": ("11 00", "111")},
-    }
-    for s, utts in gates.items():
-        d = exp / f"decode_{s}" / "gates"
-        d.mkdir(parents=True)
-        (d / "units").write_text("encoder attn cgmlp\ndecoder self_attn src_attn ffn\n")
-        (d / "encoder").write_text("".join(f"{u} {e}\n" for u, (e, _) in utts.items()))
-        (d / "decoder").write_text("".join(f"{u} {g}\n" for u, (_, g) in utts.items()))
-    corpus = {"e1": "europarl_st", "e2": "europarl_st", "v1": "voxforge", "v2": "voxforge"}
-    pat = report.gate_patterns(exp, list(gates), corpus)
-    ep, vf = pat["groups"]["europarl_st/deu/asr"], pat["groups"]["voxforge/deu/asr"]
-    assert ep["num_utts"] == 2 and ep["encoder"]["per_layer"] == [[1.0, 1.0], [0.5, 1.0]]
-    assert ep["encoder"]["per_unit"] == {"attn": 0.75, "cgmlp": 1.0}
-    assert ep["decoder"]["per_unit"] == {"self_attn": 1.0, "src_attn": 0.5, "ffn": 1.0}
-    assert vf["encoder"]["per_layer"] == [[0.5, 1.0], [0.0, 0.5]]
-    # |diffs|: encoder 0.5 0 0.5 0.5, decoder 0 0.5 0 -> 2.0 / 7
-    diff = pat["corpus_differences"]["deu/asr: europarl_st vs voxforge"]
-    assert diff == pytest.approx(2.0 / 7)
-    assert decode_stats(exp, list(gates))["closed"] == pytest.approx(6 / 28)
-
-
-def test_gate_factor_section(tmp_path):
-    plots = tmp_path / "exp" / "plots"
-    plots.mkdir(parents=True)
-    factors = {"language": {"eta2": 0.05, "groups": 3, "png": "gates_gated_spk_language.png"},
-               "speaker": {"eta2": 0.61, "groups": 12, "png": "gates_gated_spk_speaker.png"},
-               "task": {"eta2": None, "groups": 2, "png": "gates_gated_spk_task.png"}}
-    (plots / "gate_factors_gated_spk.json").write_text(json.dumps(
-        {"model": "gated_spk", "utterances": 40, "closed_fraction": 0.25, "varying_gates": 5,
-         "gates": 14, "factors": factors}))
-    (plots / "gate_factors_gated.json").write_text(json.dumps(
-        {"model": "gated", "utterances": 40, "closed_fraction": 0.3, "varying_gates": 0,
-         "gates": 14, "factors": {}}))
-    md = report.factor_section(plots, ["full", "gated", "gated_spk"], tmp_path / "RESULTS.md")
-    text = "\n".join(md)
-    assert "## Gate variance by factor: full" not in text  # no gates, no section
-    assert "Every gate takes the same decision" in text  # gated: nothing varies
-    rows = [line for line in md if line.startswith("| ") and "gates_gated_spk" in line]
-    # most explained first; links relative to RESULTS.md
-    assert rows == ["| speaker | 12 | 0.610 | [gates_gated_spk_speaker.png](exp/plots/gates_gated_spk_speaker.png) |",
-                    "| language | 3 | 0.050 | [gates_gated_spk_language.png](exp/plots/gates_gated_spk_language.png) |",
-                    "| task | 2 | - | [gates_gated_spk_task.png](exp/plots/gates_gated_spk_task.png) |"]
-    assert "40 utterances, 25.0 % of the gate decisions closed, 5/14 gates vary" in text

@@ -1,5 +1,6 @@
-"""scripts/score.py's input guard and per-utterance data, scripts/bootstrap.py, and the
-sections scripts/make_results.py builds from them, on hand-made decoding outputs."""
+"""scripts/score.py's input guard and per-utterance data, the paired bootstrap of
+espnet_ext.results, and the sections scripts/report.py builds from them, on hand-made
+decoding outputs."""
 
 import json
 import subprocess
@@ -8,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from script_loader import load_script
+
+from espnet_ext import results
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts"
@@ -17,8 +19,6 @@ PREFIX = {ST: "<deu><st_eng><notimestamps>", ASR: "<eng><asr><notimestamps>"}
 N = 50
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
 
-
-bootstrap = load_script("bootstrap")
 
 
 def key(i: int) -> str:
@@ -54,6 +54,9 @@ HYPS = {  # model -> subset -> utterance -> hypothesis (None: not decoded)
     # 10 of 50 repeat themselves (3x the reference's words)
     "loop": {s: {i: " ".join([ref(i)] * 3) if i % 5 == 0 else ref(i) for i in range(N)}
              for s in (ST, ASR)},
+    # fluent, distinct, 3x the reference's words, but about something else (not a loop)
+    "other": {s: {i: f"the members approve the opinion on research number {i} tomorrow and "
+                     f"then vote {i + 1} times again" for i in range(N)} for s in (ST, ASR)},
 }
 
 
@@ -100,8 +103,8 @@ def test_looping_model_is_flagged(scored):
     for s, r in scores(tmp, "loop").items():
         assert r["looping"] == pytest.approx(10 / N), s
         assert r["distinct_hyp"] == pytest.approx(49 / N)  # utt 0 loops, 48 (same ref) not
-        assert r["warnings"] == ["10 of 50 hypotheses have more than 2x the reference's words: "
-                                 "the model loops; its scores mean little"]
+        assert r["warnings"] == ["10 of 50 hypotheses repeat themselves beyond 2x the "
+                                 "reference's words: the model loops; its scores mean little"]
     assert "WARNING: loop test_eng_asr: 10 of 50 hypotheses" in logs["loop"]
 
 
@@ -113,6 +116,23 @@ def test_perfect_model_is_not_flagged(scored):
     assert scores(tmp, "full")[ST]["bleu"] == pytest.approx(100.0)
     assert scores(tmp, "full")[ASR]["wer"] == 0.0
     assert "WARNING" not in logs["full"]
+
+
+def test_unrelated_text_is_a_mismatch_not_a_loop(scored):
+    tmp, logs = scored
+    r = scores(tmp, "other")
+    assert r[ASR]["looping"] == r[ST]["looping"] == 0.0
+    assert r[ASR]["distinct_hyp"] == 1.0 and r[ASR]["wer"] >= 100.0
+    assert r[ASR]["warnings"] == [f"WER {r[ASR]['wer']:.1f} %: the hypotheses do not match the "
+                                  "audio (text unrelated to the references, not a loop); its "
+                                  "scores mean nothing"]
+    assert r[ST]["bleu"] < 1.0
+    assert r[ST]["warnings"] == [f"BLEU {r[ST]['bleu']:.2f}: the hypotheses do not match the audio "
+                                 "(text unrelated to the references, not a loop); its scores mean "
+                                 "nothing"]
+    assert "WARNING: other test_eng_asr: WER" in logs["other"]
+    # a constant model is told as such, not as a mismatch too
+    assert len(scores(tmp, "const")[ASR]["warnings"]) == 1
 
 
 def test_per_utt_errors_add_up_to_jiwer_wer(scored):
@@ -135,11 +155,11 @@ def test_per_utt_errors_add_up_to_jiwer_wer(scored):
 def test_bootstrap_identical_systems():
     rng = np.random.default_rng(1)
     errs, words = rng.integers(0, 4, N), rng.integers(4, 9, N)
-    r = bootstrap.paired_bootstrap_wer(errs, words, errs)
+    r = results.paired_bootstrap_wer(errs, words, errs)
     assert (r["delta"], r["p_value"], r["n_resamples"]) == (0.0, 1.0, 1000)
     assert r["ci_low"] <= 0.0 <= r["ci_high"]
     hyps, refs = [ref(i) if i % 2 else "a b c" for i in range(N)], [ref(i) for i in range(N)]
-    r = bootstrap.paired_bootstrap_bleu(hyps, hyps, refs)
+    r = results.paired_bootstrap_bleu(hyps, hyps, refs)
     assert (r["delta"], r["p_value"]) == (0.0, 1.0)
     assert r["ci_low"] <= 0.0 <= r["ci_high"]
 
@@ -150,17 +170,17 @@ def test_bootstrap_clearly_better_system():
     refs = [ref(i) for i in range(N)]
     wrong = [f"nothing of it {i}" for i in range(N)]
     good = refs[:40] + wrong[40:]
-    r = bootstrap.paired_bootstrap_bleu(good, wrong, refs)
+    r = results.paired_bootstrap_bleu(good, wrong, refs)
     full = sacrebleu.corpus_bleu(good, [refs]).score - sacrebleu.corpus_bleu(wrong, [refs]).score
     assert r["delta"] == pytest.approx(full)
     assert 0 < r["ci_low"] <= r["delta"] <= r["ci_high"] and r["p_value"] < 0.05
 
     words = np.full(N, 7)
     errs_a, errs_b = np.r_[np.zeros(40, int), np.full(10, 7)], np.full(N, 7)
-    r = bootstrap.paired_bootstrap_wer(errs_a, words, errs_b)
+    r = results.paired_bootstrap_wer(errs_a, words, errs_b)
     assert r["delta"] == pytest.approx(100 * (70 - 350) / 350)  # corpus WER 20% - 100%
     assert r["ci_low"] <= r["delta"] <= r["ci_high"] < 0 and r["p_value"] < 0.05
-    swapped = bootstrap.paired_bootstrap_wer(errs_b, words, errs_a)
+    swapped = results.paired_bootstrap_wer(errs_b, words, errs_a)
     assert swapped["delta"] == -r["delta"] and swapped["p_value"] == r["p_value"]
 
 
@@ -168,19 +188,19 @@ def test_bootstrap_small_difference_is_not_significant():
     words, errs = np.full(N, 7), np.ones(N, int)
     worse = errs.copy()
     worse[3] += 1  # one more error in one utterance
-    r = bootstrap.paired_bootstrap_wer(worse, words, errs, seed=3)
+    r = results.paired_bootstrap_wer(worse, words, errs, seed=3)
     assert r["delta"] == pytest.approx(100 / 350)
     assert r["ci_low"] <= 0.0 <= r["ci_high"] and r["p_value"] > 0.5
     with pytest.raises(ValueError, match="same utterances"):
-        bootstrap.paired_bootstrap_wer(errs[:-1], words[:-1], errs)
+        results.paired_bootstrap_wer(errs[:-1], words[:-1], errs)
     with pytest.raises(ValueError, match="same utterances"):
-        bootstrap.paired_bootstrap_bleu(["a b"], ["a b", "c"], ["a b", "c"])
+        results.paired_bootstrap_bleu(["a b"], ["a b", "c"], ["a b", "c"])
 
 
-def test_make_results_flags_and_compares(scored):
+def test_report_flags_and_compares(scored):
     tmp, _ = scored
     out = tmp / "RESULTS.md"
-    proc = run("make_results.py", "--exp", tmp / "exp", "--preset", "tiny", "--models",
+    proc = run("report.py", "--exp", tmp / "exp", "--preset", "tiny", "--models",
                *HYPS, "--test_sets", ST, ASR, "--out", out)
     md = out.read_text()
     assert "## Do the models listen?" in md
@@ -189,13 +209,14 @@ def test_make_results_flags_and_compares(scored):
     assert "| full | 0.96 (0.00) | 0.96 (0.00) |" in md
     assert (f"**Warning**: const {ST}: only 1 distinct hypothesis for 50 utterances (48 distinct "
             "references): the model ignores its input; its scores mean nothing.") in md
-    assert f"**Warning**: loop {ASR}: 10 of 50 hypotheses have more than 2x" in md
+    assert f"**Warning**: loop {ASR}: 10 of 50 hypotheses repeat themselves beyond 2x" in md
+    assert f"**Warning**: other {ASR}: WER " in md
     assert "**Warning**: full" not in md and "**Warning**: gated" not in md
     assert "WARNING: const test_deu_st_eng" in proc.stderr
 
     comparison = json.loads((tmp / "exp" / "compare.json").read_text())
     assert comparison["reference"] == "full"
-    assert set(comparison["models"]) == {"gated", "const", "loop"}
+    assert set(comparison["models"]) == {"gated", "const", "loop", "other"}
     sc = {m: scores(tmp, m) for m in HYPS}
     for m, sets in comparison["models"].items():
         for s, r in sets.items():
