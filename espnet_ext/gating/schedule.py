@@ -2,9 +2,13 @@
 
 tau(step) goes from ``tau_ini`` to ``tau_end`` over ``tau_cooldown_steps`` and
 then stays; the sparsity target s*(step) ramps linearly from ``sparsity_init``
-to ``sparsity_end`` over ``sparsity_warmup_steps``. The step counter is a
-buffer, so it is saved with the model and ``--resume true`` continues both
-schedules where they were.
+to ``sparsity_end`` over ``sparsity_warmup_steps``. Steps are optimizer steps:
+the buffer ``forwards`` counts training forward passes (saved with the model, so
+``--resume true`` continues both schedules where they were) and ``step``
+turns it into the optimizer steps ESPnet's trainer has taken, one per
+``accum_grad`` batches, restarting its count every epoch of
+``batches_per_epoch`` batches (``espnet_ext.gating.plan`` sets it at start-up
+and checks that the run reaches both ends).
 
 Two ways to hold the fraction of closed units g at s*:
 - "penalty" (ICLR 2025): ``alpha * (|g - s*| + (g - s*)^2)``. Whether it wins
@@ -27,6 +31,21 @@ from typeguard import typechecked
 TAU_SCHEDULES = ("linear", "exp")
 SPARSITY_LOSSES = ("abs_squared", "squared")
 SPARSITY_CONTROLS = ("penalty", "lagrangian")
+
+
+def optimizer_steps(forwards: int, accum_grad: int = 1,
+                    batches_per_epoch: Optional[int] = None) -> int:
+    """Optimizer steps ESPnet's trainer has taken after ``forwards`` training batches.
+
+    Within an epoch it steps after every ``accum_grad``-th batch (its count
+    restarts every epoch); the last ``batches_per_epoch % accum_grad`` batches of
+    an epoch are stepped with the next epoch's first ``accum_grad`` (ESPnet does
+    not zero their gradients). ``batches_per_epoch`` None: forwards // accum_grad.
+    """
+    if batches_per_epoch is None or batches_per_epoch % accum_grad == 0:
+        return forwards // accum_grad
+    epochs, rest = divmod(forwards, batches_per_epoch)
+    return epochs * (batches_per_epoch // accum_grad) + rest // accum_grad
 
 
 class Multipliers(torch.nn.Module):
@@ -64,12 +83,17 @@ class GateSchedule(torch.nn.Module):
             (multipliers trained by ascent, see the module docstring).
         sparsity_lambda_lr (float): Learning rate of the multipliers ("lagrangian").
         accum_grad (int): Forward passes per optimizer step.
+        batches_per_epoch (int): Training batches per epoch (ESPnet's
+            ``num_iters_per_epoch``); None: ``step`` = forwards // accum_grad.
+            ESPnet counts ``accum_grad`` from 1 again every epoch, so with
+            ``batches_per_epoch % accum_grad != 0`` the last batches of an epoch
+            join the next epoch's first step.
     """
 
     KEYS = (
         "tau_ini tau_end tau_cooldown_steps tau_schedule sparsity_init sparsity_end "
         "sparsity_warmup_steps sparsity_loss_weight sparsity_loss_type sparsity_control "
-        "sparsity_lambda_lr accum_grad"
+        "sparsity_lambda_lr accum_grad batches_per_epoch"
     ).split()
 
     @typechecked
@@ -87,6 +111,7 @@ class GateSchedule(torch.nn.Module):
         sparsity_control: str = "penalty",
         sparsity_lambda_lr: float = 0.2,
         accum_grad: int = 1,
+        batches_per_epoch: Optional[int] = None,
     ):
         super().__init__()
         self.register_buffer("forwards", torch.zeros((), dtype=torch.long))
@@ -103,6 +128,7 @@ class GateSchedule(torch.nn.Module):
             sparsity_control=sparsity_control,
             sparsity_lambda_lr=sparsity_lambda_lr,
             accum_grad=accum_grad,
+            batches_per_epoch=batches_per_epoch,
         )
 
     def configure(self, **conf) -> None:
@@ -131,11 +157,17 @@ class GateSchedule(torch.nn.Module):
                 raise ValueError(f"{key} must be in [0, 1], got {getattr(self, key)}")
         if self.accum_grad < 1:
             raise ValueError(f"accum_grad must be >= 1, got {self.accum_grad}")
+        if self.batches_per_epoch is not None and self.batches_per_epoch < 1:
+            raise ValueError(f"batches_per_epoch must be >= 1, got {self.batches_per_epoch}")
 
     @property
     def step(self) -> int:
-        """Optimizer steps taken so far."""
-        return int(self.forwards) // self.accum_grad
+        """Optimizer steps taken so far (before the current forward's)."""
+        return self.steps_after(int(self.forwards))
+
+    def steps_after(self, forwards: int) -> int:
+        """Optimizer steps after ``forwards`` training batches (``optimizer_steps``)."""
+        return optimizer_steps(forwards, self.accum_grad, self.batches_per_epoch)
 
     def tick(self) -> None:
         """Counts one training forward pass."""

@@ -19,7 +19,7 @@ from typing import List
 
 import torch
 
-from espnet_ext.gating.schedule import Multipliers
+from espnet_ext.gating.schedule import Multipliers, optimizer_steps
 
 
 class Lagrangian(Multipliers):
@@ -30,9 +30,15 @@ class Lagrangian(Multipliers):
         target_init (float): Target at step 0 (1.0 = the unpruned size).
         warmup_steps (int): Optimizer steps of the linear ramp.
 
-    The step counter is a buffer (saved with the model, so ``--resume``
-    continues the ramp); the model calls ``tick()`` once per training step.
+    The buffer ``step`` counts training forward passes (saved with the model, so
+    ``--resume`` continues the ramp); the model calls ``tick()`` once per
+    training forward, and the ramp runs on the optimizer steps they make
+    (``accum_grad``, ``batches_per_epoch``: set by the task and at training
+    start-up, see ``espnet_ext.gating.schedule.optimizer_steps``).
     """
+
+    accum_grad = 1
+    batches_per_epoch = None
 
     def __init__(self, target_end: float, target_init: float = 1.0, warmup_steps: int = 0):
         super().__init__()
@@ -47,8 +53,9 @@ class Lagrangian(Multipliers):
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
     def target(self, step: int = None) -> float:
-        """The target t at ``step`` (default: the current step)."""
-        step = int(self.step) if step is None else step
+        """The target t at optimizer step ``step`` (default: the current one)."""
+        if step is None:
+            step = optimizer_steps(int(self.step), self.accum_grad, self.batches_per_epoch)
         if self.warmup_steps == 0 or step >= self.warmup_steps:
             return self.target_end
         frac = step / self.warmup_steps

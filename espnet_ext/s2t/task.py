@@ -26,6 +26,8 @@ from espnet_ext.gating.schedule import (
     Multipliers,
 )
 
+SCHEDULE_CHECKS = ("error", "warn")
+
 OPTIONS = [
     ("tau_ini", float, 1.0, "Initial Gumbel-softmax temperature."),
     ("tau_end", float, 0.1, "Final Gumbel-softmax temperature."),
@@ -58,6 +60,14 @@ OPTIONS = [
     ),
     ("gate_lr_scale", float, 1.0, "Learning rate of the gate predictors as a multiple of lr."),
     (
+        "schedule_check",
+        str,
+        "error",
+        "error | warn: a run whose optimizer steps (max_epoch x num_iters_per_epoch / accum_grad) "
+        "end before tau_cooldown_steps or sparsity_warmup_steps stops before its first step, "
+        "or only warns (runs cut short on purpose).",
+    ),
+    (
         "sparsity_loss_type",
         str,
         "abs_squared",
@@ -72,7 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         return
     group = parser.add_argument_group("Context-aware dynamic pruning (espnet_ext)")
     for name, type_, default, help_ in OPTIONS:
-        group.add_argument(f"--{name}", type=type_, default=default, help=help_)
+        choices = SCHEDULE_CHECKS if name == "schedule_check" else None
+        group.add_argument(f"--{name}", type=type_, default=default, help=help_, choices=choices)
 
 
 def schedule_conf(args: argparse.Namespace) -> dict:
@@ -167,6 +178,9 @@ def install(task_cls) -> None:
         schedule = getattr(model, "gate_schedule", None)
         if isinstance(schedule, GateSchedule):
             schedule.configure(**schedule_conf(args))
+        lagrangian = getattr(model, "lagrangian", None)  # espnet_l0's FLOPs-target ramp
+        if lagrangian is not None and hasattr(lagrangian, "accum_grad"):
+            lagrangian.accum_grad = getattr(args, "accum_grad", 1) or 1
         return model
 
     build_optimizers = task_cls.build_optimizers.__func__
@@ -178,6 +192,10 @@ def install(task_cls) -> None:
         if callable(split):
             split(optimizers[0])
         return optimizers
+
+    from espnet_ext.gating import plan
+
+    plan.install(task_cls.trainer)  # start-up figures in optimizer steps, checked before step 1
 
     task_cls.add_task_arguments = classmethod(_add_task_arguments)
     task_cls.build_model = classmethod(_build_model)

@@ -110,7 +110,7 @@ def test_killed_training_resumes_to_identical_model(tiny_corpus, tiny_config, tm
     def cmd(out):  # --resume true, as the recipe passes it
         return [sys.executable, "-m", "espnet_ext.bin.s2t_train",
                 *train_args(tiny_corpus, tiny_config, out), "--max_epoch", "2",
-                "--num_iters_per_epoch", "6", "--log_interval", "2",
+                "--num_iters_per_epoch", "6", "--log_interval", "2", "--schedule_check", "warn",
                 "--use_tensorboard", "false", "--keep_nbest_models", "5"]
 
     whole, split = tmp_path / "whole", tmp_path / "split"
@@ -172,7 +172,7 @@ def test_kill_during_checkpoint_write_keeps_the_resume_point(tiny_corpus, tiny_c
 
     out = tmp_path / "exp"
     args = [*train_args(tiny_corpus, tiny_config, out), "--max_epoch", "3",
-            "--num_iters_per_epoch", "4", "--use_tensorboard", "false"]
+            "--num_iters_per_epoch", "4", "--use_tensorboard", "false", "--schedule_check", "warn"]
     killed = subprocess.run([sys.executable, str(ROOT / "tests" / "killed_save_train.py"), *args],
                             capture_output=True, text=True, env=env(), cwd=ROOT)
     assert killed.returncode == 137, killed.stderr[-3000:]
