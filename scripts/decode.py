@@ -22,7 +22,8 @@ killed mid-way resumes where it stopped (``decode_<subset>/logdir/decoded.jsonl`
 into N contiguous parts (``decode_<subset>/logdir/keys.<j>.scp``), decoded by N
 ``s2t_inference`` processes side by side (``--key_file``, output in
 ``logdir/output.<j>``, log ``logdir/decode.<j>.log``; with ``--ngpu 1`` job j
-sees GPU (j - 1) mod #GPUs), then merged into ``decode_<subset>/``: the same
+gets the ((j - 1) mod #GPUs)-th GPU this process may use: an entry of its own
+``CUDA_VISIBLE_DEVICES`` when set, e.g. 4,5,6,7 -> jobs on 4, 5, 6, 7, 4, ...), then merged into ``decode_<subset>/``: the same
 files as one job writes (``decode_seconds`` aside). Each job resumes on its own.
 
 Usage:
@@ -41,7 +42,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import torch
 
@@ -78,19 +79,40 @@ def gpus_requested(extra: List[str]) -> bool:
     return "--ngpu" in extra and int(extra[extra.index("--ngpu") + 1]) > 0
 
 
+def visible_gpus(parent: Optional[str], count: int) -> List[str]:
+    """The GPUs this process may use, each as a child's ``CUDA_VISIBLE_DEVICES`` names it.
+
+    Args:
+        parent: This process's ``CUDA_VISIBLE_DEVICES`` (None: unset, every GPU).
+        count: ``torch.cuda.device_count()``: the GPUs CUDA sees (the listed ones up
+            to the first it does not know).
+
+    Returns:
+        list of str: ``0 .. count-1`` when unset, else the first ``count`` entries
+            of the list (indices or GPU-/MIG- UUIDs, as given).
+    """
+    if parent is None:
+        return [str(i) for i in range(count)]
+    return [d.strip() for d in parent.split(",") if d.strip()][:count]
+
+
 def decode_split(cmd: List[str], out: Path, wav_scp: Path, nj: int, gpu: bool) -> dict:
     """Decodes ``cmd``'s input in ``nj`` processes and merges their outputs into ``out``."""
     logdir = out / "logdir"
     key_files = split_keys(wav_scp, nj, logdir)
-    num_gpus = torch.cuda.device_count() if gpu else 0
+    parent = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpus = visible_gpus(parent, torch.cuda.device_count()) if gpu else []
+    if gpu and not gpus:
+        sys.exit(f"{PROG}: --ngpu 1 but no GPU is visible (CUDA_VISIBLE_DEVICES="
+                 f"{'unset' if parent is None else repr(parent)})")
     jobs = []
     for j, keys in enumerate(key_files, start=1):
         job_out = logdir / f"output.{j}"
         if (job_out / ".done").exists():
             continue
         env = dict(os.environ)
-        if num_gpus:
-            env["CUDA_VISIBLE_DEVICES"] = str((j - 1) % num_gpus)
+        if gpus:  # one of the parent's GPUs, by its name there (not its index here)
+            env["CUDA_VISIBLE_DEVICES"] = gpus[(j - 1) % len(gpus)]
         job_cmd = cmd + ["--key_file", str(keys), "--output_dir", str(job_out)]
         log = logdir / f"decode.{j}.log"
         with log.open("w") as f:
