@@ -91,9 +91,16 @@ audio_stamp() {  # audio_stamp <wav.scp>: path, size and mtime of each audio fil
 }
 next_letter() { echo "$1" | tr 'a-y' 'b-z'; }  # stage labels: 6a, 6b, ...
 is_done() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }  # is_done <.done file> <hash>
-wait_all() {  # waits for every background job; fails if one failed
+# Background jobs: start one with `<command> & spawned`; wait_all waits on the PIDs recorded
+# that way. (`jobs -p` would miss a job that already finished, and its failure with it: bash
+# drops a finished job from its job table, but `wait <pid>` still returns its exit status.)
+bg_pids=()
+spawned() { bg_pids+=("$!"); }  # right after `... &`: records that job's PID
+wait_all() {  # waits for every job recorded by spawned (and any other still running); fails if one failed
     local pid rc=0
-    for pid in $(jobs -p); do wait "${pid}" || rc=1; done
+    for pid in ${bg_pids[@]+"${bg_pids[@]}"}; do wait "${pid}" || rc=1; done
+    bg_pids=()
+    for pid in $(jobs -p); do wait "${pid}" || rc=1; done  # a job started without spawned
     [ ${rc} -eq 0 ] || die "a background job failed"
 }
 
@@ -325,8 +332,9 @@ train_model() {  # train_model <model> <stage label, e.g. 6b> <torch threads> [<
                   --init_file_prefix "${out}/.dist_init_" --multiprocessing_distributed true --)
     fi
     # Progress: one line per epoch; the whole log is in ${out}/train.log (appended: a resumed
-    # training keeps the earlier epochs' lines). MKL_NUM_THREADS too: with both set, torch
-    # follows it (path.sh exports both).
+    # training keeps the earlier epochs' lines; through ESPnet's launcher a resumed run's log
+    # is a fresh train.log, the earlier ones renamed train.1.log, train.2.log, ...).
+    # MKL_NUM_THREADS too: with both set, torch follows it (path.sh exports both).
     # shellcheck disable=SC2086
     if [ ${#launcher[@]} -gt 0 ]; then
         run "${launcher[@]}" ${python} -m espnet_ext.bin.s2t_train ${opts} --ngpu "${ngpu}" \
@@ -339,7 +347,8 @@ train_model() {  # train_model <model> <stage label, e.g. 6b> <torch threads> [<
         tail -n 30 "${out}/train.log"; log "training ${model} failed"; return 1
     fi
     [ -e "${out}/valid.acc.ave.pth" ] || { tail -n 30 "${out}/train.log"; log "no ${out}/valid.acc.ave.pth"; return 1; }
-    # the epochs' own time: a resumed run adds its epochs to the earlier runs' ones
+    # the epochs' own time: a resumed run adds its epochs to the earlier runs' ones (read from
+    # train.log and, after ESPnet's launcher, the renamed train.<N>.log of the earlier runs)
     ${python} "${MAIN_ROOT}/scripts/train_seconds.py" "${out}/train.log" > "${out}/train_seconds"
     touch "${out}/.done"
 }
@@ -358,7 +367,7 @@ train_models() {  # train_models <first label letter>
         stage_did_work=true
         n=${threads}
         [ $(( i + 1 )) -eq ${#todo[@]} ] && [ ${running} -eq 0 ] && n=$(( threads * train_nj ))
-        train_model "${todo[i]%:*}" "${todo[i]#*:}" ${n} &
+        train_model "${todo[i]%:*}" "${todo[i]#*:}" ${n} & spawned
         running=$(( running + 1 ))
         if [ ${running} -ge ${train_nj} ]; then wait_all; running=0; fi
     done
@@ -399,7 +408,7 @@ train_baselines() {  # train_baselines <label letter of the target, e.g. f: 6f t
     for model in l0_train layerprune; do  # side by side
         [ -f "${expdir}/${model}/.done" ] && continue
         stage_did_work=true
-        train_model ${model} "6$([ ${model} = l0_train ] && echo "${l0l}" || echo "${lpl}")" "${threads}" &
+        train_model ${model} "6$([ ${model} = l0_train ] && echo "${l0l}" || echo "${lpl}")" "${threads}" & spawned
     done
     wait_all
     if [ ! -f "${expdir}/l0/.done" ]; then
@@ -417,7 +426,8 @@ train_baselines() {  # train_baselines <label letter of the target, e.g. f: 6f t
 # beam 5, maxlenratio 0. One process per model (ESPnet's import costs more than a small
 # set), ${decode_parallel} at a time with ${threads} threads each; with fewer models than
 # that, each model's sets are dealt out to ${decode_parallel} processes. Each set is split
-# into ${inference_nj} jobs (GPUs: job j on GPU (j-1) mod #GPUs), each resumable, then merged.
+# into ${inference_nj} jobs (GPUs: job j on the ((j-1) mod #GPUs)-th GPU of CUDA_VISIBLE_DEVICES,
+# or of all GPUs when it is unset), each resumable, then merged.
 # The lean search (the CLI's default) computes the source K/V once per utterance for every
 # model, stock or gated. --src_kv_cache false matters only with --search espnet: the gated
 # decoders then recompute them at every step, as the stock one does (like for like).
@@ -445,7 +455,7 @@ decode_models() {
                     --maxlenratio 0.0 --batch_size "${inference_batch_size}" --src_kv_cache false \
                     > "${dlog}" 2>&1 || { tail -n 30 "${dlog}"; log "decoding ${model} failed"; exit 1; }
                 grep -h "^decoded " "${dlog}" | sed 's/^/  /'
-            ) &
+            ) & spawned
             running=$(( running + 1 ))
             if [ ${running} -ge ${decode_parallel} ]; then wait_all; running=0; fi
         done

@@ -82,9 +82,27 @@ def test_stages_run_in_range_record_their_commands_and_times(tmp_path):
     assert (tmp_path / "commands.sh").read_text() == "echo 7\n"
     assert (tmp_path / "stage_times" / "7").is_file() and not (tmp_path / "stage_times" / "8").exists()
     # a failing background job fails the stage
-    proc = bash("(exit 3) & wait_all; echo unreachable", tmp_path, check=False)
+    proc = bash("(exit 3) & spawned; wait_all; echo unreachable", tmp_path, check=False)
     assert proc.returncode == 1 and "a background job failed" in proc.stderr
     assert "unreachable" not in proc.stdout
+
+
+def test_wait_all_waits_on_the_pids_it_started(tmp_path):
+    # a job that failed and was reaped before wait_all: `jobs -p` no longer lists it
+    # (this returned 0 when wait_all waited on $(jobs -p)); its recorded PID still fails
+    proc = bash('(exit 3) & spawned; sleep 0.5; echo "listed: [$(jobs -p)]"; wait_all; echo unreachable',
+                tmp_path, check=False)
+    assert "listed: []" in proc.stdout  # the race, made certain
+    assert proc.returncode == 1 and "a background job failed" in proc.stderr
+    assert "unreachable" not in proc.stdout
+    # finished and running jobs, recorded or not, are all waited for; the record is cleared
+    out = bash("(exit 0) & spawned; sleep 0.3; (sleep 0.5; touch a) & spawned; (sleep 0.5; touch b) & "
+               'wait_all; ls a b; echo "left: ${#bg_pids[@]}"; wait_all; echo ok', tmp_path).stdout
+    assert out == "a\nb\nleft: 0\nok\n"
+    # several failures among successes: still one failure
+    proc = bash("for i in 1 2 3; do (exit $(( i % 2 ))) & spawned; done; sleep 0.3; wait_all",
+                tmp_path, check=False)
+    assert proc.returncode == 1 and proc.stderr.count("a background job failed") == 1
 
 
 def test_dirs_made_absolute_and_threads_shared(tmp_path):
