@@ -158,7 +158,7 @@ if stage_in 5; then
     for dset in ${stat_sets}; do  # side by side
         config=${conf}/train_full.yaml; [ ${dset} = pretrain ] && config=${base_config}
         [ -f "${stats_dir}/${dset}/.done" ] || stage_did_work=true
-        collect_stats "${config}" "${raw}/${dset}" "${raw}/dev" "${stats_dir}/${dset}" "${token_dir}/tokens.txt" &
+        collect_stats "${config}" "${raw}/${dset}" "${raw}/dev" "${stats_dir}/${dset}" "${token_dir}/tokens.txt" & spawned
     done
     wait_all
     stage_end 5
