@@ -36,6 +36,9 @@ S2T_MODELS = {
     "espnet_gated": "espnet_ext.s2t.espnet_model:ESPnetS2TGatedModel",
     "espnet_l0": "espnet_ext.pruning.espnet_model:ESPnetS2TL0Model",
 }
+S2T_PREPROCESSORS = {
+    "s2t_whisper": "espnet_ext.whisper.preprocessor:S2TWhisperPreprocessor",
+}
 ASR_MODELS = {
     "espnet_gated": "espnet_ext.asr.espnet_model:ESPnetASRGatedModel",
 }
@@ -61,7 +64,7 @@ def register_task(task_module) -> None:
     if task_module.__name__ == "espnet2.tasks.s2t":
         from espnet_ext.s2t import task
 
-        tables.append(("model_choices", S2T_MODELS))
+        tables += [("model_choices", S2T_MODELS), ("preprocessor_choices", S2T_PREPROCESSORS)]
         task.install(task_module.S2TTask)
     elif task_module.__name__ == "espnet2.tasks.asr":
         from espnet_ext.s2t import task

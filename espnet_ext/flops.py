@@ -107,11 +107,13 @@ def encoder_spent(encoder, n_frames: int, gates: torch.Tensor) -> float:
     """MACs an encoder pass spends for one utterance with these gates.
 
     Args:
-        encoder: ``EBranchformerTokenConditionEncoder``.
+        encoder: A gated encoder (E-Branchformer: its merge counted once per open merge).
         n_frames (int): Frames after subsampling.
         gates (torch.Tensor): (layers, units) 0/1 gates.
     """
     gates = gates.detach().double().cpu()
+    if not hasattr(encoder.encoders[0], "depthwise_conv_fusion"):  # no shared merge: units add up
+        return float((encoder.unit_costs(n_frames) * gates).sum())
     names = encoder_unit_names(encoder)
     units = dict(zip(names, range(len(names))))
     costs = encoder_units(encoder, n_frames)
@@ -170,6 +172,8 @@ def subsampling(encoder, n_input_frames: int, feat_dim: int) -> int:
     # Decoding counts every utterance: trace each input shape once, not a
     # second subsampling forward per utterance (~8 % of a small model's decode).
     embed = encoder.embed
+    if hasattr(embed, "macs"):  # an input layer that counts itself (Whisper's: raw audio in)
+        return embed.macs(n_input_frames)
     counts = _subsampling_macs.setdefault(embed, {})
     if (n_input_frames, feat_dim) not in counts:
         p = next(encoder.parameters())

@@ -40,6 +40,7 @@ import yaml
 
 PROG = "owsm_model"
 DEFAULT_TAG = "espnet/owsm_v3.1_ebf"
+WHISPER = "whisper:"  # whisper:base, whisper:/path/model.pt, whisper:/path/ct2_dir
 ALWAYS = ("<na>", "<notimestamps>", "<sos>", "<eos>", "<sop>")
 # Options of these sections that change the shape or meaning of pre-trained weights.
 ARCH = {
@@ -58,7 +59,20 @@ class ModelError(ValueError):
 
 
 def fetch(model: str, cache_dir: Optional[Path] = None) -> Path:
-    """A local model directory: ``model`` itself, or its Hugging Face snapshot."""
+    """A local model directory: ``model`` itself, its Hugging Face snapshot, or for
+    ``whisper:<spec>`` Whisper written in this layout (``espnet_ext.whisper.export``, once)."""
+    if model.startswith(WHISPER):
+        from espnet_ext.whisper.export import export
+        from espnet_ext.whisper.load import default_cache_dir
+
+        spec = model[len(WHISPER):]
+        out = (cache_dir or default_cache_dir()) / "espnet" / spec.strip("/").replace("/", "_")
+        if not (out / "meta.yaml").is_file():
+            try:
+                export(spec, out, cache_dir)
+            except (ValueError, OSError, RuntimeError) as e:
+                raise ModelError(f"{model}: {e}") from e
+        return out
     if Path(model).is_dir():
         return Path(model).resolve()
     if "/" not in model or model.startswith((".", "/")):
@@ -100,12 +114,14 @@ def resolve(root: Path, path: Optional[str]) -> Optional[Path]:
     return p if p.is_absolute() else root / p
 
 
-def check_specials(tokens: List[str], bpe: Path, specials: Sequence[str]) -> None:
+def check_specials(tokens: List[str], bpe: Optional[Path], specials: Sequence[str]) -> None:
     import sentencepiece as spm
 
     missing = [t for t in list(ALWAYS) + list(specials) if t not in tokens]
     if missing:
         raise ModelError(f"token list lacks {' '.join(missing)} (needed by the data)")
+    if bpe is None:  # a tokenizer that keeps the token list's <...> tags whole (Whisper's)
+        return
     sp = spm.SentencePieceProcessor(model_file=str(bpe))
     split = [t for t in specials
              if sp.piece_to_id(t) == sp.unk_id() or t not in sp.encode(t, out_type=str)]
@@ -138,22 +154,29 @@ def prepare(model: str, out: Path, config: Optional[Path] = None,
         tokens = resolve(root, tokens).read_text(encoding="utf-8").split()
     if not tokens:
         raise ModelError(f"{files['config']}: no token_list")
-    bpe = resolve(root, conf.get("bpemodel"))
-    if conf.get("token_type") != "bpe" or bpe is None or not bpe.is_file():
+    whisper = conf.get("preprocessor") == "s2t_whisper"  # Whisper's own tokenizer, no BPE file
+    bpe = None if whisper else resolve(root, conf.get("bpemodel"))
+    if whisper:
+        check_specials(tokens, None, specials)
+    elif conf.get("token_type") != "bpe" or bpe is None or not bpe.is_file():
         raise ModelError(f"{files['config']}: token_type bpe with an existing bpemodel needed "
                          f"(token_type {conf.get('token_type')!r}, bpemodel {bpe})")
-    check_specials(tokens, bpe, specials)
+    else:
+        check_specials(tokens, bpe, specials)
     if config is not None:
         check_arch(conf, yaml.safe_load(config.read_text()), config)
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(bpe, out / "bpe.model")
     (out / "tokens.txt").write_text("\n".join(tokens) + "\n", encoding="utf-8")
     link = out / "model.pth"
     if link.is_symlink() or link.exists():
         link.unlink()
     os.symlink(files["model"].resolve(), link)
-    opts = ["--token_list", str((out / "tokens.txt").resolve()), "--token_type", "bpe",
-            "--bpemodel", str((out / "bpe.model").resolve())]
+    opts = ["--token_list", str((out / "tokens.txt").resolve())]
+    if whisper:
+        opts += ["--token_type", "word", "--preprocessor", "s2t_whisper"]
+    else:
+        shutil.copyfile(bpe, out / "bpe.model")
+        opts += ["--token_type", "bpe", "--bpemodel", str((out / "bpe.model").resolve())]
     normalize = conf.get("normalize")
     if normalize == "global_mvn":
         stats = resolve(root, (conf.get("normalize_conf") or {}).get("stats_file"))
@@ -169,7 +192,7 @@ def prepare(model: str, out: Path, config: Optional[Path] = None,
     (out / "train_opts").write_text(" ".join(opts) + "\n")
     # The config with its paths pointing here: ESPnet's tools (build_model_from_file,
     # s2t_inference) load it as it is; the hub's copy has paths relative to its root.
-    conf.update(bpemodel=str((out / "bpe.model").resolve()), token_list=tokens)
+    conf.update(bpemodel=None if whisper else str((out / "bpe.model").resolve()), token_list=tokens)
     (out / "config.yaml").write_text(yaml.safe_dump(conf, allow_unicode=True, sort_keys=False),
                                      encoding="utf-8")
     info = {"model": model, "root": str(root), "config": str(files["config"]),
@@ -188,7 +211,9 @@ def prepare(model: str, out: Path, config: Optional[Path] = None,
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=DEFAULT_TAG, help="Hub tag or local directory.")
+    parser.add_argument("--model", default=DEFAULT_TAG,
+                        help="Hub tag, local directory, or whisper:<name|.pt|CTranslate2 dir> "
+                             "(e.g. whisper:base, offline from the PyPI wheels).")
     parser.add_argument("--out", required=True, type=Path, help="Output dir (exp/owsm).")
     parser.add_argument("--config", type=Path, help="Fine-tuning YAML to check against.")
     parser.add_argument("--specials", default="",

@@ -46,12 +46,14 @@ def test_stock_interpreter_registers_without_any_import_of_ours():
         "assert 'torch' not in sys.modules  # the .pth hook imports nothing heavy\n"
         "from espnet2.tasks import s2t, asr\n"
         "print(sorted(k for k in s2t.encoder_choices.classes if 'condition' in k),"
-        " 'transformer_decoder_token_condition' in asr.decoder_choices.classes)\n"
+        " 'transformer_decoder_token_condition' in asr.decoder_choices.classes,"
+        " 's2t_whisper' in s2t.preprocessor_choices.classes)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == (
-        "['e_branchformer_token_condition', 'transformer_token_condition'] True")
+        "['e_branchformer_token_condition', 'transformer_token_condition', 'whisper_token_condition']"
+        " True True")
 
 
 def test_spawned_workers_are_registered():

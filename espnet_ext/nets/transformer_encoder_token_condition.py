@@ -148,6 +148,9 @@ class TransformerTokenConditionEncoder(TransformerEncoder, GatedModule):
         gate_pooling (str): "mean" or "attention" pooling over valid frames.
         gate_hidden_units (int): 0 = linear gate predictor, else MLP hidden size.
         gate_init_bias (float): Initial logit margin towards "open".
+        fixed_gates (List[List[int]]): (layers, 2) 0/1 gates of a statically
+            pruned (or a pre-trained, all-open) model: no gate predictor, and
+            the closed units' modules do not exist.
         **kwargs: ``TransformerEncoder`` arguments.
     """
 
@@ -166,6 +169,7 @@ class TransformerTokenConditionEncoder(TransformerEncoder, GatedModule):
         gate_pooling: str = "mean",
         gate_hidden_units: int = 0,
         gate_init_bias: float = 3.0,
+        fixed_gates: Optional[List[List[int]]] = None,
         **kwargs,
     ):
         if gate_predictor not in GATE_PREDICTORS:
@@ -178,11 +182,22 @@ class TransformerTokenConditionEncoder(TransformerEncoder, GatedModule):
         self.gate_predictor_type = gate_predictor
         # init_gates builds the global predictor (and the gate state of the mixin);
         # I3D's local predictors replace it under the same name (gate_predictor.*).
-        self.init_gates(self.output_size(), len(self.encoders), options)
-        if gate_predictor == "local":
+        self.init_gates(self.output_size(), len(self.encoders), options, fixed_gates=fixed_gates)
+        if fixed_gates is not None:
+            self.remove_closed_units()
+        elif gate_predictor == "local":
             self.gate_predictor = LocalGatePredictor(
                 self.output_size(), len(self.encoders), len(self.unit_names), options
             )
+
+    def remove_closed_units(self) -> None:
+        """Deletes the sub-modules that the fixed gates close (static export)."""
+        modules = {"attn": ("self_attn", "norm1"), "ffn": ("feed_forward", "norm2")}
+        for layer, gates in zip(self.encoders, self.fixed_gates[0]):
+            for unit, value in zip(self.unit_names, gates.tolist()):
+                if value == 0:
+                    for name in modules[unit]:
+                        setattr(layer, name, None)
 
     def unit_costs(self, n_frames: int, n_tokens: int = 1) -> torch.Tensor:
         """MACs of each gated unit for one utterance of ``n_frames`` (after subsampling).

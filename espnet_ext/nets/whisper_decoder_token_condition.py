@@ -56,6 +56,8 @@ class WhisperDecoderTokenCondition(TransformerDecoderTokenCondition):
             ("lang", "task", "spk", "event").
         context_dim, spk_embed_dim, event_embed_dim, gate_pooling,
         gate_hidden_units, gate_init_bias: see ``espnet_ext.gating.GateOptions``.
+        fixed_gates (List[List[int]]): (num_blocks, 3) 0/1 gates without a
+            predictor: all ones is the pre-trained Whisper as it is.
         dropout_rate (float): Dropout in the blocks (Whisper: 0).
     """
 
@@ -75,6 +77,7 @@ class WhisperDecoderTokenCondition(TransformerDecoderTokenCondition):
         gate_pooling: str = "mean",
         gate_hidden_units: int = 0,
         gate_init_bias: float = 3.0,
+        fixed_gates: Optional[List[List[int]]] = None,
         dropout_rate: float = 0.0,
     ):
         super().__init__(
@@ -87,6 +90,7 @@ class WhisperDecoderTokenCondition(TransformerDecoderTokenCondition):
             gate_pooling=gate_pooling,
             gate_hidden_units=gate_hidden_units,
             gate_init_bias=gate_init_bias,
+            fixed_gates=fixed_gates,
             attention_heads=attention_heads,
             linear_units=linear_units,
             num_blocks=num_blocks,

@@ -77,6 +77,7 @@ class WhisperFrontend(torch.nn.Module):
         self.conv1 = torch.nn.Conv1d(n_mels, size, kernel_size=3, padding=1)
         self.conv2 = torch.nn.Conv1d(size, size, kernel_size=3, stride=2, padding=1)
         self.register_buffer("positional_embedding", sinusoids(n_ctx, size))
+        self._macs = {}  # samples -> MACs of the convolutions
 
     def log_mel(self, audio: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Whisper's log-mel of each utterance; (#batch, n_mels, T) zero-padded, (#batch,) frames."""
@@ -97,8 +98,21 @@ class WhisperFrontend(torch.nn.Module):
             out[i, :, : m.size(-1)] = m
         return out, frames
 
+    def macs(self, n_samples: int) -> int:
+        """MACs of the convolutions for one utterance of ``n_samples`` (the STFT and mel
+        filterbank are not counted, as fvcore does not count them)."""
+        from espnet_ext import flops
+
+        if n_samples not in self._macs:
+            p = self.conv1.weight
+            audio = torch.zeros(1, n_samples, dtype=p.dtype, device=p.device)
+            self._macs[n_samples] = flops.traced(self, audio, torch.tensor([n_samples], device=p.device))
+        return self._macs[n_samples]
+
     def forward(self, audio: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(#batch, samples) 16 kHz audio -> (#batch, T', D) and (#batch,) lengths T'."""
+        """(#batch, samples[, 1]) 16 kHz audio -> (#batch, T', D) and (#batch,) lengths T'."""
+        if audio.dim() == 3 and audio.size(-1) == 1:  # S2TPreprocessor's (samples, 1) per utterance
+            audio = audio.squeeze(-1)
         if audio.dim() != 2:
             raise ValueError(
                 f"whisper_token_condition takes raw audio (#batch, samples) (frontend: null, "
@@ -137,6 +151,8 @@ class WhisperTokenConditionEncoder(TransformerTokenConditionEncoder):
         context_vocab_size (int): Token table size for lang/task (Whisper's vocabulary).
         context_dim, spk_embed_dim, event_embed_dim, gate_pooling,
         gate_hidden_units, gate_init_bias: see ``espnet_ext.gating.GateOptions``.
+        fixed_gates (List[List[int]]): (num_blocks, 2) 0/1 gates without a
+            predictor: all ones is the pre-trained Whisper as it is.
         dropout_rate (float): Dropout in the blocks (Whisper: 0).
     """
 
@@ -159,6 +175,7 @@ class WhisperTokenConditionEncoder(TransformerTokenConditionEncoder):
         gate_pooling: str = "mean",
         gate_hidden_units: int = 0,
         gate_init_bias: float = 3.0,
+        fixed_gates: Optional[List[List[int]]] = None,
         dropout_rate: float = 0.0,
     ):
         super().__init__(
@@ -172,6 +189,7 @@ class WhisperTokenConditionEncoder(TransformerTokenConditionEncoder):
             gate_pooling=gate_pooling,
             gate_hidden_units=gate_hidden_units,
             gate_init_bias=gate_init_bias,
+            fixed_gates=fixed_gates,
             output_size=output_size,
             attention_heads=attention_heads,
             linear_units=linear_units,

@@ -110,6 +110,11 @@ class Speech2TextGated(Speech2Text):
 
     def __init__(self, *args, search: str = "lean", src_kv_cache: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
+        if getattr(self.s2t_train_args, "preprocessor", None) == "s2t_whisper":
+            # Whisper's byte-level BPE; ESPnet built a word tokenizer from token_type
+            from espnet_ext.whisper.tokenizer import WhisperTokenizer
+
+            self.tokenizer = WhisperTokenizer(self.converter.token_list)
         if search not in SEARCHES:
             raise ValueError(f"search must be one of {SEARCHES}, got {search!r}")
         if hasattr(self.s2t_model.decoder, "cache_src_kv"):

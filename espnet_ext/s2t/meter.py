@@ -42,7 +42,8 @@ class DecodeMeter:
         self.frames: Optional[tuple] = None  # (input frames, feature dim, encoder frames)
 
     def _encoder_in(self, _module, args, kwargs):
-        self.input_shape = tuple(args[0].shape)  # (B, T_in, F)
+        shape = tuple(args[0].shape)  # (B, T_in, F), or raw audio (B, samples)
+        self.input_shape = shape if len(shape) == 3 else shape + (1,)
 
     def _encoder_out(self, _module, _args, out):
         n_frames = int(out[1].max())
