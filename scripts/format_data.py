@@ -10,24 +10,37 @@ naming it, its file and what to do, and every bad utterance is listed in
 ``<out>/bad_utts`` (``<utt> <reason>``); with ``--skip_bad_utts`` they are left
 out instead and the run goes on.
 
-Length filter (always on, each dropped utterance logged with the reason and
-listed in ``<out>/bad_utts``): longer than the preprocessor's ``speech_length``
-(it would be cut), or shorter than ``max(0.1 s, what the encoder's subsampling
+Length filter (each dropped utterance logged with the reason and listed in
+``<out>/bad_utts``): shorter than ``max(0.1 s, what the encoder's subsampling
 needs)``, e.g. 7 frames (960 samples at hop 160) for ``input_layer: conv2d``
-(ESPnet raises TooShortUttError on shorter input during training).
+(ESPnet raises TooShortUttError on shorter input during training), and, in a
+training set only, longer than the preprocessor's ``speech_length`` (its audio
+would be cut while its text is not). An evaluation set (``--eval_set``, implied by
+``--split_by_lang_task``: dev and test) keeps its long utterances: they are decoded
+on their first ``speech_length`` seconds, as ESPnet's ``Speech2Text`` pads/trims
+every input to ``preprocessor_conf.speech_length`` (``espnet_ext.s2t.inference``
+does the same), and scored against their whole reference, so every utterance of
+the official set counts. They are listed in ``<out>/long_utts`` (``<utt> <seconds>``).
 
 Writes the kept utterances' files plus ``speech_shape`` (``<utt> <samples>``),
 each atomically. With ``--split_by_lang_task`` it also writes one dir per
 (source language, task), ``<out>_<lang>_<task>`` (e.g. ``dump/raw/test_deu_st_eng``),
 so every test subset is decoded with its own ``--lang_sym/--task_sym``.
 
+Every set and subset dir gets ``utt_counts.json`` (see ``utt_counts``): the
+utterances of the input dir (the corpus's list, as stage 1 prepared it), those
+kept, how many of them are longer than ``speech_length``, and what was dropped.
+
 Usage:
     python scripts/format_data.py --data_dir data/test --out dump/raw/test \\
         --config conf/base/train_base.yaml --split_by_lang_task \\
         --langs eng,deu,fra,ita --tasks asr,st_eng [--skip_bad_utts]
+    python scripts/format_data.py --data_dir data/dev --out dump/raw/dev \\
+        --config conf/base/train_base.yaml --eval_set
 """
 
 import argparse
+import json
 import logging
 import os
 import re
@@ -51,6 +64,7 @@ UTT_FILES = ("wav.scp", "text", "text.ctc", "text.prev", "utt2spk", "utt2lang",
              "utt2task", "utt2event", "utt2snr", "utt2corpus")
 REQUIRED = ("wav.scp", "text", "utt2spk")
 PREFIX = re.compile(r"^<([^<>\s]+)><([^<>\s]+)>(<notimestamps>|<\d+\.\d\d>)")
+COUNTS = "utt_counts.json"
 
 
 class BadDataError(ValueError):
@@ -113,29 +127,59 @@ def check_text(text: str, langs: Optional[Sequence[str]],
     return None
 
 
+def utt_counts(name: str, role: str, speech_length: float, official: int, kept: int,
+               long: int, dropped_long: int, dropped_short: int, bad: int) -> dict:
+    """The ``utt_counts.json`` of one set or subset.
+
+    Keys: ``set`` (dir name), ``role`` ("eval": dev/test, every utterance kept;
+    "train": length-filtered), ``official`` (utterances of the input dir, i.e. of
+    the corpus's list as stage 1 prepared it), ``utts`` (kept: decoded and scored, or
+    trained on), ``long`` (kept utterances longer than ``speech_length``; eval: decoded
+    on their first ``speech_length`` seconds), ``dropped_long`` / ``dropped_short``
+    (length filter), ``bad`` (left out by ``--skip_bad_utts``), ``speech_length``
+    (seconds), ``long_utts`` ("trimmed" or "dropped").
+    """
+    return {"set": name, "role": role, "official": official, "utts": kept, "long": long,
+            "dropped_long": dropped_long, "dropped_short": dropped_short, "bad": bad,
+            "speech_length": speech_length,
+            "long_utts": "trimmed" if role == "eval" else "dropped"}
+
+
+def write_counts(path: Path, counts: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(counts, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def format_data(data_dir: Path, out: Path, speech_length: float, split: bool,
                 min_samples: Tuple[int, str] = (1, "at least one sample"),
                 skip_bad_utts: bool = False, langs: Optional[Sequence[str]] = None,
-                tasks: Optional[Sequence[str]] = None) -> dict:
+                tasks: Optional[Sequence[str]] = None, eval_set: bool = False) -> dict:
     """Checks and formats one data dir (see the module docstring).
 
     Args:
         data_dir: Kaldi data dir (wav.scp, text, utt2spk, ...).
         out: Output dir; ``<out>/bad_utts`` lists every utterance left out.
-        speech_length: Longest utterance kept (seconds).
-        split: Also write ``<out>_<lang>_<task>`` subsets.
+        speech_length: The preprocessor's fixed input length (seconds): the longest
+            utterance a training set keeps; an evaluation set keeps longer ones.
+        split: Also write ``<out>_<lang>_<task>`` subsets (implies ``eval_set``).
         min_samples: (samples, why) from ``min_samples_for``; the length filter
             uses ``max(MIN_SECONDS * FS, samples)``.
         skip_bad_utts: Leave bad utterances out instead of raising.
         langs, tasks: Allowed ``<lang>``/``<task>`` tokens (without brackets);
             None: any well-formed token.
+        eval_set: A dev/test set: utterances longer than ``speech_length`` are kept
+            (listed in ``<out>/long_utts``) and decoded trimmed, as by ``Speech2Text``.
 
     Returns:
-        dict: {"kept", "dropped" (length filter), "bad" (skipped), "subsets"}.
+        dict: {"kept", "long" (kept, longer than speech_length), "dropped" (length
+        filter), "bad" (skipped), "subsets"}.
 
     Raises:
         BadDataError: Bad utterances and ``skip_bad_utts`` off.
     """
+    eval_set = eval_set or split
+    role = "eval" if eval_set else "train"
     if not data_dir.is_dir():
         raise FileNotFoundError(f"{data_dir}: no such data dir (run stage 1 first)")
     if (data_dir / "segments").exists():
@@ -155,7 +199,8 @@ def format_data(data_dir: Path, out: Path, speech_length: float, split: bool,
     info_cache: dict = {}
     floor = max(int(MIN_SECONDS * FS), min_samples[0])
     max_samples = int(round(speech_length * FS))
-    shapes, kept, dropped = {}, [], {}
+    shapes, kept, dropped, long = {}, [], {}, {}
+    too_long = set()  # dropped for their length (training sets)
     for utt in keys:
         if utt in bad:
             continue
@@ -166,8 +211,10 @@ def format_data(data_dir: Path, out: Path, speech_length: float, split: bool,
         frames, reason = check_audio(tables["wav.scp"][utt], info_cache)
         if reason:
             bad[utt] = reason
-        elif frames > max_samples:
-            dropped[utt] = f"too long: {frames / FS:.2f} s > speech_length {speech_length} s"
+        elif frames > max_samples and not eval_set:
+            dropped[utt] = (f"too long: {frames / FS:.2f} s > speech_length {speech_length} s "
+                            "(training set; evaluation sets keep it, trimmed)")
+            too_long.add(utt)
         elif frames < floor:
             dropped[utt] = (f"too short: {frames} samples ({frames / FS:.3f} s) < {floor} "
                             f"(kept: >= {MIN_SECONDS} s and >= {min_samples[0]} samples = "
@@ -175,6 +222,8 @@ def format_data(data_dir: Path, out: Path, speech_length: float, split: bool,
         else:
             kept.append(utt)
             shapes[utt] = str(frames)
+            if frames > max_samples:
+                long[utt] = f"{frames / FS:.2f}"
     out.mkdir(parents=True, exist_ok=True)
     write_table(out / "bad_utts", {**dropped, **bad})
     for utt, reason in dropped.items():
@@ -190,21 +239,48 @@ def format_data(data_dir: Path, out: Path, speech_length: float, split: bool,
     if not kept:
         raise BadDataError(f"{data_dir}: no utterance left (reasons in {out / 'bad_utts'})")
     kept_tables = {n: {u: t[u] for u in kept} for n, t in tables.items()}
+
+    def counts(name: str, utts: Sequence[str]) -> dict:
+        """utt_counts of the input utterances ``utts`` (a set, or a subset's)."""
+        members = set(utts)
+        return utt_counts(name, role, speech_length, len(members),
+                          len(members & set(kept)), len(members & set(long)),
+                          len(members & too_long), len(members & (set(dropped) - too_long)),
+                          len(members & set(bad)))
+
     write_dir(out, kept_tables, kept)
     write_table(out / "speech_shape", shapes)
+    if eval_set:
+        write_table(out / "long_utts", long)
+    all_utts = sorted(set(keys) | set(bad))  # the input's utterances (bad ones included)
+    write_counts(out / COUNTS, counts(out.name, all_utts))
     subsets = {}
     if split:
+        by_prefix = defaultdict(list)  # every input utterance, by the <lang><task> of its text
+        for utt in all_utts:
+            m = PREFIX.match(tables["text"].get(utt, ""))
+            if m:
+                by_prefix[f"{out.name}_{m.group(1)}_{m.group(2)}"].append(utt)
         for utt in kept:  # by the <lang><task> prefix of text, what the model is told
             lang, task = PREFIX.match(kept_tables["text"][utt]).group(1, 2)
             subsets.setdefault(f"{out.name}_{lang}_{task}", []).append(utt)
         for name, utts in sorted(subsets.items()):
             write_dir(out.parent / name, kept_tables, utts)
             write_table(out.parent / name / "speech_shape", {u: shapes[u] for u in utts})
+            write_table(out.parent / name / "long_utts", {u: long[u] for u in utts if u in long})
+            write_counts(out.parent / name / COUNTS, counts(name, by_prefix[name]))
     seconds = sum(int(s) for s in shapes.values()) / FS
-    logging.info(f"{out}: kept {len(kept)}, dropped {len(dropped)} (length), skipped "
-                 f"{len(bad)} bad utterances ({seconds / 3600:.2f} h kept)"
+    n_short = len(dropped) - len(too_long)
+    logging.info(f"{out} ({'evaluation' if eval_set else 'training'} set): {len(all_utts)} "
+                 f"utterances, kept {len(kept)}"
+                 + (f" ({len(long)} longer than speech_length {speech_length} s: decoded on "
+                    "their first speech_length seconds, as ESPnet's Speech2Text)"
+                    if eval_set else "")
+                 + f", dropped {len(too_long)} longer than speech_length {speech_length} s and "
+                 f"{n_short} too short, skipped {len(bad)} bad utterances "
+                 f"({seconds / 3600:.2f} h kept; counts in {out / COUNTS})"
                  + (f"; subsets {', '.join(sorted(subsets))}" if subsets else ""))
-    return {"kept": len(kept), "dropped": len(dropped), "bad": len(bad),
+    return {"kept": len(kept), "long": len(long), "dropped": len(dropped), "bad": len(bad),
             "subsets": sorted(subsets)}
 
 
@@ -216,10 +292,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="Output dir (dump/raw/<set>).")
     parser.add_argument("--config", required=True, type=Path,
                         help="Training YAML: preprocessor_conf.speech_length is the longest "
-                             "utterance kept (seconds); frontend_conf.hop_length and "
-                             "encoder_conf.input_layer give the shortest.")
+                             "utterance a training set keeps (seconds); frontend_conf.hop_length "
+                             "and encoder_conf.input_layer give the shortest.")
     parser.add_argument("--split_by_lang_task", "--split-by-lang-task", action="store_true",
-                        help="Also write <out>_<lang>_<task> subsets (utt2lang, utt2task).")
+                        help="Also write <out>_<lang>_<task> subsets (utt2lang, utt2task); "
+                             "implies --eval_set.")
+    parser.add_argument("--eval_set", "--eval-set", action="store_true",
+                        help="A dev/test set: keep utterances longer than speech_length "
+                             "(listed in <out>/long_utts); decoding trims them to "
+                             "speech_length as ESPnet's Speech2Text does. Without it (training "
+                             "sets) they are dropped and counted.")
     parser.add_argument("--skip_bad_utts", "--skip-bad-utts", action="store_true",
                         help="Leave bad utterances out (listed in <out>/bad_utts) instead of "
                              "stopping.")
@@ -240,7 +322,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         format_data(args.data_dir, args.out, speech_length, args.split_by_lang_task,
                     min_samples_for(conf), args.skip_bad_utts,
                     args.langs.split(",") if args.langs else None,
-                    args.tasks.split(",") if args.tasks else None)
+                    args.tasks.split(",") if args.tasks else None, args.eval_set)
     except (OSError, ValueError, yaml.YAMLError) as e:  # BadDataError is a ValueError
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
