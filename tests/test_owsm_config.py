@@ -13,6 +13,7 @@ from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 GATED = ROOT / "conf" / "train_s2t_ebf_gated.yaml"
+GATED_PAPER = ROOT / "conf" / "train_s2t_ebf_gated_paper.yaml"
 FULL = ROOT / "conf" / "train_s2t_ebf_full.yaml"
 TINY_GATED = ROOT / "conf" / "tiny" / "train_s2t_ebf_gated.yaml"
 TINY_FULL = ROOT / "conf" / "tiny" / "train_s2t_ebf_full.yaml"
@@ -143,6 +144,57 @@ def test_owsm_architecture_and_paper_settings():
     assert (args.sparsity_loss_weight, args.tau_schedule) == (1.0, "linear")
     # sparsity reached whatever the summed loss's scale; gates at their own learning rate
     assert (args.sparsity_control, args.sparsity_lambda_lr, args.gate_lr) == ("lagrangian", 0.2, 1e-3)
+
+
+def test_paper_and_tuned_gated_configs():
+    """conf/train_s2t_ebf_gated_paper.yaml: the papers' settings exactly; the tuned default
+    differs from it in the sparsity controller, the gates' lr, the batch and flash attention,
+    and each header says so."""
+    espnet_ext.register()
+    from espnet2.tasks.s2t import S2TTask
+
+    parser = S2TTask.get_parser()
+    paper = vars(parser.parse_args(["--config", str(GATED_PAPER)]))
+    tuned = vars(parser.parse_args(["--config", str(GATED)]))
+    # the papers' keys (design.md §3): penalty alpha (|g - s*| + (g - s*)^2), alpha 1
+    assert (paper["sparsity_control"], paper["sparsity_loss_type"], paper["sparsity_loss_weight"]) \
+        == ("penalty", "abs_squared", 1.0)
+    assert paper["gate_lr"] is None and paper["gate_lr_scale"] == 1.0  # gates at the model's lr
+    assert paper["optim"] == "adamw" and paper["optim_conf"]["lr"] == 1e-5
+    assert paper["optim_conf"]["weight_decay"] == 1e-6
+    assert paper["scheduler"] == "warmuplr" and paper["scheduler_conf"] == dict(warmup_steps=6000)
+    assert (paper["tau_ini"], paper["tau_end"], paper["tau_cooldown_steps"]) == (1.0, 0.1, 15000)
+    assert (paper["sparsity_init"], paper["sparsity_end"], paper["sparsity_warmup_steps"]) \
+        == (0.0, 0.3, 15000)
+    assert (paper["batch_size"], paper["accum_grad"]) == (256, 1)  # OWSM v3.1's batch
+    assert paper["encoder_conf"]["use_flash_attn"] and paper["decoder_conf"]["use_flash_attn"]
+    # everything else is the tuned file's (gate_init_bias: the code's default, written out)
+    for side in ("encoder_conf", "decoder_conf"):
+        assert paper[side].pop("gate_init_bias") == 3.0
+        for conf in (paper, tuned):
+            conf[side].pop("use_flash_attn")
+    differs = {k for k in set(paper) | set(tuned) if paper.get(k) != tuned.get(k)}
+    assert differs == {"config", "sparsity_control", "gate_lr", "batch_size"}, differs
+    assert (tuned["sparsity_control"], tuned["gate_lr"], tuned["batch_size"]) == ("lagrangian", 1e-3, 32)
+    # each header says what it is and names the other
+    head = {c: "".join(ln for ln in c.read_text().splitlines(True) if ln.startswith("#")) for c in (GATED, GATED_PAPER)}
+    assert "tuned setting" in head[GATED] and GATED_PAPER.name in head[GATED]
+    assert "papers' settings, exactly" in head[GATED_PAPER] and GATED.name in head[GATED_PAPER]
+    for word in ("penalty", "gate_lr", "batch_size", "flash"):
+        assert word in head[GATED] and word in head[GATED_PAPER], word
+    # the recipe reads it from its conf/
+    assert (ROOT / "egs2" / "europarl_st" / "s2t1" / "conf" / GATED_PAPER.name).resolve() == GATED_PAPER
+
+
+def test_paper_config_builds_with_the_penalty_and_no_flash_attn_installed(tokens):
+    """1+1 OWSM-size layers from the paper config on a CPU without flash-attn: ESPnet falls
+    back to its attention; the penalty has no multipliers to train."""
+    torch.manual_seed(0)
+    model = count_params.build(count_params.parse_config(GATED_PAPER, tokens, num_blocks=1))
+    assert model.gate_schedule.sparsity_control == "penalty"
+    assert not [n for n, _ in model.named_parameters() if n.startswith("gate_schedule.")]
+    assert model.encoder.encoders[0].attn.use_flash_attn is False
+    assert model.decoder.decoders[0].self_attn.use_flash_attn is False
 
 
 def test_decode_config():

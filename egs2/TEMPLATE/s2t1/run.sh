@@ -15,8 +15,8 @@
 #   text        <utt> <lang><task><notimestamps> <target text>   e.g. <deu><st_eng><notimestamps> ...
 #   text.ctc    <utt> <source transcript> text.prev <utt> <na>   utt2spk  <utt> <speaker>
 #
-# Stages: 1 data (local/data.sh), 2 audio (16 kHz mono segments, length filter, test split by
-#   language and task), 3 context embeddings (gated_spk, gated_event), 4 pre-trained model,
+# Stages: 1 data (local/data.sh), 2 audio (16 kHz mono segments, length filter of train, test
+#   split by language and task), 3 context embeddings (gated_spk, gated_event), 4 pre-trained model,
 #   5 stats, 6 training (6a, 6b, ... per model; --baselines true: L0 and layer pruning at the
 #   gated model's budget), 7 decoding, 8 scoring, 9 efficiency + gate patterns + RESULTS.md.
 set -euo pipefail
@@ -75,10 +75,14 @@ if stage_in 1; then
 fi
 
 if stage_in 2; then
-    stage_start 2 "Audio: 16 kHz mono segments, length filter, test split by language and task -> ${raw}"
+    stage_start 2 "Audio: 16 kHz mono segments, length filter (train only), test split by language and task -> ${raw}"
     for dset in ${sets}; do
+        # dev and test keep every utterance (--eval_set; --split_by_lang_task implies it): one
+        # longer than speech_length is decoded on its first speech_length seconds, as ESPnet's
+        # Speech2Text does (counts: dump/raw/<set>/utt_counts.json)
+        # shellcheck disable=SC2046
         prepare_audio "${datadir}/${dset}" ${dset} "$(model_config gated)" \
-            $([ ${dset} = test ] && echo --split_by_lang_task)
+            $(case ${dset} in test) echo --split_by_lang_task ;; dev) echo --eval_set ;; esac)
     done
     stage_end 2
 fi
