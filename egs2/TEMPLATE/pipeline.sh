@@ -359,7 +359,7 @@ train_model() {  # train_model <model> <stage label, e.g. 6b> <torch threads> [<
 train_models() {  # train_models <first label letter>
     local label=$1 todo=() running=0 i n model
     for model in ${models}; do
-        case ${model} in l0|layerprune) continue ;; esac
+        case ${model} in l0|layerprune|zeroshot) continue ;; esac  # exported, or not trained
         [ -f "${expdir}/${model}/.done" ] || todo+=("${model}:6${label}")
         label=$(next_letter "${label}")
     done

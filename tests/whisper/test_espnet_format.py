@@ -100,3 +100,36 @@ def test_stage4_takes_whisper_without_bpe(tmp_path, monkeypatch):
     with pytest.raises(owsm_model.ModelError, match="lacks <xyz>"):
         owsm_model.prepare(f"whisper:{tmp_path / 'tiny.pt'}", tmp_path / "b2", specials=["<xyz>"])
     assert json.loads((tmp_path / "base/model.json").read_text())["decoder_blocks"] == 2
+
+
+@pytest.mark.slow
+def test_real_base_in_espnet_decodes_as_openai_whisper(tmp_path):
+    """Whisper base from the PyPI wheels, through stage 4's model dir and our S2T decoding
+    (lean beam search, beam 1): the token ids of openai-whisper's greedy decoding."""
+    import subprocess
+
+    import soundfile as sf
+
+    from espnet_ext.s2t.inference import Speech2TextGated
+    from espnet_ext.whisper.load import load_whisper
+
+    owsm_model = load_script("owsm_model")
+    owsm_model.prepare("whisper:base", tmp_path / "base", specials=["<deu>", "<eng>", "<asr>", "<st_eng>"])
+    ref = load_whisper("base")
+    clips = [("de", "<deu>", "Guten Morgen, wie geht es dir heute?"), ("en", "<eng>", "The weather is nice today.")]
+    for lang, lang_sym, sentence in clips:
+        wav = tmp_path / f"{lang}.wav"
+        subprocess.run(["espeak-ng", "-v", lang, "-w", str(tmp_path / "raw.wav"), sentence], check=True)
+        subprocess.run(["sox", str(tmp_path / "raw.wav"), "-r", "16000", "-c", "1", str(wav)], check=True)
+        x, _ = sf.read(wav, dtype="float32")
+        for task, task_sym in (("transcribe", "<asr>"), ("translate", "<st_eng>")):
+            mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.tensor(x)))
+            want = whisper.decode(ref, mel, whisper.DecodingOptions(
+                language=lang, task=task, without_timestamps=True, fp16=False, beam_size=None))
+            s2t = Speech2TextGated(tmp_path / "base/config.yaml", tmp_path / "base/model.pth",
+                                   beam_size=1, lang_sym=lang_sym, task_sym=task_sym, maxlenratio=0.0)
+            got = s2t.decode_one(x)
+            text, _, ids, text_nospecial, _ = got.results[0]
+            assert ids[:3] == [s2t.converter.token2id[t] for t in (lang_sym, task_sym, "<notimestamps>")]
+            assert ids[3:] == list(want.tokens), (lang, task, text, want.text)
+            assert text_nospecial == want.text.strip()

