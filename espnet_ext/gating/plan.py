@@ -170,7 +170,9 @@ def check_run(model, schedulers, train_iter_factory, trainer_options, distribute
     batches = batches_per_epoch_of(getattr(trainer_options, "espnet_ext_num_iters", None),
                                    getattr(trainer_options, "espnet_ext_iterator_type", "sequence"),
                                    train_iter_factory)
-    gpus = getattr(distributed_option, "dist_world_size", None) or trainer_options.ngpu or None
+    gpus = None  # (CPU workers: not GPUs)
+    if trainer_options.ngpu:
+        gpus = getattr(distributed_option, "dist_world_size", None) or trainer_options.ngpu
     try:
         lines = plan_lines(schedule, trainer_options.max_epoch, batches, trainer_options.accum_grad,
                            trainer_options.keep_nbest_models, gpus, _warmup_steps(schedulers),
