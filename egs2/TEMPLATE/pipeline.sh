@@ -173,7 +173,7 @@ format_set() {  # format_set <kaldi dir> <set> <config: audio length limits> [fo
         --out "${raw}/${dset}" --config "${config}" "${@:4}"
     # shellcheck disable=SC2046
     run ${python} "${MAIN_ROOT}/scripts/validate_data_dir.py" --config "${config}" \
-        $(printf '%s\n' "${@:4}" | grep -v -- --split_by_lang_task | grep -v -- --skip_bad_utts) \
+        $(printf '%s\n' "${@:4}" | grep -v -e --split_by_lang_task -e --skip_bad_utts -e --eval_set) \
         "${raw}/${dset}" $(ls -d "${raw}/${dset}"_*_* 2>/dev/null)
     echo "${hash}" > "${raw}/${dset}/.done"
 }
