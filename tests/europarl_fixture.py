@@ -20,7 +20,7 @@ import os
 import subprocess
 import tarfile
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import soundfile as sf
@@ -59,13 +59,17 @@ def write_m4a(path: Path, audio: np.ndarray, rate: int = SR) -> None:
 
 def make_europarl_st(root: Path, srcs: Sequence[str] = ("de", "fr", "it"),
                      segments_per_speech: int = 3, speeches_per_split: int = 1,
-                     extra_targets: Dict[str, str] = None) -> Dict:
+                     extra_targets: Dict[str, str] = None,
+                     long_segments: Dict[Tuple[str, str], float] = None) -> Dict:
     """Writes ``<root>/v1.1``; returns {"root": path, "segments": {(src, split): [...]}}.
 
     Each speech: 0.3 s silence, then per segment a tone of ``0.9 + 0.2 * j`` s followed by
     0.3 s of silence. ``extra_targets`` (default ``{"de": "es"}``) adds a second target dir
     with the same segments, as in the real corpus, for ASR de-duplication.
+    ``long_segments`` ({(src, split): seconds}) makes the last segment of that split's first
+    speech that long instead (e.g. longer than the model's ``speech_length``).
     """
+    long_segments = long_segments or {}
     extra_targets = {"de": "es"} if extra_targets is None else extra_targets
     v11 = Path(root) / "v1.1"
     info = {"root": v11, "segments": {}, "freqs": {}}
@@ -81,6 +85,8 @@ def make_europarl_st(root: Path, srcs: Sequence[str] = ("de", "fr", "it"),
                 t, parts = 0.3, [np.zeros(int(0.3 * SR))]
                 for j in range(segments_per_speech):
                     dur = 0.9 + 0.2 * j
+                    if k == 0 and j == segments_per_speech - 1:
+                        dur = long_segments.get((src, split), dur)
                     f = tone_freq(si, split_i * speeches_per_split + k, j)
                     n = int(round(dur * SR))
                     tt = np.arange(n) / SR

@@ -30,6 +30,11 @@ MODELS = ("full", "gated")
 EP_SETS = ("test_deu_asr", "test_deu_st_eng", "test_fra_asr", "test_fra_st_eng",
            "test_ita_asr", "test_ita_st_eng")
 VF_SETS = ("vftest_deu_asr", "vftest_fra_asr", "vftest_ita_asr")
+# One test segment longer than OWSM's 30 s (and conf/tiny's speech_length, 4 s): decoded on its
+# first speech_length seconds and scored, never dropped. One training segment longer than
+# speech_length: dropped from training, counted.
+LONG_TEST = ("de", "test", 31.0)
+LONG_TRAIN = ("fr", "train", 5.0)
 
 
 def table(path: Path) -> dict:
@@ -55,7 +60,8 @@ def run_recipe(tmp: Path, *extra: str) -> str:
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("europarl_st_recipe")
-    F.make_europarl_st(tmp)
+    F.make_europarl_st(tmp, long_segments={(LONG_TEST[0], LONG_TEST[1]): LONG_TEST[2],
+                                           (LONG_TRAIN[0], LONG_TRAIN[1]): LONG_TRAIN[2]})
     F.make_voxforge(tmp / "voxforge")
     texts = [f"<{l3}><{t}><notimestamps> " + F.sentence(l2, i) for l2, l3 in
              (("de", "deu"), ("fr", "fra"), ("it", "ita"), ("en", "eng"))
@@ -96,6 +102,47 @@ def test_stage2_audio_is_16k_mono_segments(recipe):
         lang, task = s.split("_", 2)[1:]
         assert set(table(raw / s / "utt2task").values()) == {task}
         assert set(table(raw / s / "utt2lang").values()) == {lang}
+
+
+def test_long_test_utterance_is_decoded_and_scored(recipe):
+    """Item 1 of issue 33: every test utterance is decoded and scored; a long one on its first
+    speech_length seconds (as ESPnet's Speech2Text); stage 2's counts per set say so."""
+    tmp, log = recipe
+    raw = tmp / "dump" / "raw"
+    speech_length = yaml.safe_load((RECIPE / "conf" / "tiny" / "train_s2t_ebf_full.yaml")
+                                   .read_text())["preprocessor_conf"]["speech_length"]
+    assert LONG_TEST[2] > max(30, speech_length) and LONG_TRAIN[2] > speech_length
+    official = {}  # stage 1's list (the corpus's segments), per test subset
+    for utt, text in table(tmp / "data" / "test" / "text").items():
+        lang, task = re.match(r"<(\w+)><(\w+)>", text).groups()
+        official.setdefault(f"test_{lang}_{task}", set()).add(utt)
+    assert set(official) == set(EP_SETS)
+    for s in EP_SETS:
+        counts = json.loads((raw / s / "utt_counts.json").read_text())
+        n_long = 1 if s.startswith("test_deu_") else 0
+        assert counts == {"set": s, "role": "eval", "official": len(official[s]),
+                          "utts": len(official[s]), "long": n_long, "dropped_long": 0,
+                          "dropped_short": 0, "bad": 0, "speech_length": speech_length,
+                          "long_utts": "trimmed"}, s
+        long = table(raw / s / "long_utts") if n_long else {}
+        assert len(long) == n_long
+        for utt, seconds in long.items():
+            assert float(seconds) == pytest.approx(LONG_TEST[2], abs=0.05)
+        for m in MODELS:  # every utterance decoded (the long one too) and scored
+            hyps = table(tmp / "exp" / m / f"decode_{s}" / "1best_recog" / "text")
+            assert set(hyps) == official[s] and set(long) <= set(hyps), (m, s)
+            scores = json.loads((tmp / "exp" / m / "scores.json").read_text())
+            assert scores["subsets"][s]["num_utts"] == counts["official"], (m, s)
+    vf = json.loads((raw / "vftest_deu_asr" / "utt_counts.json").read_text())
+    assert vf["utts"] == vf["official"] == 2 and vf["long"] == 0
+    dev = json.loads((raw / "dev" / "utt_counts.json").read_text())
+    assert dev["role"] == "eval" and dev["utts"] == dev["official"] == len(table(tmp / "data" / "dev" / "text"))
+    # the training set drops the long segment (its ASR and ST utterances) and says so
+    train = json.loads((raw / "train" / "utt_counts.json").read_text())
+    assert train["role"] == "train" and train["dropped_long"] == 2
+    assert train["utts"] == train["official"] - 2 == len(table(raw / "train" / "text"))
+    assert re.search(rf"{raw / 'train'} \(training set\): {train['official']} utterances, kept "
+                     rf"{train['utts']}, dropped 2 longer than speech_length {float(speech_length)} s", log)
 
 
 def test_stage4_owsm_token_list_and_bpe_reused(recipe):
@@ -235,6 +282,47 @@ def test_static_baselines_at_the_gated_budget(recipe):
     proc = subprocess.run(["./run.sh", "--models", "full gated_spk", "--baselines", "true",
                            "--expdir", str(tmp / "nothing")], cwd=RECIPE, capture_output=True, text=True)
     assert proc.returncode == 1 and "--baselines true needs gated" in proc.stdout + proc.stderr
+
+
+def test_gated_config_reaches_stage6_training(recipe, tmp_path):
+    """Item 5: --gated_config picks the gated models' YAML (default: the tuned one): a missing
+    file is a one-line error, an exp trained with another YAML is refused, and stage 6 trains
+    with the one asked for."""
+    tmp, _ = recipe
+    proc = subprocess.run(["./run.sh", "--help"], cwd=RECIPE, capture_output=True, text=True)
+    assert "  --gated_config \n" in proc.stdout  # an option, default empty (the tuned YAML)
+    proc = subprocess.run(["./run.sh", "--gated_config", "conf/nope.yaml", "--expdir",
+                           str(tmp / "nothing")], cwd=RECIPE, capture_output=True, text=True)
+    assert proc.returncode == 1 and not (tmp / "nothing").exists()
+    assert proc.stderr.strip().endswith("--gated_config conf/nope.yaml: no such file"), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    # a stand-in for the paper config at tiny sizes: another alpha, to be recognised
+    conf = yaml.safe_load((RECIPE / "conf" / "tiny" / "train_s2t_ebf_gated.yaml").read_text())
+    conf.update(sparsity_control="penalty", sparsity_loss_weight=3.5)
+    paper = tmp_path / "train_s2t_ebf_gated_paper.yaml"
+    paper.write_text(yaml.safe_dump(conf))
+    # exp/gated was trained with the default: refused before any stage runs
+    proc = subprocess.run(["./run.sh", "--conf_dir", "conf/tiny", "--gated_config", str(paper),
+                           "--datadir", str(tmp / "data"), "--dumpdir", str(tmp / "dump"),
+                           "--expdir", str(tmp / "exp"), "--stage", "7"],
+                          cwd=RECIPE, capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert (f"{tmp / 'exp' / 'gated'} was trained with conf/tiny/train_s2t_ebf_gated.yaml, not "
+            f"--gated_config {paper}; use another --expdir") in proc.stderr
+    assert "Stage 7" not in proc.stdout
+    # a new exp: stage 6 trains gated with it and full with the full YAML
+    exp = tmp / "exp_paper"
+    log = run_recipe(tmp, "--stage", "4", "--stop_stage", "6", "--gated_config", str(paper),
+                     "--expdir", str(exp))
+    assert "Stage 6b: training gated" in log
+    train = [ln for ln in (exp / "commands.sh").read_text().splitlines()
+             if "espnet_ext.bin.s2t_train" in ln and "--collect_stats" not in ln]
+    by_model = {m: [ln for ln in train if f"--output_dir {exp / m} " in ln] for m in MODELS}
+    assert len(by_model["gated"]) == 1 and f"--config {paper} " in by_model["gated"][0]
+    assert "--config conf/tiny/train_s2t_ebf_full.yaml " in by_model["full"][0]
+    cfg = yaml.safe_load((exp / "gated" / "config.yaml").read_text())
+    assert cfg["config"] == str(paper) and cfg["sparsity_loss_weight"] == 3.5
+    assert cfg["sparsity_control"] == "penalty"
 
 
 CONTEXT_MODELS = ("gated_lang", "gated_frame", "gated_spk", "gated_event")

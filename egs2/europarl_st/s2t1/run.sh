@@ -11,8 +11,12 @@
 #   ./run.sh --stage 7 --stop_stage 8                    # decode and score again
 #   ./run.sh --ngpu 4 --num_nodes 2 (with cmd_backend=slurm, cmd.sh)   # multi-node
 #   ./run.sh --ngpu 4 --baselines true   # + static L0 / layer pruning at the gated model's GFLOPs
+#   ./run.sh --ngpu 4 --gated_config conf/train_s2t_ebf_gated_paper.yaml --expdir exp_paper
+#                                        # the papers' gated settings exactly (default: tuned)
 #
-# Stages: 1 data prep (Kaldi dirs), 2 audio (m4a -> 16 kHz mono segments, length filter),
+# Stages: 1 data prep (Kaldi dirs), 2 audio (m4a -> 16 kHz mono segments; training sets drop
+#   utterances longer than speech_length, dev/test keep them, decoded on their first
+#   speech_length seconds as ESPnet's Speech2Text does; counts in dump/raw/<set>/utt_counts.json),
 #   3 context embeddings (speaker for gated_spk, acoustic event for gated_event), 4 pre-trained
 #   model (OWSM BPE, token list, stats, weights), 5 stats (shapes), 6 training (one sub-stage
 #   per model of --models; with --baselines true 6f-6h: L0 and layer pruning at the gated
@@ -39,6 +43,8 @@ voxforge_dev_speakers=10
 # model and training
 owsm_model=espnet/owsm_v3.1_ebf   # hub tag or local directory (hub layout)
 conf_dir=conf                # train_s2t_ebf_{full,gated,l0,layerprune}.yaml (conf/tiny: tests only)
+gated_config=""              # the gated models' YAML; empty: ${conf_dir}/train_s2t_ebf_gated.yaml
+                             # (tuned); conf/train_s2t_ebf_gated_paper.yaml: the papers' settings
 models="full gated"          # + gated_lang (language only), gated_frame (lang+task, attention
                              # pooling over frames), gated_spk (+ speaker), gated_event (+ event)
 baselines=false              # + l0 and layerprune at the gated model's measured GFLOPs (6f-6h)
@@ -59,7 +65,7 @@ datadir=data
 dumpdir=dump
 expdir=exp
 results=RESULTS.md
-__options="stage stop_stage europarl_st_root download_dir src_langs tgt_lang asr_pairs text_prev use_voxforge voxforge_root voxforge_max_sessions voxforge_test_speakers voxforge_dev_speakers owsm_model conf_dir models baselines spk_model event_model ngpu num_nodes nj train_nj inference_nj inference_batch_size profile_num_utts profile_repeats profile_opts datadir dumpdir expdir results"
+__options="stage stop_stage europarl_st_root download_dir src_langs tgt_lang asr_pairs text_prev use_voxforge voxforge_root voxforge_max_sessions voxforge_test_speakers voxforge_dev_speakers owsm_model conf_dir gated_config models baselines spk_model event_model ngpu num_nodes nj train_nj inference_nj inference_batch_size profile_num_utts profile_repeats profile_opts datadir dumpdir expdir results"
 
 cd "$(dirname "$0")"
 . ./path.sh
@@ -72,6 +78,12 @@ check_models ${known_models}
 check_event_model
 add_baselines
 config_prefix=${conf_dir}/train_s2t_ebf_
+gated_config=${gated_config:-${config_prefix}gated.yaml}
+[ -f "${gated_config}" ] || die "--gated_config ${gated_config}: no such file"
+# The gated models (gated, gated_lang, ...) train with --gated_config, the others with
+# pipeline.sh's model_config (${config_prefix}<model>.yaml).
+eval "pipeline_$(declare -f model_config)"
+model_config() { case $1 in gated*) echo "${gated_config}" ;; *) pipeline_model_config "$1" ;; esac; }
 for m in ${models}; do
     [ -f "$(model_config ${m})" ] || die "missing $(model_config ${m}) (--conf_dir)"
 done
@@ -93,6 +105,14 @@ test_sets=${ep_sets# }; sets="train dev test"
 if ${use_voxforge}; then test_sets="${test_sets}${vf_sets}"; sets="${sets} vftest"; fi
 
 make_dirs datadir dumpdir expdir
+# A gated model already in ${expdir} was trained with the YAML its config.yaml names (ESPnet
+# records --config there); resumed or skipped with another, it would be reported as this one.
+for m in ${models}; do
+    [[ ${m} = gated* ]] && [ -f "${expdir}/${m}/config.yaml" ] || continue
+    c=$(sed -n 's/^config: //p' "${expdir}/${m}/config.yaml")
+    [ "$(realpath -m "${c}")" = "$(realpath -m "${gated_config}")" ] \
+        || die "${expdir}/${m} was trained with ${c}, not --gated_config ${gated_config}; use another --expdir"
+done
 raw=${dumpdir}/raw
 share_threads "${train_nj}"
 score_opts="--st_normalise none"
@@ -115,11 +135,14 @@ if stage_in 1; then
 fi
 
 if stage_in 2; then
-    stage_start 2 "Audio: decode, resample to 16 kHz mono, cut segments; length filter -> ${raw}"
+    stage_start 2 "Audio: decode, resample to 16 kHz mono, cut segments; length filter (train only) -> ${raw}"
     for dset in ${sets}; do
+        # Dev and test keep every utterance (--eval_set, implied by --split_by_lang_task): one
+        # longer than speech_length is decoded on its first speech_length seconds, as ESPnet's
+        # Speech2Text does. The full model's YAML: speech_length is the same for every model.
         # shellcheck disable=SC2046
-        prepare_audio "${datadir}/${dset}" ${dset} "$(model_config gated)" \
-            $(case ${dset} in test|vftest) echo --split_by_lang_task ;; esac)
+        prepare_audio "${datadir}/${dset}" ${dset} "$(model_config full)" \
+            $(case ${dset} in test|vftest) echo --split_by_lang_task ;; dev) echo --eval_set ;; esac)
     done
     stage_end 2
 fi
