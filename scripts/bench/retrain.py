@@ -8,7 +8,7 @@ and scoring commands), points them at ``<exp>/NAME``, appends the extra training
 recording them in ``<exp>/commands.sh`` too. Training resumes if interrupted (the recorded
 command has ``--resume true``); a finished variant is not trained again. Compare the
 variants with the recipe's report afterwards, e.g.
-``scripts/make_results.py --models full gated gated_seed1 ...``.
+``scripts/report.py --models full gated gated_seed1 ...``.
 
 Usage (from a recipe directory, after ``run.sh`` has run stages 6-8 for FROM):
     python ../../../scripts/bench/retrain.py --from_model gated --name gated_seed1 -- --seed 1

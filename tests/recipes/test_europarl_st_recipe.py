@@ -8,6 +8,7 @@ everything that is done."""
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -215,7 +216,8 @@ def test_stage9_results_and_gate_patterns(recipe):
     assert set(pat["corpus_differences"]) == {f"{l}/asr: europarl_st vs voxforge"
                                               for l in ("deu", "fra", "ita")}
     md = (tmp / "RESULTS.md").read_text()
-    for part in ("## Speech translation: BLEU / chrF per direction", "vftest_deu_asr wer",
+    for part in ("## Speech translation (BLEU / chrF, sacrebleu)", "vftest_deu_asr wer",
+                 "## Do the models listen?", "## Difference vs full (paired bootstrap, 95% CI, p)",
                  "## Efficiency", "## Gate patterns: gated", "| voxforge/deu/asr | 2 |",
                  "## Commands", "scripts/check_init.py"):
         assert part in md, part
@@ -278,6 +280,7 @@ def test_static_baselines_at_the_gated_budget(recipe):
     assert set(eff["models"]) == {*MODELS, "l0", "layerprune", "full@espnet"}
     md = (tmp / "RESULTS_baselines.md").read_text()
     assert "| l0 |" in md and "| layerprune |" in md
+    assert "## Static pruning baselines" in md and f"= **{match['fraction']:.3f}**" in md  # their budget
     # --baselines needs the gated model (its budget)
     proc = subprocess.run(["./run.sh", "--models", "full gated_spk", "--baselines", "true",
                            "--expdir", str(tmp / "nothing")], cwd=RECIPE, capture_output=True, text=True)
@@ -363,8 +366,11 @@ def test_context_models_speaker_event_language_frame(recipe):
         assert {"language", "task", "speaker"} <= set(factors["factors"]) or not factors["varying_gates"]
     md = (tmp / "RESULTS_context.md").read_text()
     for part in ("context lang+task+speaker", "context lang only", "attention pooling",
-                 "## Gate variance by factor: gated_spk", "## Gate patterns: gated_event"):
+                 "## Gate patterns: gated_event"):
         assert part in md, part
+    # the factors of each gated model (or that no gate varies), from its gate_factors JSON
+    assert re.search(r"^(Gate variance explained by each factor \(gated_spk, |Gate patterns \(gated_spk\): every gate)",
+                     md, re.M)
     # --models is checked before anything is written
     for models, error in (("full gated_nope", "--models: unknown gated_nope"),
                           ("full gated_event", "gated_event needs --event_model")):

@@ -147,8 +147,15 @@ def test_results_and_gate_patterns(recipe):
     assert (tmp / "exp" / "plots" / "gate_factors_gated.json").is_file()
     md = (tmp / "RESULTS.md").read_text()
     for part in ("# RESULTS: TEMPLATE S2T, context-aware dynamic pruning of owsm",
-                 "test_deu_st_eng bleu", "test_eng_asr wer", "## Efficiency", "## Commands"):
+                 "deu_st_eng bleu", "eng_asr wer", "## Do the models listen?",
+                 "## Difference vs full (paired bootstrap, 95% CI, p)", "## Efficiency", "## Commands"):
         assert part in md, part
+    # the listening table and the bootstrap rest on stage 8's checks and per-utterance data
+    compare = json.loads((tmp / "exp" / "compare.json").read_text())
+    assert set(compare["models"]) == set(MODELS) - {"full"}
+    for m in MODELS:
+        for s, r in json.loads((tmp / "exp" / m / "scores.json").read_text())["subsets"].items():
+            assert all(f"**Warning**: {m} {s}: {w}." in md for w in r["warnings"]), (m, s)
 
 
 def test_rerun_skips_finished_work_and_bad_input_is_one_line(recipe, tmp_path):
