@@ -200,12 +200,20 @@ def listen_check(hyp: List[str], ref: List[str]) -> Tuple[dict, List[str]]:
     return stats, warnings
 
 
-def mismatch_warnings(scores: dict) -> List[str]:
-    """WER >= 100 % or BLEU near 0: hypotheses that are text, but not the audio's.
+def mismatch_warnings(scores: dict, hyp: List[str]) -> List[str]:
+    """Hypotheses that are not the audio's: mostly empty, or text with WER >= 100 % / BLEU near 0.
 
     Meant for sets that pass ``listen_check``: their hypotheses vary and do not loop, so
     such a score says the model writes fluent text unrelated to what was said.
+
+    Args:
+        scores: A set's ``wer`` or ``bleu``.
+        hyp: Its hypotheses (normalised text).
     """
+    empty = sum(not h for h in hyp)
+    if empty > len(hyp) / 2:
+        return [f"{empty} of {len(hyp)} hypotheses are empty: the model writes (almost) nothing; "
+                "its scores mean nothing"]
     if scores.get("wer") is not None and scores["wer"] >= MISMATCH_WER:
         what = f"WER {scores['wer']:.1f} %"
     elif scores.get("bleu") is not None and scores["bleu"] < MISMATCH_BLEU:
@@ -409,9 +417,9 @@ def listen_section(scores: Dict[str, dict], models: List[str], subsets: List[str
           "text; a model that ignores its input repeats itself) and, in brackets, the fraction "
           f"of looping hypotheses (more than {LOOP_RATIO:g}x the reference's words, repeating "
           f"themselves). Bold: flagged by `scripts/score.py`, i.e. distinct < {MIN_DISTINCT:g} x "
-          f"the references' fraction, looping > {MAX_LOOPING:g}, or else WER >= "
-          f"{MISMATCH_WER:g} % / BLEU < {MISMATCH_BLEU:g} (fluent hypotheses that do not match "
-          "the audio).", "",
+          f"the references' fraction, looping > {MAX_LOOPING:g}, or else more than half the "
+          f"hypotheses empty or WER >= {MISMATCH_WER:g} % / BLEU < {MISMATCH_BLEU:g} (fluent "
+          "hypotheses that do not match the audio).", "",
           "| model | " + " | ".join(short(s) for s in subsets) + " |",
           "| --- |" + " ---: |" * len(subsets)]
     first = scores[models[0]]["subsets"]

@@ -17,7 +17,8 @@ also gets, on the normalised text (``espnet_ext.results.listen_check``): ``disti
 and ``looping``, the fraction of hypotheses with more than LOOP_RATIO (2) x the reference's
 words that repeat themselves (at most half their words distinct). A WARNING (also saved in
 ``warnings``) flags distinct_hyp < MIN_DISTINCT (0.5) x distinct_ref, looping > MAX_LOOPING
-(0.1), or else WER >= 100 % or BLEU < 1: hypotheses that do not match the audio.
+(0.1), or else more than half the hypotheses empty, or WER >= 100 % or BLEU < 1: hypotheses
+that do not match the audio.
 
 Writes ``<exp>/scores.json``:
 ``{"subsets": {subset: {"lang", "task", "num_utts", "bleu", "chrf" | "wer", "cer",
@@ -119,7 +120,7 @@ def score_subset(exp: Path, dump: Path, subset: str,
     if task == "asr":
         for k, r, e in zip(keys, ref, word_errors(words)):
             utts[k].update(errors=e, words=len(r.split()))
-    out.update(listen, warnings=warnings or mismatch_warnings(out))
+    out.update(listen, warnings=warnings or mismatch_warnings(out, hyp))
     return out, signatures, utts
 
 

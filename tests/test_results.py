@@ -217,8 +217,12 @@ def test_pipeline_recipe_results_gain_the_checks_and_gate_patterns(exp, tmp_path
 
 
 def test_mismatch_only_where_the_score_says_unrelated_text():
-    assert results.mismatch_warnings({"wer": 99.9}) == [] and results.mismatch_warnings({"bleu": 1.0}) == []
-    assert results.mismatch_warnings({"wer": 142.04})[0].startswith("WER 142.0 %: the hypotheses do not match")
-    assert results.mismatch_warnings({"bleu": 0.31})[0].startswith("BLEU 0.31: the hypotheses do not match")
+    text = ["a b", "c d", ""]
+    assert results.mismatch_warnings({"wer": 99.9}, text) == [] and results.mismatch_warnings({"bleu": 1.0}, text) == []
+    assert results.mismatch_warnings({"wer": 142.04}, text)[0].startswith("WER 142.0 %: the hypotheses do not match")
+    assert results.mismatch_warnings({"bleu": 0.31}, text)[0].startswith("BLEU 0.31: the hypotheses do not match")
+    # no text at all is not unrelated text: all deletions, WER 100 %
+    assert results.mismatch_warnings({"wer": 100.0}, ["", "", "a"]) == [
+        "2 of 3 hypotheses are empty: the model writes (almost) nothing; its scores mean nothing"]
     assert results.loops("a b a b a b a b", "a b c") and not results.loops("one two three four five six seven", "a b c")
     assert not results.loops("a a a a", "a b")  # not longer than 2x the reference
