@@ -115,6 +115,7 @@ class Speech2TextGated(Speech2Text):
             from espnet_ext.whisper.tokenizer import WhisperTokenizer
 
             self.tokenizer = WhisperTokenizer(self.converter.token_list)
+            logging.info("Text tokenizer: Whisper's byte-level BPE (espnet_ext.whisper.tokenizer)")
         if search not in SEARCHES:
             raise ValueError(f"search must be one of {SEARCHES}, got {search!r}")
         if hasattr(self.s2t_model.decoder, "cache_src_kv"):

@@ -187,6 +187,10 @@ class LeanBeamSearch:
             n if maxlenratio == 0 else -int(maxlenratio) if maxlenratio < 0 else max(1, int(maxlenratio * n))
             for n in lengths
         ]
+        # learned positions end somewhere (Whisper: 448 tokens, prompt included)
+        cap = getattr(dec, "max_positions", None)
+        if cap is not None:
+            maxlen = [min(m, cap - len(p)) for m, p in zip(maxlen, primers)]
         minlen = [-int(minlenratio) if minlenratio < 0 else int(minlenratio * n) for n in lengths]
         valid = torch.arange(n_frames, device=device)[None] < torch.tensor(lengths, device=device)[:, None]
         mask = None if bool(valid.all()) else valid[:, None, :]

@@ -40,7 +40,8 @@ results=RESULTS.md
 baselines=auto       # static pruning baselines l0 + layerprune (6f-6h): true | false | auto (bench)
 skip_bad_utts=false  # stage 2: leave bad utterances out (listed in dump/raw/<set>/bad_utts)
 gated_models=        # gate contexts to fine-tune (6c-6e) from gated gated_spk gated_event; empty: the preset's
-__options="stage stop_stage preset base base_out base_init nj ngpu datadir dumpdir expdir results baselines skip_bad_utts gated_models"
+zeroshot=            # a Whisper base: also decode it as it is (true | false; empty: the preset's)
+__options="stage stop_stage preset base base_out base_init nj ngpu datadir dumpdir expdir results baselines skip_bad_utts gated_models zeroshot"
 
 cd "$(dirname "$0")"
 . ./path.sh
@@ -61,8 +62,11 @@ fi
 # Models fine-tuned in stage 6 and evaluated in stages 7-9; --preset base trains and
 # evaluates the base model alone. Options are checked before anything is written.
 models="full ${gated_models}"
-# A Whisper base is also decoded as it is (zero-shot, 30 s padding as Whisper was trained).
-${whisper} && models="zeroshot ${models}"
+# A Whisper base can be decoded as it is too (zero-shot, 30 s padding as Whisper was trained:
+# ~10 s an utterance on 2 cores, 4x the fine-tuned models' 7 s inputs).
+zeroshot=${zeroshot:-${preset_zeroshot:-false}}
+case ${zeroshot} in true) ${whisper} || die "--zeroshot true needs a Whisper base (--base whisper:...)";
+    models="zeroshot ${models}" ;; false) ;; *) die "--zeroshot ${zeroshot}: true or false" ;; esac
 check_models zeroshot full gated gated_spk gated_event
 [[ " ${models} " = *" gated "* ]] || die "--gated_models must include gated (the baselines' budget, the gate plots)"
 [ "${baselines}" = auto ] && { baselines=false; [ "${preset}" = bench ] && baselines=true; }
@@ -179,7 +183,7 @@ if stage_in 6; then
         stage_did_work=true
         train_model base 6a $(( threads * nj )) pretrain  # alone on the machine: all threads
     fi
-    if ${whisper} && [ ! -f "${expdir}/zeroshot/valid.acc.ave.pth" ]; then  # 6a: Whisper as it is
+    if ${zeroshot} && [ ! -f "${expdir}/zeroshot/valid.acc.ave.pth" ]; then  # 6a: Whisper as it is
         mkdir -p "${expdir}/zeroshot"
         cp "${base_dir}/config.yaml" "${expdir}/zeroshot/config.yaml"
         ln -sf "$(cd "${base_dir}" && pwd)/model.pth" "${expdir}/zeroshot/valid.acc.ave.pth"
