@@ -133,7 +133,8 @@ if stage_in 2; then
     for dset in ${train_sets} dev test; do
         # shellcheck disable=SC2046
         format_set "${datadir}/${dset}" ${dset} "${base_config}" --langs ${langs} --tasks ${tasks} \
-            $([ ${dset} = test ] && echo --split_by_lang_task) $(${skip_bad_utts} && echo --skip_bad_utts)
+            $([ ${dset} = test ] && echo --split_by_lang_task) $([ ${dset} = dev ] && echo --eval_set) \
+            $(${skip_bad_utts} && echo --skip_bad_utts)
     done
     stage_end 2
 fi

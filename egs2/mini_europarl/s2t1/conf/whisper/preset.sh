@@ -14,3 +14,6 @@ tagger_opts="--epochs 4 --channels 8 16 32 --embed_dim 64 --crop_seconds 2"
 profile_num_utts=8
 profile_repeats=3
 profile_opts=""
+# Stage 7: 8 utterances a pass (the lean search batches them: the same hypotheses as one by
+# one, tests/s2t/test_batch_decode.py); stage 9 times them one by one.
+inference_batch_size=8
