@@ -51,8 +51,8 @@ from tqdm import tqdm
 
 from espnet_ext.kaldi import read_table, write_table
 
-# siblings: this file runs as a script (its dir is on sys.path) or is imported with its
-# dir on the path (tests/local/test_mini_europarl.py)
+# siblings: this file runs as a script (its dir is on sys.path) or is loaded after them, each
+# registered under its own name (tests/local/test_mini_europarl.py, script_loader.load_file)
 import events  # noqa: E402
 import sentences  # noqa: E402
 import voices  # noqa: E402

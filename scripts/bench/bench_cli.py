@@ -20,7 +20,7 @@ fine-tune; gated models need our CLI).
 Usage:
     python scripts/bench/bench_cli.py --config exp/full/config.yaml \\
         --model_file exp/full/valid.acc.ave.pth --data_dir dump/raw/test_deu_st_eng \\
-        --lang_sym deu --task_sym st_eng --threads 1 --repeats 3 --out docs/bench/cli_full.json
+        --lang_sym deu --task_sym st_eng --threads 1 --repeats 3 --out docs/results/decode_speed/cli_bench_full.json
 """
 
 import argparse

@@ -29,9 +29,9 @@ while it runs the mode once more (model and interpreter included).
 
 Usage:
     python scripts/bench/bench_decode.py --model exp/s2t_gated/config.yaml:exp/s2t_gated/valid.acc.ave.pth \\
-        --data_dir dump/raw/test_deu_st_eng --n_utts 8 --batch_size 8 --out docs/bench_decode_mini.json
+        --data_dir dump/raw/test_deu_st_eng --n_utts 8 --batch_size 8 --out docs/results/bench_decode/bench_decode_mini.json
     python scripts/bench/bench_decode.py --owsm_random --num_blocks 4 --maxlenratio -20 \\
-        --n_utts 4 --batch_size 4 --out docs/bench_decode_owsm.json
+        --n_utts 4 --batch_size 4 --out docs/results/bench_decode/bench_decode_owsm.json
 """
 
 import argparse
@@ -184,7 +184,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
                         help="Modes to run (default all; e.g. only the *_one_by_one ones for a "
                              "full-size model, whose batched run would take as long again).")
-    parser.add_argument("--out", type=Path, help="JSON report (e.g. docs/bench_decode_owsm.json).")
+    parser.add_argument("--out", type=Path, help="JSON report (e.g. docs/results/bench_decode/bench_decode_owsm.json).")
     args = parser.parse_args(argv)
     if bool(args.model) == args.owsm_random:
         parser.error("give exactly one of --model CONFIG:CHECKPOINT and --owsm_random")

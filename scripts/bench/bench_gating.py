@@ -23,7 +23,7 @@ GFLOPs are the analytic counts of ``espnet_ext.flops`` (checked against
 fvcore in tests/test_flops.py).
 
 Usage:
-    python scripts/bench/bench_gating.py --out docs/bench_gating.json
+    python scripts/bench/bench_gating.py --out docs/results/bench_gating/bench_gating.json
     python scripts/bench/bench_gating.py --enc_layers 6 --dec_layers 6 --steps 4   # quicker
 """
 

@@ -10,7 +10,7 @@ synthesises one clip per language with espeak-ng and prints, per clip:
 * greedy token ids (our lean beam search, beam 1) against ``whisper.decode``, per task.
 
 Usage:
-    python scripts/bench/check_whisper.py --model base --threads 2 --out docs/whisper/check.json
+    python scripts/bench/check_whisper.py --model base --threads 2 --out docs/results/whisper_check/check.json
 """
 
 import argparse

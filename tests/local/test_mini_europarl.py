@@ -2,21 +2,22 @@
 
 import hashlib
 import shutil
-import sys
 from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from script_loader import load_file
 
 DIR = Path(__file__).resolve().parents[2] / "local" / "mini_europarl"
-sys.path.insert(0, str(DIR))
 
-import events  # noqa: E402
-import make_corpus  # noqa: E402
-import sentences  # noqa: E402
-import voices  # noqa: E402
+# the generator's files import each other by name (`import sentences`): loaded in dependency
+# order, each is in sys.modules under that name before the next one imports it
+sentences = load_file(DIR / "sentences.py")
+events = load_file(DIR / "events.py")
+voices = load_file(DIR / "voices.py")
+make_corpus = load_file(DIR / "make_corpus.py")
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng not installed")
