@@ -33,8 +33,7 @@ from espnet2.bin.asr_inference import Speech2Text
 
 from espnet_ext.gating import GatedModule, use_context
 from espnet_ext.kaldi import read_table
-from espnet_ext.s2t.inference import SEARCHES
-from espnet_ext.s2t.lean_search import LeanBeamSearch
+from espnet_ext.s2t.lean_search import SEARCHES, LeanBeamSearch
 from espnet_ext.s2t.meter import DecodeMeter, decoder_macs
 
 PROG = "espnet_ext.asr.inference"

@@ -23,11 +23,8 @@ import torch
 from espnet2.bin.s2t_inference import Speech2Text
 
 from espnet_ext.gating import GateContext, GatedModule, use_context
-from espnet_ext.s2t.lean_search import LeanBeamSearch
+from espnet_ext.s2t.lean_search import SEARCHES, LeanBeamSearch
 from espnet_ext.s2t.meter import DecodeMeter, decoder_macs, encoder_macs, gflops
-
-
-SEARCHES = ("lean", "espnet")
 
 
 def _as_row(x) -> Optional[torch.Tensor]:

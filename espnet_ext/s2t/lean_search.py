@@ -43,6 +43,9 @@ from espnet_ext.nets.transformer_decoder_token_condition import (
 )
 from espnet_ext.s2t.meter import Step
 
+# the beam searches a decode can run: this one, or ESPnet's own
+SEARCHES = ("lean", "espnet")
+
 # ESPnet's end detection (espnet.nets.e2e_asr_common.end_detect): stop when the
 # best ended hypotheses of the last M lengths all trail the best by > -D_END.
 END_M, END_D = 3, math.log(1 * math.exp(-10))

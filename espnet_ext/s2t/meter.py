@@ -38,8 +38,10 @@ class DecodeMeter:
     A forward hook on the encoder records its input and output shapes and
     gates at every call; inside ``measure()``, a forward pre-hook on the
     decoder's embedding records one ``Step`` per decoder call of the search
-    (#hypotheses and prefix length; ESPnet's decoder computes one query
-    position per step and the self-attention keys/values of the whole prefix).
+    (#hypotheses and prefix length), counted as ESPnet's decoder runs it: one
+    query position, the self-attention keys/values of the whole prefix. (Its
+    first call also queries the other primer positions, <sos> <lang> <task>
+    ...: not counted.)
     The source keys/values count once per utterance when the gated decoder
     caches them (``decoder.cache_src_kv``), else at every step. Not counted:
     the CTC prefix scorer and language models, when used.
