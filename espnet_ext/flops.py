@@ -62,10 +62,18 @@ def attention(attn: torch.nn.Module, n_query: int, n_key: int) -> int:
     return macs
 
 
+def _stock_transformer(encoder) -> bool:
+    from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
+
+    return isinstance(encoder, TransformerEncoder) and not hasattr(encoder, "unit_costs")
+
+
 def encoder_unit_names(encoder) -> tuple:
-    """Unit names of a gated or a stock E-Branchformer (same layer structure)."""
+    """Unit names of a gated encoder, a stock E-Branchformer or a stock Transformer."""
     if hasattr(encoder, "unit_names"):
         return tuple(encoder.unit_names)
+    if _stock_transformer(encoder):  # as transformer_encoder_token_condition
+        return ("attn", "ffn")
     first = encoder.encoders[0]
     names = ("attn", "cgmlp")
     if first.feed_forward_macaron is not None:
@@ -113,6 +121,10 @@ def encoder_spent(encoder, n_frames: int, gates: torch.Tensor) -> float:
     """
     gates = gates.detach().double().cpu()
     if not hasattr(encoder.encoders[0], "depthwise_conv_fusion"):  # no shared merge: units add up
+        if _stock_transformer(encoder):
+            from espnet_ext.nets.transformer_encoder_token_condition import transformer_unit_costs
+
+            return float((transformer_unit_costs(encoder, n_frames) * gates).sum())
         return float((encoder.unit_costs(n_frames) * gates).sum())
     names = encoder_unit_names(encoder)
     units = dict(zip(names, range(len(names))))

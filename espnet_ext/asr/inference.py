@@ -1,8 +1,11 @@
-"""Gated ASR decoding: ESPnet's ``Speech2Text`` plus gate decisions and encoder GFLOPs.
+"""Gated ASR decoding: ESPnet's ``Speech2Text`` plus gate decisions and GFLOPs.
 
 ``Speech2TextGated`` hands the optional gate context (speaker / event embedding) to the
-model, and after each call holds the encoder's hard gate decisions and the encoder GFLOPs
-actually spent (input layer + the open attention/FFN units, for the real number of frames).
+model, and after each call holds the encoder's hard gate decisions and the GFLOPs actually
+spent, counted as S2T decoding counts them (``espnet_ext.s2t.meter``): the input layer, the
+open attention/FFN units for the real number of frames, and the decoder's beam-search steps.
+It decodes as S2T does: with ``espnet_ext.s2t.lean_search`` where it applies (no CTC prefix
+scoring, no LM), else with ESPnet's own beam search, unchanged.
 Stock (ungated) Transformer models work too, counted with every unit open.
 
 Usage (what egs2/librispeech_100/asr1 stage 5 runs):
@@ -12,7 +15,7 @@ Usage (what egs2/librispeech_100/asr1 stage 5 runs):
 
 Writes ``<output_dir>/1best_recog/{text,token}`` (as ``espnet2.bin.asr_inference``),
 ``<output_dir>/gates`` (``<utt> 11 10 01 ...``: attn/ffn bits per layer) and
-``<output_dir>/gflops`` (``<utt> <encoder GFLOPs>``).
+``<output_dir>/gflops`` (``<utt> <encoder GFLOPs>``: input layer + encoder).
 """
 
 import argparse
@@ -28,14 +31,14 @@ import yaml
 from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
 from espnet2.bin.asr_inference import Speech2Text
 
-from espnet_ext import flops
 from espnet_ext.gating import GatedModule, use_context
 from espnet_ext.kaldi import read_table
-from espnet_ext.nets.transformer_encoder_token_condition import transformer_unit_costs
+from espnet_ext.s2t.lean_search import SEARCHES, LeanBeamSearch
+from espnet_ext.s2t.meter import DecodeMeter, decoder_macs
 
 PROG = "espnet_ext.asr.inference"
 DECODE_KEYS = ("beam_size", "ctc_weight", "lm_weight", "penalty", "maxlenratio",
-               "minlenratio", "nbest", "batch_size")
+               "minlenratio", "nbest", "batch_size", "search")
 
 
 def _row(x) -> Optional[torch.Tensor]:
@@ -46,33 +49,38 @@ class Speech2TextGated(Speech2Text):
     """``Speech2Text`` for gated ASR models (and stock Transformer ones).
 
     Extra ``__call__`` arguments: ``spk_embed`` (D_spk,), ``event_embed`` (D_event,), needed
-    when the gates use them. After each call: ``gates`` (layers, units) of the encoder and
-    ``encoder_gflops``.
+    when the gates use them. After each call: ``gates`` (layers, units) of the encoder,
+    ``meter.gflops`` per part and ``encoder_gflops``.
+
+    ``search``: "lean" (default) decodes with ``LeanBeamSearch`` when the beam search allows
+    it (``LeanBeamSearch.unsupported``); "espnet", or a search it does not support, with
+    ESPnet's.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, search: str = "lean", **kwargs):
         super().__init__(*args, **kwargs)
         encoder = self.asr_model.encoder
         if not isinstance(encoder, TransformerEncoder):
             raise ValueError(
                 f"{PROG} counts Transformer encoders only, got {type(encoder).__name__}"
             )
-        encoder.register_forward_pre_hook(self._encoder_in)
-        encoder.register_forward_hook(self._encoder_out)
+        if search not in SEARCHES:
+            raise ValueError(f"search must be one of {SEARCHES}, got {search!r}")
+        self.meter = DecodeMeter(self.asr_model)
         self.gates: Optional[torch.Tensor] = None
-        self.encoder_gflops = 0.0
+        self.lean: Optional[LeanBeamSearch] = None
+        if search == "lean" and self.beam_search is not None:
+            issue = LeanBeamSearch.unsupported(self.beam_search)
+            if issue is None:
+                self.lean = LeanBeamSearch.from_espnet(self.beam_search)
+            else:
+                logging.info(f"ESPnet's beam search: the lean one does not support {issue}")
 
-    def _encoder_in(self, _module, args):
-        self._feats = args[0].shape  # (1, T_in, F)
-
-    def _encoder_out(self, module, _args, out):
-        n_frames = int(out[1].max())
-        costs = transformer_unit_costs(module, n_frames)
-        gates = module.last_gates[0].detach().double().cpu() if isinstance(
-            module, GatedModule) else torch.ones_like(costs)
-        _, t_in, feat_dim = self._feats
-        macs = flops.subsampling(module, t_in, feat_dim) + float((costs * gates).sum())
-        self.gates, self.encoder_gflops = gates, flops.to_gflops(macs)
+    @property
+    def encoder_gflops(self) -> float:
+        """GFLOPs of the last call's input layer and encoder."""
+        g = self.meter.gflops
+        return g["subsampling"] + g["encoder"]
 
     @torch.no_grad()
     def __call__(self, speech, spk_embed=None, event_embed=None):
@@ -85,7 +93,38 @@ class Speech2TextGated(Speech2Text):
                 None if spk is None else spk.to(dev), None if event is None else event.to(dev)
             )
         with use_context(model, context):
-            return super().__call__(speech)
+            if self.lean is None:
+                with self.meter.measure():
+                    results = super().__call__(speech)
+            else:
+                results = self._lean_decode(speech)
+        self.gates = self.meter.unit_gates(model.encoder).detach().double().cpu()
+        return results
+
+    def _lean_decode(self, speech) -> list:
+        """``__call__``'s n-best (text, token, token_int, hyp) with the lean search."""
+        model, decoder = self.asr_model, self.asr_model.decoder
+        self.meter.reset()
+        speech = torch.as_tensor(np.asarray(speech)).reshape(1, -1).to(getattr(torch, self.dtype))
+        lengths = speech.new_full([1], dtype=torch.long, fill_value=speech.size(1))
+        enc, enc_lens = model.encode(speech.to(self.device), lengths.to(self.device))
+        if isinstance(enc, tuple):
+            raise NotImplementedError("the lean search with intermediate-CTC encoders: use search='espnet'")
+        gates = None
+        if isinstance(decoder, GatedModule):
+            valid = torch.ones(enc.shape[:2], dtype=torch.bool, device=enc.device)
+            gates = decoder.compute_gates(enc, valid, None).detach()
+        hyps = self.lean(enc, enc_lens, [[model.sos]], gates, self.maxlenratio, self.minlenratio)[0]
+        self.meter.macs["decoder"] = decoder_macs(
+            decoder, self.lean.steps[0], int(enc_lens[0]), None if gates is None else gates[0]
+        )
+        results = []
+        for hyp in hyps[: self.nbest]:  # as ESPnet's Speech2Text._decode_single_sample
+            token_int = [t for t in hyp.yseq[1:-1].tolist() if t != 0]  # blank: 0
+            token = self.converter.ids2tokens(token_int)
+            text = self.tokenizer.tokens2text(token) if self.tokenizer is not None else None
+            results.append((text, token, token_int, hyp))
+        return results
 
 
 def decode_set(s2t: Speech2TextGated, wav_scp: Path, spk_scp: Optional[Path], output_dir: Path) -> int:
@@ -98,7 +137,7 @@ def decode_set(s2t: Speech2TextGated, wav_scp: Path, spk_scp: Optional[Path], ou
     out = output_dir / "1best_recog"
     out.mkdir(parents=True, exist_ok=True)
     lines = {name: [] for name in ("text", "token")}
-    gate_lines, gflop_lines = [], []
+    gate_lines, gflop_lines, dec_gflops = [], [], []
     for utt, path in tqdm(sorted(wavs.items()), desc=f"decoding {wav_scp.parent.name}"):
         speech, rate = soundfile.read(path, dtype="float32")
         if rate != 16000 or speech.ndim != 1:
@@ -111,12 +150,16 @@ def decode_set(s2t: Speech2TextGated, wav_scp: Path, spk_scp: Optional[Path], ou
         bits = " ".join("".join(str(int(v)) for v in row) for row in s2t.gates.round().int().tolist())
         gate_lines.append(f"{utt} {bits}")
         gflop_lines.append(f"{utt} {s2t.encoder_gflops:.6g}")
+        dec_gflops.append(s2t.meter.gflops["decoder"])
     for name, rows in lines.items():
         (out / name).write_text("".join(r + "\n" for r in rows), encoding="utf-8")
     (output_dir / "gates").write_text("".join(r + "\n" for r in gate_lines))
     (output_dir / "gflops").write_text("".join(r + "\n" for r in gflop_lines))
     mean = sum(float(r.split()[1]) for r in gflop_lines) / max(1, len(gflop_lines))
-    logging.info(f"decoded {len(gate_lines)} utterances -> {out}; encoder {mean:.4g} GFLOPs/utt")
+    dec = sum(dec_gflops) / max(1, len(dec_gflops))
+    uncounted = "" if s2t.lean is not None else " (ESPnet's search: CTC prefix scorer and LM not counted)"
+    logging.info(f"decoded {len(gate_lines)} utterances -> {out}; GFLOPs/utt: encoder {mean:.4g}, "
+                 f"decoder {dec:.4g}{uncounted}")
     return 0
 
 

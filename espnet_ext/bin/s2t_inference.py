@@ -15,16 +15,17 @@ Takes every option of ``python -m espnet2.bin.s2t_inference``. Writes ESPnet's
 ``<output_dir>/1best_recog/{text,token,token_int,score,text_nospecial}`` and,
 per utterance: ``gates/encoder`` and ``gates/decoder`` (one group of 0/1 per
 layer, units in the order of ``gates/units``), ``gflops`` (encoder + decoder
-compute actually spent, see ``espnet_ext.s2t.meter.DecodeMeter``) and
+compute actually spent, see ``espnet_ext.s2t.meter``) and
 ``decode_seconds`` (with ``--batch_size N > 1``: the batch's wall-clock / N).
 
 Beam search (``--search``): by default ``espnet_ext.s2t.lean_search`` (all
 hypotheses as tensors, keys/values cached: ESPnet's hypotheses, faster);
-``--search espnet`` runs ESPnet's ``BatchBeamSearch``. ``--batch_size N``
-decodes N utterances in one pass (one encoder call, one decoder call per
-beam-search step for all their hypotheses, each row with its own gates;
-``Speech2TextGated.decode_batch``): the same results as one by one, faster.
-(ESPnet's own CLI decodes one at a time.)
+``--search espnet`` (or a decode the lean search does not support: CTC
+prefix scoring, LMs) runs ESPnet's, one utterance at a time. With the lean
+search, ``--batch_size N`` decodes N utterances in one pass (one encoder call,
+one decoder call per beam-search step for all their hypotheses, each row with
+its own gates; ``Speech2TextGated.decode_batch``): the same results as one by
+one, faster. (ESPnet's own CLI decodes one at a time.)
 
 Audio is checked first (``espnet_ext.s2t.audio_input``): another sample rate
 is resampled to the model's, stereo down-mixed (``--audio_mismatch convert``,
@@ -228,8 +229,8 @@ def describe(summary: Dict[str, float]) -> str:
 
 
 def _decode(s2t: Speech2TextGated, batch, nbest: int):
-    """Records of a list of (key, item); batched when there are several or the search is lean."""
-    if len(batch) > 1 or s2t.lean is not None:
+    """Records of a list of (key, item); in one pass with the lean search, else one by one."""
+    if s2t.lean is not None:
         start = time.perf_counter()
         try:
             items = [item for _, item in batch]

@@ -172,7 +172,6 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
         gates: Union[torch.Tensor, Sequence[Union[bool, torch.Tensor]]],
         cache: Optional[torch.Tensor] = None,
         src_kv: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
-        src_rows: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """One decoder layer with its units gated.
 
@@ -186,10 +185,8 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
             cache (torch.Tensor): (#batch, L-1, D) this layer's previous
                 outputs; then only the last position is computed.
             src_kv (Tuple[torch.Tensor, torch.Tensor]): Source-attention keys
-                and values of the memory, (#utt, H, T, d_k) each (see
+                and values of the memory, (1 or #batch, H, T, d_k) each (see
                 ``source_kv``); then ``memory`` is not read.
-            src_rows (torch.Tensor): (#batch,) utterance of each row in
-                ``src_kv`` (None: #utt is 1 or #batch).
 
         Returns:
             torch.Tensor: Output (#batch, L, D).
@@ -207,7 +204,7 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
             h = gated_residual(h, g_src, partial(_src_attn, layer), memory, memory_mask)
         else:
             src = partial(src_attn_cached, layer, src_kv)
-            h = gated_residual(h, g_src, src, src_rows, memory_mask)
+            h = gated_residual(h, g_src, src, None, memory_mask)
         h = gated_residual(h, g_ffn, partial(ffn, layer))
         if cache is not None:
             h = torch.cat([cache, h], dim=1)
@@ -387,7 +384,7 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
         kv = self._memo_kv(key, memory, gates, plan)
         return self._step(tgt, tgt_mask, memory, memory_mask, plan, cache, return_hs, kv)
 
-    def _step(self, tgt, tgt_mask, memory, memory_mask, plan, cache, return_hs, kv, rows=None):
+    def _step(self, tgt, tgt_mask, memory, memory_mask, plan, cache, return_hs, kv):
         x = self.embed(tgt)
         cache = [None] * len(self.decoders) if cache is None else cache
         new_cache = []
@@ -396,7 +393,7 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
             if kv is not None and src_kv is None:  # closed for every row: never read
                 src_kv = (None, None)
             x = self.layer_forward(
-                layer, x, tgt_mask, memory, memory_mask, plan[i], c, src_kv, rows
+                layer, x, tgt_mask, memory, memory_mask, plan[i], c, src_kv
             )
             new_cache.append(x)
         y = self.after_norm(x[:, -1])
@@ -406,42 +403,3 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
         if return_hs:
             return (y, hidden), new_cache
         return y, new_cache
-
-    def batch_score_utterances(
-        self,
-        ys: torch.Tensor,
-        states: List[Optional[List[torch.Tensor]]],
-        src_kv: List[Optional[Tuple[torch.Tensor, torch.Tensor]]],
-        rows: torch.Tensor,
-        gates: torch.Tensor,
-        memory_mask: Optional[torch.Tensor] = None,
-        memory: Optional[torch.Tensor] = None,
-    ) -> Tuple[torch.Tensor, List[List[torch.Tensor]]]:
-        """``batch_score`` for hypotheses of several utterances at once.
-
-        Args:
-            ys (torch.Tensor): (#rows, L) prefixes.
-            states (List): Per row, the per-layer cache (or None at step 0).
-            src_kv (List): ``source_kv`` of the utterances (#utt, ...), or
-                None: then ``memory`` (#utt, T, D) is read at every step.
-            rows (torch.Tensor): (#rows,) utterance index of each row.
-            gates (torch.Tensor): (#utt, layers, 3) gates of the utterances.
-            memory_mask (torch.Tensor): (#utt, 1, T) valid memory frames.
-
-        Returns:
-            torch.Tensor: (#rows, vocab) next-token log-probabilities.
-            List: per row, the new per-layer cache.
-        """
-        n_layers = len(self.decoders)
-        cache = (
-            None
-            if states[0] is None
-            else [torch.stack([s[i] for s in states]) for i in range(n_layers)]
-        )
-        mask = subsequent_mask(ys.size(-1), device=ys.device).unsqueeze(0)
-        row_mask = memory_mask[rows] if memory_mask is not None else None
-        plan = row_plan(gates[rows])
-        if src_kv is None:
-            memory, rows = memory[rows], None
-        logp, cache = self._step(ys, mask, memory, row_mask, plan, cache, False, src_kv, rows)
-        return logp, [[c[b] for c in cache] for b in range(len(ys))]

@@ -6,11 +6,13 @@ embeddings), and a record of what each decode did: the hard gate decisions
 of the encoder and the decoder, and the MACs actually spent
 (``espnet_ext.s2t.meter``: encoder with its open units, every beam-search step
 of the decoder with its open units).
-Stock (ungated) models work too, counted with every unit open. Decoding
-runs ``espnet_ext.s2t.lean_search`` where it applies (``search="lean"``).
+Stock (ungated) models work too, counted with every unit open.
+
+One decode path: ``decode_batch`` / ``decode_one`` run
+``espnet_ext.s2t.lean_search`` wherever it applies (``search="lean"``);
+otherwise, and in ``__call__``, ESPnet's own beam search runs, unchanged.
 """
 
-import copy
 import logging
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
@@ -19,16 +21,10 @@ import numpy as np
 import torch
 
 from espnet2.bin.s2t_inference import Speech2Text
-from espnet.nets.batch_beam_search import BatchBeamSearch
 
-from espnet_ext import flops
 from espnet_ext.gating import GateContext, GatedModule, use_context
-from espnet_ext.s2t.batch_beam_search import _Shared, lockstep_copy, run_lockstep
-from espnet_ext.s2t.lean_search import LeanBeamSearch
-from espnet_ext.s2t.meter import DecodeMeter, cached_decoder_macs, decoder_macs, encoder_macs, gflops
-
-
-SEARCHES = ("lean", "espnet")
+from espnet_ext.s2t.lean_search import SEARCHES, LeanBeamSearch
+from espnet_ext.s2t.meter import DecodeMeter, decoder_macs, encoder_macs, gflops
 
 
 def _as_row(x) -> Optional[torch.Tensor]:
@@ -36,16 +32,6 @@ def _as_row(x) -> Optional[torch.Tensor]:
         return None
     x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
     return x.reshape(1, -1)
-
-
-class _Found:
-    """Stands in for ``beam_search`` in ``Speech2Text._decode_single_sample``: hypotheses found already."""
-
-    def __init__(self, search, hyps):
-        self.nn_dict, self.hyps = search.nn_dict, hyps
-
-    def __call__(self, x, maxlenratio, minlenratio):
-        return self.hyps
 
 
 @dataclass
@@ -93,15 +79,17 @@ class Speech2TextGated(Speech2Text):
     """``Speech2Text`` for gated models (also works for stock ones).
 
     Extra ``__call__`` arguments: ``spk_embed`` (D_spk,) and ``event_embed``
-    (D_event,), needed when the model's gates use them. After each call,
+    (D_event,), needed when the model's gates use them. ``__call__`` runs
+    ESPnet's ``Speech2Text.__call__`` (ESPnet's beam search); after each call,
     ``gates`` holds the decisions {"encoder": (layers, units), "decoder": ...}
     and ``meter.gflops`` the compute spent.
 
-    ``search``: "lean" (default) runs ``decode_batch`` with
+    ``search``: "lean" (default) makes ``decode_batch`` / ``decode_one`` run
     ``LeanBeamSearch`` (tensor ops over all hypotheses of all utterances,
     keys/values cached; the same hypotheses as ESPnet's search) when the
-    beam search allows it (see ``LeanBeamSearch.unsupported``); "espnet"
-    keeps ESPnet's ``BatchBeamSearch``.
+    beam search allows it (see ``LeanBeamSearch.unsupported``: no CTC prefix
+    scoring, no LM); "espnet", or a search the lean one does not support,
+    decodes one by one with ESPnet's (``__call__``).
 
     ``src_kv_cache``: with ESPnet's search, let the gated decoder compute the
     source-attention K/V once per utterance (stock ESPnet recomputes them at
@@ -170,14 +158,14 @@ class Speech2TextGated(Speech2Text):
         event_embed: Optional[Sequence] = None,
         text_prev: Optional[Sequence] = None,
     ) -> List[UttDecode]:
-        """Decodes several utterances in one pass.
+        """Decodes several utterances.
 
-        The encoder runs once on the batch; the beam search advances all
-        utterances together with one decoder call per step for all their
-        hypotheses, each row with its utterance's encoder output and gates:
-        ``LeanBeamSearch`` (``search="lean"``), else ESPnet's search run in
-        lockstep (``batch_beam_search``). The result of each utterance
-        equals ``__call__`` on it alone.
+        With the lean search: in one pass. The encoder runs once on the batch;
+        ``LeanBeamSearch`` advances all utterances together with one decoder
+        call per step for all their hypotheses, each row with its utterance's
+        encoder output and gates. Else (``search="espnet"``, or a beam search
+        the lean one does not support) one by one with ESPnet's search
+        (``__call__``). The result of each utterance equals its decode alone.
 
         Args:
             speech: B waveforms (nsamples,), any lengths (each is padded or
@@ -192,17 +180,23 @@ class Speech2TextGated(Speech2Text):
         n_utt = len(speech)
         if n_utt == 0:
             return []
-        model, decoder = self.s2t_model, self.s2t_model.decoder
-        lockstep = hasattr(decoder, "batch_score_utterances") and isinstance(self.beam_search, BatchBeamSearch)
-        if self.lean is None and not lockstep:
-            # a stock decoder, or non-batch scorers (ESPnet then uses BeamSearch)
-            return self._decode_one_by_one(speech, lang_sym, task_sym, spk_embed, event_embed, text_prev)
         lang_sym = list(lang_sym) if lang_sym is not None else [self.lang_sym] * n_utt
         task_sym = list(task_sym) if task_sym is not None else [self.task_sym] * n_utt
         text_prev = list(text_prev) if text_prev is not None else [None] * n_utt
-        for name, values in (("lang_sym", lang_sym), ("task_sym", task_sym), ("text_prev", text_prev)):
-            if len(values) != n_utt:
+        for name, values in (("lang_sym", lang_sym), ("task_sym", task_sym), ("text_prev", text_prev),
+                             ("spk_embed", spk_embed), ("event_embed", event_embed)):
+            if values is not None and len(values) != n_utt:
                 raise ValueError(f"{name} has {len(values)} entries for {n_utt} utterances")
+        if self.lean is None:
+            def pick(v, u):
+                return v[u] if v is not None else None
+
+            return [
+                self._call_one(x, lang_sym[u], task_sym[u], pick(spk_embed, u), pick(event_embed, u),
+                               text_prev[u])
+                for u, x in enumerate(speech)
+            ]
+        model, decoder = self.s2t_model, self.s2t_model.decoder
         context = self._batch_context(lang_sym, task_sym, spk_embed, event_embed)
         wave = torch.stack([self._fixed_length(x) for x in speech]).to(self.device)
         lengths = torch.full((n_utt,), wave.size(1), dtype=torch.long, device=self.device)
@@ -216,89 +210,52 @@ class Speech2TextGated(Speech2Text):
                 # None: the scoped context, which encode() gave the speech span
                 dec_gates = decoder.compute_gates(enc, valid, None).detach()
             else:
-                dec_gates = enc.new_ones(n_utt, len(decoder.decoders), 3)
+                dec_gates = None
         self.meter.reset()  # the encoder hook counted the batch as one utterance
         primers = [self._hyp_primer(lang_sym[u], task_sym[u], text_prev[u]) for u in range(n_utt)]
-        if self.lean is not None:
-            hyps = self.lean(enc, enc_lens, primers, dec_gates, self.maxlenratio, self.minlenratio)
-            results, dec_macs = [], []
-            for u in range(n_utt):
-                clone = copy.copy(self)
-                clone.beam_search = _Found(self.beam_search, hyps[u])
-                results.append(clone._decode_single_sample(None))
-                dec_macs.append(cached_decoder_macs(
-                    decoder, self.lean.steps[u], int(enc_lens[u]),
-                    dec_gates[u] if isinstance(decoder, GatedModule) else None,
-                ))
-            return self._utt_decodes(enc_gates, enc_lens, dec_gates, results, dec_macs)
-        memory_mask = None if bool(valid.all()) else valid[:, None, :]
-        src_kv = decoder.source_kv(enc, dec_gates) if decoder.cache_src_kv else None
-
-        def score_rows(rows, ys, states):
-            rows = torch.tensor(rows, device=enc.device)
-            return decoder.batch_score_utterances(
-                ys, states, src_kv, rows, dec_gates, memory_mask, memory=enc
-            )
-
-        shared = _Shared(score_rows=score_rows, n_active=n_utt)
-        searches, jobs = [], []
-        for u in range(n_utt):
-            search = lockstep_copy(self.beam_search, u, shared, primers[u])
-            clone = copy.copy(self)
-            clone.beam_search = search
-            searches.append(search)
-            jobs.append(lambda c=clone, x=enc[u, : int(enc_lens[u])]: c._decode_single_sample(x))
-        results = run_lockstep(jobs, shared)
-        dec_macs = [
-            decoder_macs(decoder, [
-                (r.n_hyps, r.prefix_len, int(enc_lens[u]), dec_gates[u].expand(r.n_hyps, -1, -1))
-                for r in searches[u].steps
-            ])
-            for u in range(n_utt)
-        ]
-        return self._utt_decodes(enc_gates, enc_lens, dec_gates, results, dec_macs)
-
-    def _utt_decodes(self, enc_gates, enc_lens, dec_gates, results, dec_macs) -> List[UttDecode]:
-        model, decoder = self.s2t_model, self.s2t_model.decoder
-        out = []
+        hyps = self.lean(enc, enc_lens, primers, dec_gates, self.maxlenratio, self.minlenratio)
         _, t_in, feat_dim = self.meter.input_shape  # recorded by the meter's encoder hook
-        enc_names = flops.encoder_unit_names(model.encoder)
-        for u in range(len(results)):
-            unit_gates = (
-                enc_gates[u] if enc_gates is not None else self.meter.unit_gates(model.encoder, enc_names)
-            )
-            macs = {**encoder_macs(model.encoder, t_in, feat_dim, int(enc_lens[u]), unit_gates),
-                    "decoder": dec_macs[u]}
-            gates = {"decoder": dec_gates[u].cpu()} if isinstance(decoder, GatedModule) else {}
+        out = []
+        for u in range(n_utt):
+            n_frames = int(enc_lens[u])
+            gates = {} if dec_gates is None else {"decoder": dec_gates[u].cpu()}
             if enc_gates is not None:
                 gates["encoder"] = enc_gates[u].cpu()
-            out.append(UttDecode(results[u], gates, gflops(macs)))
+            unit_gates = enc_gates[u] if enc_gates is not None else self.meter.unit_gates(model.encoder)
+            macs = {**encoder_macs(model.encoder, t_in, feat_dim, n_frames, unit_gates),
+                    "decoder": decoder_macs(decoder, self.lean.steps[u], n_frames, gates.get("decoder"))}
+            out.append(UttDecode(self._results(hyps[u]), gates, gflops(macs)))
+        return out
+
+    def _results(self, hyps) -> list:
+        """N-best hypotheses -> (text, token, token_int, text_nospecial, hyp), as ESPnet's
+        ``Speech2Text._decode_single_sample`` makes them."""
+        model, out = self.s2t_model, []
+        for hyp in hyps[: self.nbest]:
+            token_int = hyp.yseq[(1 if self.partial_ar else 0) : -1].tolist()
+            if not self.partial_ar:
+                token_int = token_int[token_int.index(model.sos) + 1 :]
+            token_int = [t for t in token_int if t != model.blank_id]
+            token = self.converter.ids2tokens(token_int)
+            nospecial = [x for x in token if not (x[0] == "<" and x[-1] == ">")]
+            text = text_nospecial = None
+            if self.tokenizer is not None:
+                text, text_nospecial = self.tokenizer.tokens2text(token), self.tokenizer.tokens2text(nospecial)
+            out.append((text, token, token_int, text_nospecial, hyp))
         return out
 
     def decode_one(self, speech, lang_sym=None, task_sym=None, spk_embed=None, event_embed=None,
                    text_prev=None) -> UttDecode:
-        """One utterance, with the lean search when there is one (else ``__call__``)."""
-        if self.lean is not None:
-            def one(v):
-                return None if v is None else [v]
+        """One utterance: ``decode_batch`` of one."""
+        def one(v):
+            return None if v is None else [v]
 
-            return self.decode_batch([speech], one(lang_sym), one(task_sym), one(spk_embed),
-                                     one(event_embed), one(text_prev))[0]
-        return self._call_one(speech, lang_sym, task_sym, spk_embed, event_embed, text_prev)
+        return self.decode_batch([speech], one(lang_sym), one(task_sym), one(spk_embed),
+                                 one(event_embed), one(text_prev))[0]
 
     def _call_one(self, speech, lang_sym, task_sym, spk_embed, event_embed, text_prev) -> UttDecode:
         results = self(speech, text_prev, lang_sym, task_sym, spk_embed=spk_embed, event_embed=event_embed)
         return UttDecode(results, dict(self.gates), self.meter.gflops)
-
-    def _decode_one_by_one(self, speech, lang_sym, task_sym, spk_embed, event_embed, text_prev):
-        def pick(v, u):
-            return v[u] if v is not None else None
-
-        return [
-            self._call_one(x, pick(lang_sym, u), pick(task_sym, u), pick(spk_embed, u),
-                           pick(event_embed, u), pick(text_prev, u))
-            for u, x in enumerate(speech)
-        ]
 
     def _batch_context(self, lang_sym, task_sym, spk_embed, event_embed) -> GateContext:
         tokens = torch.tensor(

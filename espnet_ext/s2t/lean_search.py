@@ -41,6 +41,10 @@ from espnet_ext.nets.transformer_decoder_token_condition import (
     memory_kv,
     src_attn_cached,
 )
+from espnet_ext.s2t.meter import Step
+
+# the beam searches a decode can run: this one, or ESPnet's own
+SEARCHES = ("lean", "espnet")
 
 # ESPnet's end detection (espnet.nets.e2e_asr_common.end_detect): stop when the
 # best ended hypotheses of the last M lengths all trail the best by > -D_END.
@@ -91,8 +95,8 @@ class LeanBeamSearch:
         self.weights = dict(weights)
         self.score_filter = score_filter
         self.normalize_length = normalize_length
-        # per utterance of the last call: (#hypotheses, new positions, prefix length) per step
-        self.steps: List[List[Tuple[int, int, int]]] = []
+        # per utterance of the last call: its steps (``espnet_ext.s2t.meter.decoder_macs`` counts them)
+        self.steps: List[List[Step]] = []
 
     @staticmethod
     def unsupported(search: BeamSearch) -> Optional[str]:
@@ -205,14 +209,14 @@ class LeanBeamSearch:
         counts = [1] * n_utt  # running rows per utterance (0: finished)
         ended: List[List[Hypothesis]] = [[] for _ in range(n_utt)]
         best_by_len: List[Dict[int, float]] = [{} for _ in range(n_utt)]
-        steps: List[List[Tuple[int, int, int]]] = [[] for _ in range(n_utt)]
+        steps: List[List[Step]] = [[] for _ in range(n_utt)]
         n_new = yseq.size(1)
         plan, plan_live = None, None
 
         for i in range(max(maxlen)):
             live = [u for u in range(n_utt) if counts[u]]
             for u in live:
-                steps[u].append((counts[u], n_new, yseq.size(1)))
+                steps[u].append(Step(counts[u], n_new, yseq.size(1)))
             # the plan changes with the live utterances; per-row gate columns also with the rows
             if plan is None or live != plan_live or any(isinstance(g, torch.Tensor) for p in plan for g in p):
                 plan, plan_live = row_plan(gates[row_utt]), live

@@ -1,13 +1,14 @@
 """What a decode spends: MACs per part, counted from its shapes and gate decisions.
 
-``DecodeMeter`` hooks a model's encoder and counts every ``forward_one_step``
-of ESPnet's beam search; ``cached_decoder_macs`` counts what
-``espnet_ext.s2t.lean_search`` runs. The unit costs come from
-``espnet_ext.flops``; GFLOPs follow fvcore's convention (MACs / 1e9).
+Each beam-search step of an utterance is recorded as one ``Step``: by
+``espnet_ext.s2t.lean_search`` as it runs, or by ``DecodeMeter`` (forward
+hooks) while ESPnet's own search runs. ``decoder_macs`` counts an utterance's
+decoder MACs from its steps, ``encoder_macs`` its encoder pass. The unit costs
+come from ``espnet_ext.flops``; GFLOPs follow fvcore's convention (MACs / 1e9).
 """
 
 from contextlib import contextmanager
-from typing import Dict, List, Optional
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import torch
 
@@ -15,16 +16,35 @@ from espnet_ext import flops
 from espnet_ext.gating import GatedModule
 
 
+class Step(NamedTuple):
+    """One decoder call of one utterance.
+
+    Attributes:
+        n_hyps (int): Hypotheses (rows) scored.
+        n_new (int): Query positions computed per row (ESPnet's search: 1).
+        prefix (int): Prefix length, the new positions included.
+    """
+
+    n_hyps: int
+    n_new: int
+    prefix: int
+
+
 class DecodeMeter:
-    """Counts the MACs one decode spends.
+    """Counts the MACs of one decode run by ESPnet's own beam search.
 
     Per part: ``subsampling`` (the encoder's conv input layer, never gated),
     ``encoder`` (its open units for the real number of frames), ``decoder``.
-    Decoder: every ``forward_one_step`` call of the beam search, for the real
-    number of hypotheses, prefix length and encoder frames, with its open
-    units, plus the output layer; with ``decoder.cache_src_kv`` the source
-    keys/values once per utterance. (The CTC prefix scorer, when used, is not
-    counted.)
+    A forward hook on the encoder records its input and output shapes and
+    gates at every call; inside ``measure()``, a forward pre-hook on the
+    decoder's embedding records one ``Step`` per decoder call of the search
+    (#hypotheses and prefix length), counted as ESPnet's decoder runs it: one
+    query position, the self-attention keys/values of the whole prefix. (Its
+    first call also queries the other primer positions, <sos> <lang> <task>
+    ...: not counted.)
+    The source keys/values count once per utterance when the gated decoder
+    caches them (``decoder.cache_src_kv``), else at every step. Not counted:
+    the CTC prefix scorer and language models, when used.
     """
 
     def __init__(self, model: torch.nn.Module):
@@ -37,9 +57,12 @@ class DecodeMeter:
 
     def reset(self) -> None:
         self.macs: Dict[str, float] = {"subsampling": 0.0, "encoder": 0.0, "decoder": 0.0}
-        self.decoder_steps = 0
-        self.steps: List[tuple] = []  # (#hyps, prefix length, memory frames, gates) per step
+        self.steps: List[Step] = []
         self.frames: Optional[tuple] = None  # (input frames, feature dim, encoder frames)
+
+    @property
+    def decoder_steps(self) -> int:
+        return len(self.steps)
 
     def _encoder_in(self, _module, args, kwargs):
         shape = tuple(args[0].shape)  # (B, T_in, F), or raw audio (B, samples)
@@ -49,42 +72,48 @@ class DecodeMeter:
         n_frames = int(out[1].max())
         _, t_in, feat_dim = self.input_shape
         self.frames = (t_in, feat_dim, n_frames)
-        gates = self.unit_gates(self.encoder, flops.encoder_unit_names(self.encoder))
+        gates = self.unit_gates(self.encoder)
         for part, macs in encoder_macs(self.encoder, t_in, feat_dim, n_frames, gates).items():
             self.macs[part] += macs
 
-    def unit_gates(self, module, names) -> torch.Tensor:
-        """(layers, units) gates of the module's last forward (one utterance); all open if ungated."""
-        if isinstance(module, GatedModule) and module.last_gates is not None:
-            return module.last_gates[0]  # one utterance: every row is the same
-        return torch.ones(len(getattr(module, "encoders", getattr(module, "decoders", []))), len(names))
+    @staticmethod
+    def unit_gates(encoder) -> torch.Tensor:
+        """(layers, units) gates of the encoder's last forward (one utterance); all open if ungated."""
+        if isinstance(encoder, GatedModule) and encoder.last_gates is not None:
+            return encoder.last_gates[0]  # one utterance: every row is the same
+        return torch.ones(len(encoder.encoders), len(flops.encoder_unit_names(encoder)))
+
+    def decoder_gates(self) -> Optional[torch.Tensor]:
+        """(layers, 3) gates of the decoder's last call (one utterance), or None (ungated)."""
+        decoder = self.decoder
+        if isinstance(decoder, GatedModule) and decoder.last_gates is not None:
+            return decoder.last_gates[0].detach()
+        return None
 
     @contextmanager
     def measure(self):
-        """Counts the decoder steps run inside the block.
+        """Counts one utterance's decode by ESPnet's search run inside the block.
 
-        Each step only records its shapes and gates; the MACs are summed at
-        the end, so counting adds next to nothing to the decode time.
+        Each step only records its shapes; the MACs are summed at the end, so
+        counting adds next to nothing to the decode time.
         """
         self.reset()
-        decoder = self.decoder
-        step = decoder.forward_one_step
-        steps = []
+        steps = self.steps
 
-        def counted(tgt, tgt_mask, memory, *args, **kwargs):
-            out = step(tgt, tgt_mask, memory, *args, **kwargs)
-            gates = decoder.last_gates if isinstance(decoder, GatedModule) else None
-            steps.append((tgt.size(0), tgt.size(1), memory.size(1), gates))
-            return out
+        def record(_module, args):
+            tgt = args[0]  # (#hyps, prefix) token ids
+            steps.append(Step(tgt.size(0), 1, tgt.size(1)))
 
-        decoder.forward_one_step = counted
+        hook = self.decoder.embed.register_forward_pre_hook(record)
         try:
             yield self
         finally:
-            del decoder.forward_one_step  # back to the class method
-            self.macs["decoder"] = decoder_macs(self.decoder, steps)
-            self.decoder_steps = len(steps)
-            self.steps = steps
+            hook.remove()
+            if steps:
+                self.macs["decoder"] = decoder_macs(
+                    self.decoder, steps, self.frames[2], self.decoder_gates(),
+                    cached_prefix=False, cached_source=getattr(self.decoder, "cache_src_kv", False),
+                )
 
     def dense_macs(self, model: Optional[torch.nn.Module] = None) -> Dict[str, float]:
         """MACs of the last measured decode's trajectory with every unit open.
@@ -103,9 +132,9 @@ class DecodeMeter:
         model = self.model if model is None else model
         t_in, feat_dim, n_frames = self.frames
         all_open = torch.ones(len(model.encoder.encoders), len(flops.encoder_unit_names(model.encoder)))
-        steps = [(n, t, frames, None) for n, t, frames, _ in self.steps]
         return {**encoder_macs(model.encoder, t_in, feat_dim, n_frames, all_open),
-                "decoder": decoder_macs(model.decoder, steps, cache_src_kv=False)}
+                "decoder": decoder_macs(model.decoder, self.steps, n_frames, None,
+                                        cached_prefix=False, cached_source=False)}
 
     @property
     def gflops(self) -> Dict[str, float]:
@@ -132,73 +161,48 @@ def gflops(macs: Dict[str, float]) -> Dict[str, float]:
     return out
 
 
-def decoder_macs(decoder, steps, cache_src_kv: Optional[bool] = None) -> float:
-    """MACs of decoder steps.
-
-    Args:
-        decoder: The (gated) decoder.
-        steps: (#hyps, prefix length, memory frames, gates (#hyps, layers, 3)
-            or None = all open) per ``forward_one_step`` call.
-        cache_src_kv: Source K/V once per utterance (None: the decoder's setting).
-    """
-    if not steps:
-        return 0.0
-    # one query position: unit MACs are linear in the prefix t and frames T
-    base = flops.decoder_units(decoder, 1, 0, 0)
-    per_t = flops.decoder_units(decoder, 1, 1, 0) - base
-    per_frame = flops.decoder_units(decoder, 1, 0, 1) - base
-    total = 0.0
-    if cache_src_kv is None:
-        cache_src_kv = getattr(decoder, "cache_src_kv", False)
-    if cache_src_kv:
-        # source K/V projected once per utterance (for layers where some row
-        # has the source attention open), not at every step
-        kv = torch.zeros_like(per_frame)
-        for i, layer in enumerate(decoder.decoders):
-            if layer.src_attn is not None and hasattr(layer.src_attn, "linear_k"):
-                kv[i, 1] = 2 * layer.src_attn.linear_k.in_features * layer.src_attn.linear_k.out_features
-        per_frame = per_frame - kv
-        n, _, frames, gates = steps[0]
-        used = (gates.sum(0) > 0).double().cpu() if gates is not None else 1.0
-        total += float((frames * kv * used).sum())
-    for n, t, frames, gates in steps:
-        open_rows = gates.sum(0).double().cpu() if gates is not None else float(n)
-        total += float(((base + t * per_t + frames * per_frame) * open_rows).sum())
-    out_layer = decoder.output_layer
-    if out_layer is not None:
-        total += sum(n for n, *_ in steps) * out_layer.in_features * out_layer.out_features
-    return total
-
-
 def _kv_macs(attn) -> int:
     # key + value projections of one position
     linear = getattr(attn, "linear_k", None)
     return 0 if linear is None else 2 * linear.in_features * linear.out_features
 
 
-def cached_decoder_macs(decoder, steps, n_frames: int, gates: Optional[torch.Tensor]) -> float:
-    """MACs of one utterance decoded by ``LeanBeamSearch``.
-
-    Keys/values are projected once: the source ones per utterance, the
-    self-attention ones per new position.
+def decoder_macs(
+    decoder,
+    steps: Sequence[Step],
+    n_frames: int,
+    gates: Optional[torch.Tensor] = None,
+    cached_prefix: bool = True,
+    cached_source: bool = True,
+) -> float:
+    """MACs of one utterance's decoder steps, plus the output layer.
 
     Args:
-        decoder: The (gated) decoder.
-        steps: (#hyps, new positions, prefix length) per step (``LeanBeamSearch.steps``).
+        decoder: The (gated) Transformer decoder.
+        steps: The utterance's ``Step`` records.
         n_frames (int): Encoder frames attended.
-        gates (torch.Tensor): (layers, 3) 0/1 gates, or None (all open).
+        gates (torch.Tensor): (layers, 3) 0/1 gates of the utterance, or None (all open).
+        cached_prefix (bool): Self-attention keys/values projected once per
+            position (``LeanBeamSearch``), not for the whole prefix at every
+            step (ESPnet's decoder).
+        cached_source (bool): Source keys/values projected once per utterance
+            (for the layers whose source attention is open), not at every step.
     """
+    if not steps:
+        return 0.0
     kv = torch.tensor(
         [[_kv_macs(layer.self_attn), _kv_macs(layer.src_attn), 0] for layer in decoder.decoders],
         dtype=torch.float64,
     )
     is_open = torch.ones_like(kv) if gates is None else (gates > 0.5).double().cpu()
-    total = float((n_frames * kv[:, 1] * is_open[:, 1]).sum())
+    total = float((n_frames * kv[:, 1] * is_open[:, 1]).sum()) if cached_source else 0.0
 
     def units(n_new, prefix):
         u = flops.decoder_units(decoder, n_new, prefix, n_frames)
-        u[:, 0] -= (prefix - n_new) * kv[:, 0]  # cached prefix positions
-        u[:, 1] -= n_frames * kv[:, 1]  # cached source
+        if cached_prefix:
+            u[:, 0] -= (prefix - n_new) * kv[:, 0]
+        if cached_source:
+            u[:, 1] -= n_frames * kv[:, 1]
         return u
 
     # one new position: MACs are linear in the prefix length (summed in closed form)
@@ -211,4 +215,6 @@ def cached_decoder_macs(decoder, steps, n_frames: int, gates: Optional[torch.Ten
         if n_new != 1:
             total += n * float((units(n_new, prefix) * is_open).sum())
     out_layer = decoder.output_layer
-    return total + sum(n for n, *_ in steps) * out_layer.in_features * out_layer.out_features
+    if out_layer is not None:
+        total += sum(n for n, *_ in steps) * out_layer.in_features * out_layer.out_features
+    return total

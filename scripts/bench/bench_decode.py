@@ -178,7 +178,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--search", choices=SEARCHES, default="lean",
                         help="Beam search: lean (espnet_ext's) or espnet (ESPnet's BatchBeamSearch, "
-                        "run in lockstep for batches).")
+                        "one utterance at a time also in batches).")
     parser.add_argument("--no_src_kv_cache", action="store_true",
                         help="Recompute the source-attention K/V at every step (as stock ESPnet).")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),

@@ -11,6 +11,7 @@ from espnet_ext import flops
 from espnet_ext.asr.inference import Speech2TextGated, main
 from espnet_ext.gating import force_gates, pin_gates
 from espnet_ext.nets.transformer_encoder_token_condition import transformer_unit_costs
+from espnet_ext.s2t.meter import Step
 
 from test_asr_model import CONF, TOKENS  # tests/asr/test_asr_model.py
 
@@ -30,10 +31,11 @@ def model_dir(tmp_path_factory):
     return out
 
 
-def s2t(model_dir):
+def s2t(model_dir, **kw):
+    conf = dict(beam_size=2, ctc_weight=0.3, lm_weight=0.0, maxlenratio=0.3)
+    conf.update(kw)
     return Speech2TextGated(asr_train_config=str(model_dir / "config.yaml"),
-                            asr_model_file=str(model_dir / "model.pth"), beam_size=2,
-                            ctc_weight=0.3, lm_weight=0.0, maxlenratio=0.3)
+                            asr_model_file=str(model_dir / "model.pth"), **conf)
 
 
 def test_gflops_count_the_open_units_only(model_dir):
@@ -91,3 +93,50 @@ def test_cli_writes_text_gates_and_gflops_per_set(model_dir, tmp_path):
     bad.write_text("beam: 2\n")
     with pytest.raises(SystemExit):
         main(argv[:4] + ["--config", str(bad)] + argv[6:])
+
+
+def test_lean_search_gives_espnets_hypotheses(model_dir):
+    conf = dict(beam_size=3, nbest=2, ctc_weight=0.0, penalty=0.1)
+    lean, espnet = s2t(model_dir, **conf), s2t(model_dir, search="espnet", **conf)
+    assert lean.lean is not None and espnet.lean is None
+    assert s2t(model_dir).lean is None  # CTC prefix scoring: ESPnet's search
+    rng = np.random.default_rng(1)
+    for maxlenratio in (0.3, 0.0):  # length cut; end detection
+        lean.maxlenratio = espnet.maxlenratio = maxlenratio
+        for n in (9000, 12000):
+            speech = rng.standard_normal(n).astype("float32")
+            a, b = lean(speech), espnet(speech)
+            assert len(a) == 2 and [r[2] for r in a] == [r[2] for r in b]
+            assert [r[1] for r in a] == [r[1] for r in b]
+            assert all(abs(float(x[3].score) - float(y[3].score)) < 1e-4 for x, y in zip(a, b))
+            assert torch.equal(lean.gates, espnet.gates)
+            assert lean.encoder_gflops == pytest.approx(espnet.encoder_gflops, rel=1e-12)
+            # the lean search caches keys/values; ESPnet's decoder recomputes the prefix's
+            assert 0 < lean.meter.gflops["decoder"] < espnet.meter.gflops["decoder"]
+
+
+def test_espnet_search_is_counted_by_hooks_as_it_runs(model_dir):
+    """ESPnet's search, untouched (no patched method), recorded step by step; its decoder
+    MACs equal every Linear call plus the attention products (primer [sos]: one query a step)."""
+    dec = s2t(model_dir)  # ctc_weight 0.3: ESPnet's search
+    decoder = dec.asr_model.decoder
+    linear, rows = [0], []
+
+    def count(m, inp, out):
+        linear[0] += inp[0].numel() // m.in_features * m.in_features * m.out_features
+
+    hooks = [m.register_forward_hook(count) for m in decoder.modules() if isinstance(m, torch.nn.Linear)]
+    hooks.append(decoder.output_layer.register_forward_hook(lambda m, inp, out: rows.append(len(inp[0]))))
+    speech = np.random.default_rng(2).standard_normal(12000).astype("float32")
+    try:
+        dec(speech)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert "forward_one_step" not in vars(decoder)
+    steps, n_frames = dec.meter.steps, dec.meter.frames[2]
+    assert len(steps) > 3 and [s.n_hyps for s in steps] == rows
+    assert steps == [Step(n, 1, t) for t, n in enumerate(rows, 1)]
+    d = decoder.decoders[0].self_attn.linear_k.in_features
+    products = sum(n * 2 * d * (prefix + n_frames) * len(decoder.decoders) for n, _, prefix in steps)
+    assert dec.meter.macs["decoder"] == pytest.approx(linear[0] + products, rel=1e-9)

@@ -187,42 +187,6 @@ def test_fixed_gates_remove_modules_and_match_pinned_gates():
     assert (ref - out).abs().max() < 1e-6 and (ref_step - out_step).abs().max() < 1e-6
 
 
-def test_batch_score_utterances_equals_per_utterance_steps():
-    """Rows of 3 utterances (padded memories, own gates) scored together over
-    3 steps == each utterance's incremental steps alone; src K/V computed once."""
-    _, gated = build()
-    memory, hlens, _, _, _ = data()
-    gates = torch.tensor(
-        [[[1, 1, 1], [0, 1, 1], [1, 0, 1]], [[1, 1, 0], [1, 1, 1], [0, 0, 0]], [[0, 1, 1], [1, 1, 1], [1, 0, 0]]],
-        dtype=torch.float32,
-    )
-    n_hyps = [2, 1, 3]
-    rows = torch.tensor([u for u, n in enumerate(n_hyps) for _ in range(n)])
-    mask = (torch.arange(9)[None] < hlens[:, None])[:, None, :]
-    torch.manual_seed(2)
-    ys = torch.randint(0, VOCAB, (len(rows), 4))
-    linear_k = count_rows([layer.src_attn.linear_k for layer in gated.decoders])
-    with torch.no_grad():
-        kv = gated.source_kv(memory, gates)
-        states = [None] * len(rows)
-        batched = []
-        for t in range(2, 5):
-            logp, states = gated.batch_score_utterances(ys[:, :t], states, kv, rows, gates, mask)
-            batched.append(logp)
-        # once per layer, none for layer 3 (its src_attn is closed for every utterance)
-        assert linear_k["n"] == 2 and linear_k["rows"] == 2 * 3
-        for u, n in enumerate(n_hyps):
-            sel = rows == u
-            mem = memory[u : u + 1, : hlens[u]].expand(n, -1, -1)
-            cache = None
-            with pin_gates(gated, gates[u : u + 1]):
-                for i, t in enumerate(range(2, 5)):
-                    ref, cache = gated.forward_one_step(
-                        ys[sel, :t], torch.ones(1, t, t, dtype=torch.bool).tril(), mem, cache=cache
-                    )
-                    assert (ref - batched[i][sel]).abs().max() < 1e-5
-
-
 def test_src_kv_memo_follows_the_gates_of_the_step():
     """An utterance's source K/V memo holds only the layers its gates opened;
     forcing other gates in the same scope must compute the missing ones."""

@@ -135,12 +135,14 @@ def test_invalid_options(l0_config, tiny_corpus):
 
 def test_beam_accounting_matches_the_decode_meter(l0_config, tiny_corpus):
     """The decoder's FLOPs under beam accounting == what decoding measures (all units open)."""
-    from espnet_ext.s2t.meter import decoder_macs
+    from espnet_ext.s2t.meter import Step, decoder_macs
 
     model, _ = build(l0_config, tiny_corpus["tokens"])
     dec = model.decoder
     _, full = dec.expected_macs(12, 37, beam=5)
-    measured = decoder_macs(dec, [(5, t, 37, None) for t in range(1, 13)])
+    # as ESPnet's search runs a stock decoder: one query per step, no K/V cached
+    steps = [Step(5, 1, t) for t in range(1, 13)]
+    measured = decoder_macs(dec, steps, 37, cached_prefix=False, cached_source=False)
     assert full == pytest.approx(measured, rel=1e-9)
     _, teacher = dec.expected_macs(12, 37)
     assert teacher < full / 5  # one pass vs 12 steps x 5 hypotheses
@@ -150,14 +152,16 @@ def test_layer_prune_counts_a_decode_like_the_meter(l0_config, tiny_corpus):
     """layer_macs(beam=5): the decoder layers + output layer == DecodeMeter's count of 5 x 12 steps."""
     from espnet_ext import flops
     from espnet_ext.pruning.layers import encoder_frames, layer_macs
-    from espnet_ext.s2t.meter import decoder_macs
+    from espnet_ext.s2t.meter import Step, decoder_macs
 
     model, _ = build(l0_config, tiny_corpus["tokens"])
     feat = model.frontend.output_size()
     n = encoder_frames(model.encoder, 300, feat)
     macs, fixed = layer_macs(model, 300, feat, 12, beam=5)
     dec = sum(macs["decoder"]) + fixed - flops.subsampling(model.encoder, 300, feat)
-    assert dec == pytest.approx(decoder_macs(model.decoder, [(5, t, n, None) for t in range(1, 13)]), rel=1e-9)
+    steps = [Step(5, 1, t) for t in range(1, 13)]
+    espnet = decoder_macs(model.decoder, steps, n, cached_prefix=False, cached_source=False)
+    assert dec == pytest.approx(espnet, rel=1e-9)
     teacher, _ = layer_macs(model, 300, feat, 12)
     assert teacher["encoder"] == macs["encoder"]
     assert sum(teacher["decoder"]) < sum(macs["decoder"]) / 5

@@ -1,6 +1,7 @@
-"""Batched gated decoding (ESPnet's search run in lockstep) equals one-by-one decoding; decoding resumes after a kill.
+"""Batched gated decoding (the lean search) equals one-by-one decoding; a search the lean
+one does not support decodes one by one with ESPnet's; decoding resumes after a kill.
 
-The lean search (the default of ``decode_batch``) is tested in test_lean_search.py.
+The lean search against ESPnet's, rule by rule, is tested in test_lean_search.py.
 """
 
 import signal
@@ -31,7 +32,7 @@ def utterances(data, n=6):
 
 
 def decoder(exp, **kw):
-    conf = dict(beam_size=3, maxlenratio=0.0, lang_sym="<eng>", task_sym="<asr>", search="espnet")
+    conf = dict(beam_size=3, maxlenratio=0.0, lang_sym="<eng>", task_sym="<asr>", search="lean")
     conf.update(kw)
     return Speech2TextGated(exp / "config.yaml", exp / "10epoch.pth", device="cpu", **conf)
 
@@ -70,8 +71,11 @@ def assert_same(one, batched):
 
 @pytest.mark.parametrize("cache_src_kv", [True, False])
 def test_batched_equals_one_by_one_with_mixed_contexts(trained, tiny_corpus, cache_src_kv):
+    # batched: the lean search; one by one: the lean search alone and ESPnet's (__call__,
+    # its gated decoder with and without the source K/V cache)
     exp, _ = trained
     s2t = decoder(exp, nbest=2)
+    assert s2t.search == "lean"
     s2t.s2t_model.decoder.cache_src_kv = cache_src_kv
     utts = utterances(tiny_corpus)
     assert len({(lang, task) for _, _, lang, task in utts}) > 1  # mixed contexts
@@ -83,11 +87,15 @@ def test_batched_equals_one_by_one_with_mixed_contexts(trained, tiny_corpus, cac
     batched = s2t.decode_batch(wavs, langs, tasks)
     patterns = set()
     for wav, lang, task, b in zip(wavs, langs, tasks, batched):
-        one = s2t(wav, lang_sym=lang, task_sym=task)
+        alone = s2t.decode_one(wav, lang, task)
+        assert [r[2] for r in alone.results] == [r[2] for r in b.results]
+        assert b.gflops == pytest.approx(alone.gflops, rel=1e-9)
+        one = s2t(wav, lang_sym=lang, task_sym=task)  # ESPnet's search
         assert_same(one, b.results)
         for side in ("encoder", "decoder"):
             assert torch.equal(s2t.gates[side], b.gates[side])
-        assert b.gflops["total"] == pytest.approx(s2t.meter.gflops["total"], rel=1e-9)
+        for part in ("subsampling", "encoder"):
+            assert b.gflops[part] == pytest.approx(s2t.meter.gflops[part], rel=1e-9)
         patterns.add(str(b.gates["decoder"].tolist()))
     # the rows of the batch really ran with different decoder gates
     assert len(patterns) >= 3, patterns
@@ -114,15 +122,26 @@ def test_batched_all_open_and_odd_batch(trained, tiny_corpus):
             assert b.gates["decoder"].min() == 1.0
 
 
-def test_batched_with_ctc_prefix_scorer(trained, tiny_corpus):
-    # the CTC prefix scorer keeps per-utterance state: each utterance gets its own
+def test_ctc_prefix_scorer_decodes_one_by_one_with_espnets_search(trained, tiny_corpus):
+    # the CTC prefix scorer keeps per-utterance state: each utterance is decoded alone, counted
+    # by the meter's hooks (its decoder steps; the encoder as the lean path counts it)
     exp, _ = trained
     s2t = decoder(exp, ctc_weight=0.3)
-    assert "ctc" in s2t.beam_search.part_scorers
+    assert s2t.search == "espnet" and "ctc" in s2t.beam_search.part_scorers
+    lean = decoder(exp)
     utts = utterances(tiny_corpus, 4)
-    batched = s2t.decode_batch([u[1] for u in utts], [u[2] for u in utts], [u[3] for u in utts])
-    for (_, wav, lang, task), b in zip(utts, batched):
+    args = [u[1] for u in utts], [u[2] for u in utts], [u[3] for u in utts]
+    batched = s2t.decode_batch(*args)
+    plain = lean.decode_batch(*args)
+    for (_, wav, lang, task), b, p in list(zip(utts, batched, plain))[::-1]:  # alone, in reverse
         assert_same(s2t(wav, lang_sym=lang, task_sym=task), b.results)
+        assert b.gflops == s2t.meter.gflops and s2t.meter.decoder_steps > 3
+        for side in ("encoder", "decoder"):
+            assert torch.equal(p.gates[side], b.gates[side])
+        for part in ("subsampling", "encoder"):
+            assert b.gflops[part] == pytest.approx(p.gflops[part], rel=1e-9)
+    # CTC changes the search: not the hypotheses of the attention decoder alone for every utterance
+    assert [b.results[0][2] for b in batched] != [p.results[0][2] for p in plain]
 
 
 def test_batch_argument_errors(trained, tiny_corpus):

@@ -7,7 +7,7 @@ from test_batch_decode import assert_same, decoder, diversify_decoder_gates, utt
 from tiny_corpus import stock_copy
 
 from espnet_ext.s2t.inference import Speech2TextGated
-from espnet_ext.s2t.meter import cached_decoder_macs
+from espnet_ext.s2t.meter import decoder_macs
 from espnet_ext.s2t.lean_search import LeanBeamSearch
 
 pytestmark = pytest.mark.slow
@@ -77,7 +77,7 @@ def test_ctc_prefix_scoring_keeps_espnet_search(trained):
         decoder(exp, search="fast")
 
 
-def test_cached_decoder_macs_count_what_runs(trained, tiny_corpus):
+def test_decoder_macs_count_what_the_lean_search_runs(trained, tiny_corpus):
     # every Linear call of the lean decode, counted by hooks, plus the attention
     # products (2 x queries x keys x D per attention call) equals the formula
     exp, _ = trained
@@ -107,4 +107,4 @@ def test_cached_decoder_macs_count_what_runs(trained, tiny_corpus):
         for n, n_new, prefix in steps
     )
     assert len(steps) > 3 and steps[0] == (1, 4, 4) and steps[1][1:] == (1, 5)
-    assert cached_decoder_macs(dec, steps, n_frames, gates) == pytest.approx(linear[0] + products, rel=1e-9)
+    assert decoder_macs(dec, steps, n_frames, gates) == pytest.approx(linear[0] + products, rel=1e-9)
