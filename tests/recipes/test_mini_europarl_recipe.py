@@ -229,6 +229,8 @@ def test_stage9_results_md(recipe):
     for col in ("deu_st_eng bleu", "fra_st_eng chrf", "ita_asr wer", "eng_asr cer"):
         assert col in md, col
     assert "GFLOPs / utt" in md and "Wall time per stage" in md
+    assert "## Do the models listen?" in md and "## Difference vs full (paired bootstrap" in md
+    assert "| 1 | data preparation (corpus synthesis) |" in md and "| 4 | token list |" in md
     assert "espnet_ext.bin.s2t_train" in md  # the commands
     for k in range(1, 10):
         assert re.search(rf"^\| {k} \| .* \| \d+ \|$", md, re.M), k
