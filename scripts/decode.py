@@ -26,6 +26,12 @@ gets the ((j - 1) mod #GPUs)-th GPU this process may use: an entry of its own
 ``CUDA_VISIBLE_DEVICES`` when set, e.g. 4,5,6,7 -> jobs on 4, 5, 6, 7, 4, ...), then merged into ``decode_<subset>/``: the same
 files as one job writes (``decode_seconds`` aside). Each job resumes on its own.
 
+``--cmd "<job command>"`` (with ``--nj``): each job is submitted through a job backend with
+run.pl's calling convention instead, as ``<cmd> --gpu <0|1> logdir/decode.<j>.log python -m
+espnet_ext.bin.s2t_inference ...`` (e.g. ``local/slurm.pl --config conf/slurm.conf``): its
+GPU is the one the backend gives it (no ``CUDA_VISIBLE_DEVICES`` set here, and this process
+needs none).
+
 Usage:
     python scripts/decode.py --model_dir exp/gated_spk --dump dump/raw --npy spk_embed \\
         test_deu_st_eng test_eng_asr -- --config conf/decode_s2t.yaml --ngpu 0 --batch_size 8
@@ -96,13 +102,15 @@ def visible_gpus(parent: Optional[str], count: int) -> List[str]:
     return [d.strip() for d in parent.split(",") if d.strip()][:count]
 
 
-def decode_split(cmd: List[str], out: Path, wav_scp: Path, nj: int, gpu: bool) -> dict:
-    """Decodes ``cmd``'s input in ``nj`` processes and merges their outputs into ``out``."""
+def decode_split(cmd: List[str], out: Path, wav_scp: Path, nj: int, gpu: bool,
+                 backend: Optional[str] = None) -> dict:
+    """Decodes ``cmd``'s input in ``nj`` processes (jobs of ``backend``, a run.pl-style
+    command, when given) and merges their outputs into ``out``."""
     logdir = out / "logdir"
     key_files = split_keys(wav_scp, nj, logdir)
     parent = os.environ.get("CUDA_VISIBLE_DEVICES")
-    gpus = visible_gpus(parent, torch.cuda.device_count()) if gpu else []
-    if gpu and not gpus:
+    gpus = visible_gpus(parent, torch.cuda.device_count()) if gpu and not backend else []
+    if gpu and not backend and not gpus:
         sys.exit(f"{PROG}: --ngpu 1 but no GPU is visible (CUDA_VISIBLE_DEVICES="
                  f"{'unset' if parent is None else repr(parent)})")
     jobs = []
@@ -115,9 +123,13 @@ def decode_split(cmd: List[str], out: Path, wav_scp: Path, nj: int, gpu: bool) -
             env["CUDA_VISIBLE_DEVICES"] = gpus[(j - 1) % len(gpus)]
         job_cmd = cmd + ["--key_file", str(keys), "--output_dir", str(job_out)]
         log = logdir / f"decode.{j}.log"
-        with log.open("w") as f:
-            proc = subprocess.Popen([sys.executable, "-m", "espnet_ext.bin.s2t_inference", *job_cmd],
-                                    stdout=f, stderr=subprocess.STDOUT, env=env)
+        argv = [sys.executable, "-m", "espnet_ext.bin.s2t_inference", *job_cmd]
+        if backend:  # the backend writes the job's output to the log (appending)
+            log.unlink(missing_ok=True)
+            proc = subprocess.Popen(shlex.split(backend) + ["--gpu", "1" if gpu else "0", str(log), *argv])
+        else:
+            with log.open("w") as f:
+                proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, env=env)
         jobs.append((j, proc, log, job_out))
     failed = []
     for j, proc, log, job_out in jobs:
@@ -127,6 +139,9 @@ def decode_split(cmd: List[str], out: Path, wav_scp: Path, nj: int, gpu: bool) -
             failed.append((j, log))
     if failed:
         for j, log in failed:
+            if not log.exists():  # a backend that could not start the job
+                print(f"--- job {j} failed, no {log}", file=sys.stderr)
+                continue
             print(f"--- job {j} failed, last lines of {log}:", file=sys.stderr)
             print("".join(log.read_text(errors="replace").splitlines(True)[-20:]), file=sys.stderr)
         sys.exit(f"{PROG}: {len(failed)} of {len(key_files)} jobs failed (rerun: finished jobs are kept)")
@@ -152,12 +167,17 @@ def main(argv=None):
                         help="Extra npy input (spk_embed, event_embed); repeatable.")
     parser.add_argument("--nj", type=int, default=1,
                         help="Parallel decoding jobs per subset (1: in this process).")
+    parser.add_argument("--cmd", default=None,
+                        help="Job backend for the --nj jobs (run.pl convention), e.g. "
+                             "'local/slurm.pl --config conf/slurm.conf'; the backend picks each job's GPU.")
     parser.add_argument("subsets", nargs="+",
                         help="Subsets, then -- and further s2t_inference options.")
     argv = sys.argv[1:] if argv is None else list(argv)
     i = argv.index("--") if "--" in argv else len(argv)
     args, extra = parser.parse_args(argv[:i]), argv[i + 1:]
     subsets = args.subsets
+    if args.cmd and args.nj < 2:
+        sys.exit(f"{PROG}: --cmd submits the --nj jobs: use it with --nj > 1 (or run decode.py itself as the job)")
     logging.basicConfig(level="INFO", format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
     for subset in subsets:
         out = args.model_dir / f"decode_{subset}"
@@ -181,7 +201,7 @@ def main(argv=None):
             print(f"{args.nj} jobs of: python -m espnet_ext.bin.s2t_inference " + shlex.join(cmd)
                   + f" --key_file {out}/logdir/keys.JOB.scp --output_dir {out}/logdir/output.JOB",
                   flush=True)
-            summary = decode_split(cmd, out, data / "wav.scp", args.nj, gpus_requested(extra))
+            summary = decode_split(cmd, out, data / "wav.scp", args.nj, gpus_requested(extra), args.cmd)
         else:
             cmd += ["--output_dir", str(out)]
             print("python -m espnet_ext.bin.s2t_inference " + shlex.join(cmd), flush=True)

@@ -16,6 +16,7 @@
 #   base_dir base_model the pre-trained model's dir (config.yaml) and the weights fine-tunes start from
 #   base_init           weights model "base" (pre-trained from scratch) starts from; empty: random
 #   ngpu num_nodes      GPUs per node, nodes (> 1 process: espnet2.bin.launch through ${cuda_cmd})
+#   cmd_backend train_cmd cuda_cmd decode_cmd   the job backend (s2t1/cmd.sh; default: local/run.pl)
 #   train_nj threads    models trained side by side, torch threads of each job
 #   decode_parallel     models decoded side by side; inference_nj: jobs per set (decode.py --nj)
 #   inference_batch_size decode_config score_opts profile_num_utts profile_repeats profile_opts
@@ -33,6 +34,16 @@ inference_batch_size=${inference_batch_size:-1}
 decode_config=${decode_config:-conf/decode_s2t.yaml}
 score_opts=${score_opts:-}
 profile_opts=${profile_opts:-}
+# The job backend (egs2/TEMPLATE/s2t1/cmd.sh): check_init, training, decoding and profiling
+# run as its jobs. A recipe that does not source cmd.sh runs them with local/run.pl.
+cmd_backend=${cmd_backend:-local}
+train_cmd=${train_cmd:-${MAIN_ROOT}/egs2/TEMPLATE/s2t1/local/run.pl}
+cuda_cmd=${cuda_cmd:-${train_cmd}}
+decode_cmd=${decode_cmd:-${train_cmd}}
+if [ "${num_nodes}" -gt 1 ] && [ "${cmd_backend}" = local ]; then
+    echo "--num_nodes ${num_nodes} needs a cluster: --cmd_backend slurm (cmd.sh); local runs one node" >&2
+    exit 1
+fi
 # Model names the pipeline knows (the gate context each reads: context_opts below).
 known_models="full gated gated_lang gated_frame gated_spk gated_event"
 
@@ -57,6 +68,15 @@ run() {  # records the command in ${expdir}/commands.sh (RESULTS.md cites them),
     printf '%q ' "$@" | sed 's/ $/\n/' >> "${expdir}/commands.sh"
     stage_did_work=true
     "$@"
+}
+run_job() {  # run_job "<backend command> [<its options>]" <log> <command...>: as run (the command
+    # alone recorded), but run as a job of the backend (cmd.sh), its output appended to <log>
+    local backend=$1 log=$2
+    shift 2
+    printf '%q ' "$@" | sed 's/ $/\n/' >> "${expdir}/commands.sh"
+    stage_did_work=true
+    # shellcheck disable=SC2086
+    ${backend} "${log}" "$@"
 }
 stage_start() {  # stage_start K "what"
     log "Stage $1: $2"
@@ -319,17 +339,23 @@ train_model() {  # train_model <model> <stage label, e.g. 6b> <torch threads> [<
     if [ "${model}" = full ] || [[ ${model} = gated* ]]; then
         log "Stage ${label}: checking that the pre-trained model initialises ${model} (only gate parameters new)"
         # shellcheck disable=SC2086
-        run ${python} "${MAIN_ROOT}/scripts/check_init.py" --init "${base_model}" -- ${opts} \
-            > "${out}/check_init.log" 2>&1 || { cat "${out}/check_init.log"; return 1; }
+        rm -f "${out}/check_init.log"
+        run_job "${train_cmd} --gpu 0" "${out}/check_init.log" ${python} "${MAIN_ROOT}/scripts/check_init.py" \
+            --init "${base_model}" -- ${opts} || { cat "${out}/check_init.log"; return 1; }
         grep "(check_init)" "${out}/check_init.log" | sed 's/^.*INFO: /  /'
     fi
     log "Stage ${label}: training ${model} on ${dset}, ngpu ${ngpu}, ${threads} thread(s) (log: ${out}/train.log)"
     local launcher=()
     if [ "${ngpu}" -gt 1 ] || [ "${num_nodes}" -gt 1 ]; then
-        # ESPnet's launcher: one DDP worker per GPU, or a multi-node job through ${cuda_cmd}.
+        # ESPnet's launcher: one job through ${cuda_cmd} (--gpu ${ngpu}) with one DDP worker per
+        # GPU, or a multi-node job (slurm.pl: srun, one task per node).
         launcher=(${python} -m espnet2.bin.launch --cmd "${cuda_cmd} --name ${model}"
                   --log "${out}/train.log" --ngpu "${ngpu}" --num_nodes "${num_nodes}"
                   --init_file_prefix "${out}/.dist_init_" --multiprocessing_distributed true --)
+    elif [ "${cmd_backend}" != local ]; then
+        # one process: a job of ${ngpu} GPU(s) (run.pl appends to train.log as a resumed run does)
+        launcher=(${cuda_cmd} --gpu "${ngpu}" --num_threads "${threads}" --name "${model}" "${out}/train.log"
+                  env OMP_NUM_THREADS="${threads}" MKL_NUM_THREADS="${threads}")
     fi
     # Progress: one line per epoch; the whole log is in ${out}/train.log (appended: a resumed
     # training keeps the earlier epochs' lines; through ESPnet's launcher a resumed run's log
@@ -428,12 +454,21 @@ train_baselines() {  # train_baselines <label letter of the target, e.g. f: 6f t
 # that, each model's sets are dealt out to ${decode_parallel} processes. Each set is split
 # into ${inference_nj} jobs (GPUs: job j on the ((j-1) mod #GPUs)-th GPU of CUDA_VISIBLE_DEVICES,
 # or of all GPUs when it is unset), each resumable, then merged.
+# Job backend: decode.py runs as a job of ${cuda_cmd} (--gpu 1; --ngpu 0: ${decode_cmd},
+# --gpu 0), its output in the log; under a cluster backend with --inference_nj > 1 it runs here
+# instead and submits each set's jobs (one GPU each; the scheduler picks it) through that command.
 # The lean search (the CLI's default) computes the source K/V once per utterance for every
 # model, stock or gated. --src_kv_cache false matters only with --search espnet: the gated
 # decoders then recompute them at every step, as the stock one does (like for like).
 decode_models() {
-    local nmodels parts=1 running=0 model tset todo part sets i dlog
+    local nmodels parts=1 running=0 model tset todo part sets i dlog dcmd=${decode_cmd} gpu=0 job submit runner
     nmodels=$(echo ${models} | wc -w)
+    [ "${ngpu}" -gt 0 ] && { dcmd=${cuda_cmd}; gpu=1; }
+    if [ "${cmd_backend}" != local ] && [ "${inference_nj}" -gt 1 ]; then
+        job=(); submit=(--cmd "${dcmd} --num_threads ${threads}")
+    else
+        job=(${dcmd} --gpu ${gpu} --num_threads ${threads}); submit=()
+    fi
     [ "${nmodels}" -lt "${decode_parallel}" ] && parts=${decode_parallel}
     for model in ${models}; do
         todo=()
@@ -447,13 +482,16 @@ decode_models() {
             dlog=${expdir}/${model}/decode.log; [ ${parts} -gt 1 ] && dlog=${expdir}/${model}/decode.${part}.log
             log "Decoding ${model} on${sets} (log: ${dlog})"
             (
+                rm -f "${dlog}"
+                runner=(run); [ ${#job[@]} -gt 0 ] && runner=(run_job "${job[*]}" "${dlog}")
                 # shellcheck disable=SC2046,SC2086
-                OMP_NUM_THREADS=${threads} MKL_NUM_THREADS=${threads} run ${python} "${MAIN_ROOT}/scripts/decode.py" \
+                OMP_NUM_THREADS=${threads} MKL_NUM_THREADS=${threads} "${runner[@]}" \
+                    ${python} "${MAIN_ROOT}/scripts/decode.py" ${submit[@]+"${submit[@]}"} \
                     --model_dir "${expdir}/${model}" --dump "${raw}" --nj "${inference_nj}" \
                     $(context_names ${model} | sed 's/^./--npy &/') ${sets} -- \
-                    --config "${decode_config}" --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --beam_size 5 \
+                    --config "${decode_config}" --ngpu "${gpu}" --beam_size 5 \
                     --maxlenratio 0.0 --batch_size "${inference_batch_size}" --src_kv_cache false \
-                    > "${dlog}" 2>&1 || { tail -n 30 "${dlog}"; log "decoding ${model} failed"; exit 1; }
+                    >> "${dlog}" 2>&1 || { tail -n 30 "${dlog}"; log "decoding ${model} failed"; exit 1; }
                 grep -h "^decoded " "${dlog}" | sed 's/^/  /'
             ) & spawned
             running=$(( running + 1 ))
@@ -492,11 +530,17 @@ profile_models() {  # profile_models <set> <lang> <task> <out json>
         opts="${opts} --model ${model}=${expdir}/${model}/config.yaml:${expdir}/${model}/valid.acc.ave.pth"
     done
     [ "${ngpu}" -gt 0 ] && device=cuda
+    # a job of the backend: ${cuda_cmd} --gpu 1 on a GPU node, else ${decode_cmd}; log <out>.log
+    local job="${decode_cmd} --gpu 0" plog=${eff%.json}.log
+    [ "${device}" = cuda ] && job="${cuda_cmd} --gpu 1"
+    rm -f "${plog}"
     # shellcheck disable=SC2086
-    run ${python} -m espnet_ext.bin.profile ${opts} --reference full --espnet_reference \
+    run_job "${job} --num_threads ${OMP_NUM_THREADS}" "${plog}" ${python} -m espnet_ext.bin.profile ${opts} \
+        --reference full --espnet_reference \
         --data_dir "${raw}/$1" --lang_sym "$2" --task_sym "$3" --num_utts "${profile_num_utts}" \
         --threads "${OMP_NUM_THREADS}" --warmup 1 --repeats "${profile_repeats}" --beam_size 5 \
-        --device "${device}" ${profile_opts} --out "${eff}"
+        --device "${device}" ${profile_opts} --out "${eff}" || { tail -n 30 "${plog}"; return 1; }
+    sed -e 1d -e '/^# Started at /d' -e '/^# Ended (code /d' "${plog}"  # without run.pl's header
 }
 
 # Stage 9: gate patterns of each gated model per language, task, speaker and event (PNGs and

@@ -68,3 +68,35 @@ def test_no_visible_gpu_is_a_one_line_error_and_cpu_jobs_keep_the_parents_settin
     with pytest.raises(SystemExit):
         decode.decode_split(["--ngpu", "0"], tmp_path / "cpu", wav, 2, gpu=False)
     assert seen == {1: "5", 2: "5"}  # untouched
+
+
+def test_jobs_through_a_backend_get_its_gpu_and_need_none_here(decode, monkeypatch, tmp_path):
+    """--cmd: each job is `<cmd> --gpu 1 <log> python -m ...s2t_inference ...`, environment untouched,
+    and no GPU needs to be visible to this process (a Slurm login node)."""
+    wav = tmp_path / "wav.scp"
+    wav.write_text("".join(f"utt{i} /a/{i}.wav\n" for i in range(4)))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(decode.torch.cuda, "device_count", lambda: 0)
+    calls = []
+
+    class Job:
+        def __init__(self, argv, stdout=None, stderr=None, env=None):
+            calls.append((argv, env))
+
+        def wait(self):
+            return 1
+
+    monkeypatch.setattr(decode.subprocess, "Popen", Job)
+    (tmp_path / "out" / "logdir").mkdir(parents=True)
+    (tmp_path / "out" / "logdir" / "decode.1.log").write_text("an earlier run\n")
+    with pytest.raises(SystemExit, match="2 of 2 jobs failed"):
+        decode.decode_split(["--ngpu", "1"], tmp_path / "out", wav, 2, gpu=True,
+                            backend="local/slurm.pl --config conf/slurm.conf --mem 16G")
+    assert len(calls) == 2
+    for j, (argv, env) in enumerate(calls, start=1):
+        log = tmp_path / "out" / "logdir" / f"decode.{j}.log"
+        assert argv[:7] == ["local/slurm.pl", "--config", "conf/slurm.conf", "--mem", "16G", "--gpu", "1"]
+        assert argv[7:10] == [str(log), decode.sys.executable, "-m"]
+        assert argv[argv.index("--key_file") + 1] == str(tmp_path / "out" / "logdir" / f"keys.{j}.scp")
+        assert env is None  # the backend's environment: no CUDA_VISIBLE_DEVICES chosen here
+    assert not (tmp_path / "out" / "logdir" / "decode.1.log").exists()  # the backend appends: a fresh log

@@ -44,12 +44,13 @@ datadir=data
 dumpdir=dump
 expdir=exp
 results=RESULTS.md
-__options="stage stop_stage data_root owsm_model conf_dir models baselines spk_model event_model ngpu num_nodes nj train_nj inference_nj inference_batch_size profile_num_utts profile_repeats profile_opts datadir dumpdir expdir results"
+cmd_backend=${cmd_backend:-local}  # job backend (cmd.sh): local (local/run.pl) | slurm (local/slurm.pl)
+__options="stage stop_stage data_root owsm_model conf_dir models baselines spk_model event_model ngpu num_nodes nj train_nj inference_nj inference_batch_size profile_num_utts profile_repeats profile_opts datadir dumpdir expdir results cmd_backend"
 
 cd "$(dirname "$0")"
 . ./path.sh
-. ./cmd.sh
 . scripts/parse_options.sh
+. ./cmd.sh  # the job backend (--cmd_backend)
 . "${MAIN_ROOT}/egs2/TEMPLATE/pipeline.sh"
 
 check_models ${known_models}

@@ -9,7 +9,7 @@
 #   ./run.sh --ngpu 4                                    # downloads v1.1.tar.gz (~20 GB) first
 #   ./run.sh --use_voxforge true --voxforge_root /data/voxforge   # + Voxforge de/fr/it
 #   ./run.sh --stage 7 --stop_stage 8                    # decode and score again
-#   ./run.sh --ngpu 4 --num_nodes 2 (with cmd_backend=slurm, cmd.sh)   # multi-node
+#   ./run.sh --ngpu 4 --num_nodes 2 --cmd_backend slurm   # Slurm (local/slurm.pl, conf/slurm.conf)
 #   ./run.sh --ngpu 4 --baselines true   # + static L0 / layer pruning at the gated model's GFLOPs
 #   ./run.sh --ngpu 4 --gated_config conf/train_s2t_ebf_gated_paper.yaml --expdir exp_paper
 #                                        # the papers' gated settings exactly (default: tuned)
@@ -65,12 +65,13 @@ datadir=data
 dumpdir=dump
 expdir=exp
 results=RESULTS.md
-__options="stage stop_stage europarl_st_root download_dir src_langs tgt_lang asr_pairs text_prev use_voxforge voxforge_root voxforge_max_sessions voxforge_test_speakers voxforge_dev_speakers owsm_model conf_dir gated_config models baselines spk_model event_model ngpu num_nodes nj train_nj inference_nj inference_batch_size profile_num_utts profile_repeats profile_opts datadir dumpdir expdir results"
+cmd_backend=${cmd_backend:-local}  # job backend (cmd.sh): local (local/run.pl) | slurm (local/slurm.pl)
+__options="stage stop_stage europarl_st_root download_dir src_langs tgt_lang asr_pairs text_prev use_voxforge voxforge_root voxforge_max_sessions voxforge_test_speakers voxforge_dev_speakers owsm_model conf_dir gated_config models baselines spk_model event_model ngpu num_nodes nj train_nj inference_nj inference_batch_size profile_num_utts profile_repeats profile_opts datadir dumpdir expdir results cmd_backend"
 
 cd "$(dirname "$0")"
 . ./path.sh
-. ./cmd.sh
 . scripts/parse_options.sh
+. ./cmd.sh  # the job backend (--cmd_backend)
 . "${MAIN_ROOT}/egs2/TEMPLATE/pipeline.sh"
 
 # Options are checked before anything is written.
