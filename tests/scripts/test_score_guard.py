@@ -228,6 +228,13 @@ def test_report_flags_and_compares(scored):
 
     assert "## Difference vs full (paired bootstrap, 95% CI, p)" in md
     assert "| model | deu_st_eng BLEU | eng_asr WER (ours) |" in md
+    # BLEU keeps sacrebleu's signature, the WER's names its text convention
+    import sacrebleu
+    sig = f"nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:{sacrebleu.__version__}"
+    assert json.loads((tmp / "exp" / "full" / "scores.json").read_text())["signatures"]["bleu"] == sig
+    assert f"Signatures: bleu: `{sig}`;" in md
+    from importlib.metadata import version
+    assert f"wer: `jiwer {version('jiwer')} wer: words split on whitespace, percent, text --wer_norm ours`" in md
     row = next(line for line in md.splitlines() if line.startswith("| gated | **"))
     cell = (f"**{gated['delta']:+.2f} [{gated['ci_low']:+.2f}, {gated['ci_high']:+.2f}] "
             f"p={gated['p_value']:.3f}**")
