@@ -304,11 +304,12 @@ def compare(exp: Path, models: List[str], reference: str, subsets: List[str],
     """Paired bootstrap of each model vs ``reference`` per subset (BLEU for ST, WER for ASR).
 
     Reads stage 8's ``<exp>/<model>/decode_<subset>/per_utt.json`` (a model or set without
-    one is left out, with a warning).
+    one is left out, with a warning). WERs of a model and the reference computed on different
+    text (``--wer_norm``) are a ValueError.
 
     Returns:
         dict: ``{"reference", "n_resamples", "seed", "models": {model: {subset: {"metric",
-        "num_utts", **paired_bootstrap}}}}`` (delta = model - reference).
+        "num_utts"[, "wer_norm"], **paired_bootstrap}}}}`` (delta = model - reference).
     """
     out = {"reference": reference, "n_resamples": n, "seed": seed, "models": {}}
     for s in subsets:
