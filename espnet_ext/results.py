@@ -28,6 +28,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 
 import numpy as np
 
+from espnet_ext import wer_norm as wn
 from espnet_ext.kaldi import read_table
 
 PathLike = Union[str, Path]
@@ -303,11 +304,12 @@ def compare(exp: Path, models: List[str], reference: str, subsets: List[str],
     """Paired bootstrap of each model vs ``reference`` per subset (BLEU for ST, WER for ASR).
 
     Reads stage 8's ``<exp>/<model>/decode_<subset>/per_utt.json`` (a model or set without
-    one is left out, with a warning).
+    one is left out, with a warning). WERs of a model and the reference computed on different
+    text (``--wer_norm``) are a ValueError.
 
     Returns:
         dict: ``{"reference", "n_resamples", "seed", "models": {model: {subset: {"metric",
-        "num_utts", **paired_bootstrap}}}}`` (delta = model - reference).
+        "num_utts"[, "wer_norm"], **paired_bootstrap}}}}`` (delta = model - reference).
     """
     out = {"reference": reference, "n_resamples": n, "seed": seed, "models": {}}
     for s in subsets:
@@ -315,7 +317,8 @@ def compare(exp: Path, models: List[str], reference: str, subsets: List[str],
         if not path.exists():
             logging.warning(f"no {path} (rerun stage 8): no comparison on {s}")
             continue
-        ref = json.loads(path.read_text(encoding="utf-8"))["utts"]
+        ref_utt = json.loads(path.read_text(encoding="utf-8"))
+        ref, ref_norm = ref_utt["utts"], ref_utt.get("wer_norm", "ours")  # before --wer_norm: ours
         keys = sorted(ref)
         for m in models:
             path = exp / m / f"decode_{s}" / "per_utt.json"
@@ -324,9 +327,13 @@ def compare(exp: Path, models: List[str], reference: str, subsets: List[str],
             if not path.exists():  # scored before per_utt.json existed
                 logging.warning(f"no {path} (rerun stage 8): {m} not compared on {s}")
                 continue
-            utts = json.loads(path.read_text(encoding="utf-8"))["utts"]
+            per_utt = json.loads(path.read_text(encoding="utf-8"))
+            utts = per_utt["utts"]
             if sorted(utts) != keys:
                 raise ValueError(f"{path}: other utterances than {reference}'s")
+            if "_st_" not in s and per_utt.get("wer_norm", "ours") != ref_norm:
+                raise ValueError(f"{path}: WER on --wer_norm {per_utt.get('wer_norm', 'ours')} text, "
+                                 f"{reference}'s on {ref_norm}: score both the same way (stage 8)")
             if "_st_" in s:
                 r = paired_bootstrap_bleu([utts[k]["hyp"] for k in keys], [ref[k]["hyp"] for k in keys],
                                           [ref[k]["ref"] for k in keys], n, seed)
@@ -335,6 +342,8 @@ def compare(exp: Path, models: List[str], reference: str, subsets: List[str],
                                          [ref[k]["errors"] for k in keys], n, seed)
             out["models"].setdefault(m, {})[s] = {"metric": "bleu" if "_st_" in s else "wer",
                                                   "num_utts": len(keys), **r}
+            if "_st_" not in s:
+                out["models"][m][s]["wer_norm"] = ref_norm
     return out
 
 
@@ -367,6 +376,19 @@ def short(subset: str) -> str:
     return subset[len("test_"):] if subset.startswith("test_") else subset
 
 
+def wer_norm(scores: Optional[dict], subset: str) -> Optional[str]:
+    """The text convention of an ASR set's WER in a ``scores.json`` (``ours`` before
+    ``--wer_norm`` existed); None for an ST set or a set it lacks."""
+    r = (scores or {}).get("subsets", {}).get(subset)
+    return None if r is None or "_st_" in subset else r.get("wer_norm", "ours")
+
+
+def norm_legend(names: Iterable[str]) -> str:
+    """What the WER conventions named in a table's headers and cells are."""
+    return "WER / CER text (`scripts/score.py --wer_norm`): " + "; ".join(
+        f"{wn.label(n)} ({wn.description(n)})" for n in sorted(names)) + "."
+
+
 def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return None if a is None or not b else a / b
 
@@ -386,15 +408,27 @@ def score_tables(scores: Dict[str, dict], models: List[str], subsets: List[str],
                                        (asr, ["wer", "cer"], "ASR (WER / CER %, jiwer)", "Per language.")):
         if not sets:
             continue
-        head = [f"{short(s)} {k}" for s in sets for k in metrics]
+        # an ASR column names its WER/CER convention (the first model's); a cell scored
+        # otherwise (the base's scores.json, a model scored apart) names its own
+        norms = {s: wer_norm(scores[models[0]], s) for s in sets}
+
+        def cell(sc: Optional[dict], s: str, k: str) -> str:
+            v = (sc or {}).get("subsets", {}).get(s, {}).get(k)
+            own = wer_norm(sc, s)
+            return fmt(v) + (f" ({own})" if v is not None and own != norms[s] else "")
+
+        head = [f"{short(s)} {k}" + (f" ({norms[s]})" if norms[s] else "") for s in sets for k in metrics]
         md += [f"## {title}", "", note, "",
                "| model | " + " | ".join(head) + " |", "| --- |" + " ---: |" * len(head)]
         for m in models:
-            md.append(f"| {m} | " + " | ".join(fmt(scores[m]["subsets"][s].get(k))
-                                               for s in sets for k in metrics) + " |")
+            md.append(f"| {m} | " + " | ".join(cell(scores[m], s, k) for s in sets for k in metrics) + " |")
         if base:
             md.append(f"| base ({base_name}) | " + " | ".join(
-                fmt(base["subsets"].get(s, {}).get(k)) for s in sets for k in metrics) + " |")
+                cell(base, s, k) for s in sets for k in metrics) + " |")
+        used = {n for sc in [*(scores[m] for m in models), base] for s in sets
+                for n in [wer_norm(sc, s)] if n}
+        if used:
+            md += ["", norm_legend(used)]
         first = scores[models[0]]["subsets"]
         md += ["", "Utterances: " + ", ".join(f"{s} {first[s]['num_utts']}" for s in sets)]
         if base:
@@ -449,6 +483,7 @@ def compare_section(comparison: dict, models: List[str], subsets: List[str],
     shown = [m for m in models if m in rows]
     if not shown:
         return []
+    norms = {s: wer_norm(scores.get(ref), s) or "ours" for s in subsets if "_st_" not in s}
     md = [f"## Difference vs {ref} (paired bootstrap, 95% CI, p)", "",
           f"Model - {ref} per test set: BLEU points for ST (higher is better), WER points for "
           f"ASR (lower is better); paired bootstrap over the set's utterances "
@@ -459,8 +494,10 @@ def compare_section(comparison: dict, models: List[str], subsets: List[str],
           "difference says nothing about pruning. All in `<exp>/compare.json`. The bootstrap "
           "resamples the test utterances, not the training: another seed of the same fine-tune "
           "(`scripts/bench/retrain.py --from_model <model> --name <model>_seed1 -- --seed 1`) "
-          "shows how far training randomness alone moves a score.", "",
-          "| model | " + " | ".join(f"{short(s)} {'BLEU' if '_st_' in s else 'WER'}" for s in subsets) + " |",
+          "shows how far training randomness alone moves a score."
+          + (" " + norm_legend(set(norms.values())) if norms else ""), "",
+          "| model | " + " | ".join(f"{short(s)} BLEU" if "_st_" in s else
+                                   f"{short(s)} WER ({norms[s]})" for s in subsets) + " |",
           "| --- |" + " ---: |" * len(subsets)]
     for m in shown:
         cells = []

@@ -10,6 +10,14 @@ categories P*; apostrophes and hyphens become spaces, as in the corpus), spaces
 collapsed. The mini Europarl references are already normalised this way, so it
 only affects the hypotheses. An utterance without a hypothesis counts as empty.
 
+``--wer_norm`` picks the text WER and CER are computed on (``espnet_ext.wer_norm``): ``ours``
+(the default, above), ``raw`` (ESPnet's s2t.sh: the text as is, cased and punctuated, split on
+whitespace; special tokens removed), ``whisper_basic`` / ``whisper_english`` (openai-whisper's
+``BasicTextNormalizer`` / ``EnglishTextNormalizer``, as the Whisper and OWSM papers score;
+``whisper_english`` scores the sets of other languages than English with ``whisper_basic``).
+Each ASR set records the convention it was scored with (``wer_norm``), and RESULTS.md prints
+it beside every WER. BLEU/chrF do not depend on it (``--st_normalise``).
+
 A model that ignores its input (the same text for every utterance), loops, or writes text
 unrelated to the audio can still get a BLEU or WER, which then means nothing. So each subset
 also gets, on the normalised text (``espnet_ext.results.listen_check``): ``distinct_hyp`` /
@@ -21,15 +29,17 @@ words that repeat themselves (at most half their words distinct). A WARNING (als
 that do not match the audio.
 
 Writes ``<exp>/scores.json``:
-``{"subsets": {subset: {"lang", "task", "num_utts", "bleu", "chrf" | "wer", "cer",
+``{"subsets": {subset: {"lang", "task", "num_utts", "bleu", "chrf" | "wer", "cer", "wer_norm",
 "distinct_hyp", "distinct_ref", "looping", "warnings"}}, "signatures": {...},
-"normalisation": "..."}``, and, for the paired bootstrap of stage 9
-(``espnet_ext.results``), ``<exp>/decode_<subset>/per_utt.json``:
-``{"subset", "task", "utts": {key: {"hyp", "ref"[, "errors", "words"]}}}`` with the text
-as scored, and for ASR each utterance's word errors (jiwer) and reference words.
+"normalisation": "...", "wer_norm": <--wer_norm>, "wer_norms": {name: description}}``, and, for
+the paired bootstrap of stage 9 (``espnet_ext.results``), ``<exp>/decode_<subset>/per_utt.json``:
+``{"subset", "task"[, "wer_norm"], "utts": {key: {"hyp", "ref"[, "errors", "words"]}}}`` with
+the text as scored, and for ASR each utterance's word errors (jiwer) and reference words.
+The listening checks always run on the ``ours`` text, whatever ``--wer_norm``.
 
 Usage:
     python scripts/score.py --exp exp/gated --dump dump/raw test_deu_st_eng test_eng_asr
+    python scripts/score.py --wer_norm whisper_english --exp exp/gated --dump dump/raw test_eng_asr
 """
 
 import argparse
@@ -37,32 +47,19 @@ import importlib.metadata
 import json
 import logging
 import math
-import re
-import unicodedata
 from pathlib import Path
 from typing import List, Tuple
 
+from espnet_ext import wer_norm as wn
 from espnet_ext.kaldi import read_table
 from espnet_ext.results import listen_check, mismatch_warnings
+from espnet_ext.wer_norm import SPECIAL, lc_nopunct as normalise, strip_special  # noqa: F401
 
 PROG = "score"
-SPECIAL = re.compile(r"<[^<>\s]*>")
-NORMALISATION = ("special tokens <...> removed; lower case; apostrophes and hyphens -> space; "
-                 "other punctuation (Unicode P*) removed; whitespace collapsed")
+NORMALISATION = wn.description("ours")
 # --st_normalise none: BLEU/chrF on cased, punctuated text (sacrebleu's own 13a tokenisation),
-# as usually reported for Europarl-ST; ASR is always scored with NORMALISATION.
+# as usually reported for Europarl-ST; ASR follows --wer_norm (default ours: NORMALISATION).
 ST_NONE = "ST: special tokens <...> removed, whitespace collapsed (cased, punctuated); ASR: "
-
-
-def normalise(text: str) -> str:
-    text = SPECIAL.sub(" ", text).lower()
-    text = re.sub(r"['’\-]", " ", text)
-    text = "".join(c for c in text if not unicodedata.category(c).startswith("P"))
-    return " ".join(text.split())
-
-
-def strip_special(text: str) -> str:
-    return " ".join(SPECIAL.sub(" ", text).split())
 
 
 def word_errors(words) -> List[int]:
@@ -74,8 +71,8 @@ def word_errors(words) -> List[int]:
     return [sum(span[c.type](c) for c in chunks) for chunks in words.alignments]
 
 
-def score_subset(exp: Path, dump: Path, subset: str,
-                 st_normalise: str = "lc_nopunct") -> Tuple[dict, dict, dict]:
+def score_subset(exp: Path, dump: Path, subset: str, st_normalise: str = "lc_nopunct",
+                 wer_norm: str = wn.DEFAULT) -> Tuple[dict, dict, dict]:
     """Scores of one subset, the metrics' signatures, and the per-utterance data."""
     import jiwer
     import sacrebleu
@@ -105,12 +102,20 @@ def score_subset(exp: Path, dump: Path, subset: str,
         out["chrf"] = chrf.corpus_score(hyp, [ref]).score
         signatures = {"bleu": str(bleu.get_signature()), "chrf": str(chrf.get_signature())}
     elif task == "asr":
+        out["wer_norm"] = norm = wn.resolve(wer_norm, lang)
+        if norm != wer_norm:
+            logging.info(f"{subset}: --wer_norm {wer_norm} is for English; {lang} scored with {norm}")
+        if norm != "ours":
+            ref = [wn.normaliser(norm)(refs[k]) for k in keys]
+            hyp = [wn.normaliser(norm)(hyps.get(k, "")) for k in keys]
         words = jiwer.process_words(ref, hyp)  # one alignment: WER and per-utterance errors
         out["wer"] = 100 * words.wer  # an empty hypothesis: all deletions
         out["cer"] = 100 * jiwer.cer(ref, hyp)
         version = importlib.metadata.version("jiwer")
-        signatures = {"wer": f"jiwer {version} wer: words split on whitespace, percent",
-                      "cer": f"jiwer {version} cer: characters incl. spaces, percent"}
+        signatures = {"wer": f"jiwer {version} wer: words split on whitespace, percent, "
+                             f"text --wer_norm {wer_norm}",
+                      "cer": f"jiwer {version} cer: characters incl. spaces, percent, "
+                             f"text --wer_norm {wer_norm}"}
     else:
         raise ValueError(f"{subset}: unknown task {task}")
     for k, v in out.items():
@@ -133,14 +138,26 @@ def main():
     parser.add_argument("subsets", nargs="+", help="test_<lang>_<task> subset names.")
     parser.add_argument("--st_normalise", "--st-normalise",
                         default="lc_nopunct", choices=["lc_nopunct", "none"],
-                        help="ST text normalisation before BLEU/chrF: as ASR (lc_nopunct), or "
-                             "none (cased and punctuated; special tokens removed).")
+                        help="ST text normalisation before BLEU/chrF: lower case, no punctuation "
+                             "(lc_nopunct), or none (cased and punctuated; special tokens removed).")
+    parser.add_argument("--wer_norm", "--wer-norm", default=wn.DEFAULT, choices=wn.NAMES,
+                        help="ASR text before WER/CER: ours (lower case, no punctuation), raw "
+                             "(ESPnet's s2t.sh: text as is, whitespace-split), whisper_basic or "
+                             "whisper_english (openai-whisper's BasicTextNormalizer / "
+                             "EnglishTextNormalizer; whisper_english scores non-English sets "
+                             "with whisper_basic). Recorded with every WER.")
     args = parser.parse_args()
     logging.basicConfig(level="INFO", format=f"%(asctime)s ({PROG}) %(levelname)s: %(message)s")
-    norm = NORMALISATION if args.st_normalise == "lc_nopunct" else ST_NONE + NORMALISATION
-    result = {"subsets": {}, "signatures": {}, "normalisation": norm}
+    asr = wn.description(args.wer_norm)
+    if args.st_normalise == "lc_nopunct":
+        norm = NORMALISATION if args.wer_norm == "ours" else f"ST: {NORMALISATION}; ASR: {asr}"
+    else:
+        norm = ST_NONE + asr
+    result = {"subsets": {}, "signatures": {}, "normalisation": norm, "wer_norm": args.wer_norm,
+              "wer_norms": {}}
     for subset in args.subsets:
-        scores, signatures, utts = score_subset(args.exp, args.dump, subset, args.st_normalise)
+        scores, signatures, utts = score_subset(args.exp, args.dump, subset, args.st_normalise,
+                                                args.wer_norm)
         result["subsets"][subset] = scores
         result["signatures"].update(signatures)
         shown = ", ".join(f"{k} {v:.2f}" for k, v in scores.items() if isinstance(v, float))
@@ -149,8 +166,14 @@ def main():
             logging.warning(f"{args.exp.name} {subset}: {w}")
         per_utt = args.exp / f"decode_{subset}" / "per_utt.json"
         per_utt.parent.mkdir(parents=True, exist_ok=True)
-        per_utt.write_text(json.dumps({"subset": subset, "task": scores["task"], "utts": utts},
-                                      ensure_ascii=False) + "\n", encoding="utf-8")
+        if "wer_norm" in scores:
+            result["wer_norms"][scores["wer_norm"]] = wn.description(scores["wer_norm"])
+            logging.info(f"{args.exp.name} {subset}: WER/CER on text --wer_norm "
+                         f"{wn.label(scores['wer_norm'])}")
+        head = {"subset": subset, "task": scores["task"]}
+        head.update({"wer_norm": scores["wer_norm"]} if "wer_norm" in scores else {})
+        per_utt.write_text(json.dumps({**head, "utts": utts}, ensure_ascii=False) + "\n",
+                           encoding="utf-8")
     for k, v in sorted(result["signatures"].items()):
         logging.info(f"signature {k}: {v}")
     (args.exp / "scores.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -20,6 +20,7 @@
 #   train_nj threads    models trained side by side, torch threads of each job
 #   decode_parallel     models decoded side by side; inference_nj: jobs per set (decode.py --nj)
 #   inference_batch_size decode_config score_opts profile_num_utts profile_repeats profile_opts
+#   wer_norm            WER/CER text convention (check_wer_norm; run.sh adds --wer_norm to score_opts)
 #   config_prefix       training YAMLs: <prefix>{full,gated,l0,layerprune}.yaml (base_config: "base")
 # Every python command goes through `run`, which records it in ${expdir}/commands.sh.
 
@@ -33,6 +34,7 @@ inference_nj=${inference_nj:-1}
 inference_batch_size=${inference_batch_size:-1}
 decode_config=${decode_config:-conf/decode_s2t.yaml}
 score_opts=${score_opts:-}
+wer_norm=${wer_norm:-ours}
 profile_opts=${profile_opts:-}
 # The job backend (egs2/TEMPLATE/s2t1/cmd.sh): check_init, training, decoding and profiling
 # run as its jobs. A recipe that does not source cmd.sh runs them with local/run.pl.
@@ -501,17 +503,29 @@ decode_models() {
     wait_all
 }
 
-# Stage 8: scores.json of every model, unless newer than all its decodings.
+# --wer_norm: the text WER/CER are computed on (scripts/score.py, espnet_ext/wer_norm.py): ours
+# (lower case, no punctuation), raw (ESPnet's s2t.sh: text as is), whisper_basic,
+# whisper_english (openai-whisper's normalisers; non-English sets: whisper_basic).
+check_wer_norm() {
+    case ${wer_norm} in ours|raw|whisper_basic|whisper_english) ;;
+        *) die "--wer_norm ${wer_norm}: ours, raw, whisper_basic or whisper_english" ;; esac
+}
+
+# Stage 8: scores.json of every model, unless newer than all its decodings and scored with
+# the same ${score_opts} (--wer_norm, --st_normalise) and ${test_sets} (scores.opts).
 score_models() {
-    local model scores
+    local model scores stamp
     for model in ${models}; do
         scores=${expdir}/${model}/scores.json
-        if [ -f "${scores}" ] && [ -z "$(find "${expdir}/${model}" -path '*/decode_*/.done' -newer "${scores}")" ]; then
+        stamp="${score_opts} ${test_sets}"
+        if [ -f "${scores}" ] && is_done "${expdir}/${model}/scores.opts" "${stamp}" \
+            && [ -z "$(find "${expdir}/${model}" -path '*/decode_*/.done' -newer "${scores}")" ]; then
             continue
         fi
         # shellcheck disable=SC2086
         run ${python} "${MAIN_ROOT}/scripts/score.py" --exp "${expdir}/${model}" --dump "${raw}" \
             ${score_opts} ${test_sets}
+        echo "${stamp}" > "${expdir}/${model}/scores.opts"
     done
 }
 

@@ -227,8 +227,102 @@ def test_report_flags_and_compares(scored):
     assert gated["ci_high"] < 0 and gated["p_value"] < 0.05  # 10 of 50 translations wrong
 
     assert "## Difference vs full (paired bootstrap, 95% CI, p)" in md
-    assert "| model | deu_st_eng BLEU | eng_asr WER |" in md
+    assert "| model | deu_st_eng BLEU | eng_asr WER (ours) |" in md
+    # BLEU keeps sacrebleu's signature, the WER's names its text convention
+    import sacrebleu
+    sig = f"nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:{sacrebleu.__version__}"
+    assert json.loads((tmp / "exp" / "full" / "scores.json").read_text())["signatures"]["bleu"] == sig
+    assert f"Signatures: bleu: `{sig}`;" in md
+    from importlib.metadata import version
+    assert f"wer: `jiwer {version('jiwer')} wer: words split on whitespace, percent, text --wer_norm ours`" in md
     row = next(line for line in md.splitlines() if line.startswith("| gated | **"))
     cell = (f"**{gated['delta']:+.2f} [{gated['ci_low']:+.2f}, {gated['ci_high']:+.2f}] "
             f"p={gated['p_value']:.3f}**")
     assert row.split(" | ")[1] == cell
+
+
+DEU = "test_deu_asr"
+NORMS = ("ours", "raw", "whisper_basic", "whisper_english")
+
+
+@pytest.fixture(scope="module")
+def scored_norms(tmp_path_factory):
+    """Models full (cased, punctuated, British spelling) and gated scored under every --wer_norm
+    (exp_<norm>), plus the eng set of a second full scored with ours (exp_raw/other)."""
+    tmp = tmp_path_factory.mktemp("wer_norm")
+    refs = {i: f"{ref(i)} color" for i in range(N)}
+    write(tmp / "dump" / ASR / "text", {key(i): f"{PREFIX[ASR]} {r}" for i, r in refs.items()})
+    write(tmp / "dump" / DEU / "text", {key(i): f"<deu><asr><notimestamps> {r}" for i, r in refs.items()})
+    hyps = {"full": {i: f"<na>{r.capitalize()[:-5]}colour." for i, r in refs.items()},
+            "gated": {i: refs[i] if i % 2 else "nothing" for i in range(N)}}
+    for norm in NORMS:
+        for m, h in hyps.items():
+            for s in (ASR, DEU):
+                write(tmp / f"exp_{norm}" / m / f"decode_{s}" / "1best_recog" / "text",
+                      {key(i): t for i, t in h.items()})
+            run("score.py", "--wer_norm", norm, "--exp", tmp / f"exp_{norm}" / m, "--dump",
+                tmp / "dump", ASR, DEU)
+    return tmp
+
+
+def test_score_records_the_wer_convention(scored_norms):
+    tmp = scored_norms
+    wer = {}
+    for norm in NORMS:
+        for m in ("full", "gated"):
+            sc = json.loads((tmp / f"exp_{norm}" / m / "scores.json").read_text())
+            assert sc["wer_norm"] == norm
+            # whisper_english scores the German set with the basic normaliser, and says so
+            applied = {ASR: norm, DEU: "whisper_basic" if norm == "whisper_english" else norm}
+            assert {s: sc["subsets"][s]["wer_norm"] for s in (ASR, DEU)} == applied
+            assert set(sc["wer_norms"]) == set(applied.values())
+            assert f"--wer_norm {norm}" in sc["signatures"]["wer"]
+            for s in (ASR, DEU):
+                per_utt = json.loads((tmp / f"exp_{norm}" / m / f"decode_{s}" / "per_utt.json").read_text())
+                assert per_utt["wer_norm"] == applied[s]
+                wer[norm, m, s] = sc["subsets"][s]["wer"]
+    # the cased, punctuated hypothesis with British spelling: 1 error of 8 words (colour) where
+    # only case and punctuation go, 3 when they stay (first word, last word); none under the
+    # English normaliser, which spells colour as color
+    assert wer["ours", "full", ASR] == wer["whisper_basic", "full", ASR] == pytest.approx(100 / 8)
+    assert wer["raw", "full", ASR] == pytest.approx(200 / 8)
+    assert wer["whisper_english", "full", ASR] == 0.0
+    assert wer["whisper_english", "full", DEU] == pytest.approx(100 / 8)  # basic: colour stays
+    assert all(wer[n, "gated", ASR] == pytest.approx(50.0) for n in NORMS)
+
+
+def test_results_md_names_the_wer_convention(scored_norms):
+    tmp = scored_norms
+    exp = tmp / "exp_raw"
+    (exp / "other").mkdir()
+    run("report.py", "--exp", exp, "--preset", "tiny", "--models", "full", "gated",
+        "--test_sets", ASR, DEU, "--out", tmp / "RESULTS_raw.md")
+    md = (tmp / "RESULTS_raw.md").read_text()
+    assert "| model | eng_asr wer (raw) | eng_asr cer (raw) | deu_asr wer (raw) | deu_asr cer (raw) |" in md
+    assert "| model | eng_asr WER (raw) | deu_asr WER (raw) |" in md  # the bootstrap's table
+    assert md.count("WER / CER text (`scripts/score.py --wer_norm`): raw: ESPnet s2t.sh, text as is "
+                    "(as ESPnet's s2t.sh: special tokens <...> removed, text as is") == 2
+    assert "| full | 25.00 |" in md
+    assert json.loads((exp / "compare.json").read_text())["models"]["gated"][ASR]["wer_norm"] == "raw"
+
+    # whisper_english: the German columns name the normaliser they were scored with
+    run("report.py", "--exp", tmp / "exp_whisper_english", "--preset", "tiny", "--models", "full",
+        "gated", "--test_sets", ASR, DEU, "--out", tmp / "RESULTS_en.md")
+    md = (tmp / "RESULTS_en.md").read_text()
+    assert "| eng_asr wer (whisper_english) | eng_asr cer (whisper_english) | deu_asr wer (whisper_basic) |" in md
+    assert "whisper_basic: Whisper BasicTextNormalizer (" in md
+    assert "whisper_english: Whisper EnglishTextNormalizer (" in md
+
+    # a model scored with another convention than the first: its cells say which
+    for s in (ASR, DEU):
+        src = tmp / "exp_ours" / "full" / f"decode_{s}"
+        write(exp / "other" / f"decode_{s}" / "1best_recog" / "text",
+              dict(line.split(" ", 1) for line in (src / "1best_recog" / "text").read_text().splitlines()))
+    run("score.py", "--exp", exp / "other", "--dump", tmp / "dump", ASR, DEU)  # ours, the default
+    out = tmp / "RESULTS_mixed.md"
+    md = results.write_results(out, exp, ["full", "other"], [ASR, DEU], "mixed", reference="gated")
+    assert "| other | 12.50 (ours) |" in md
+    assert "ours: lower-case, no punctuation (" in md and "raw: ESPnet s2t.sh, text as is (" in md
+    # the paired bootstrap of WERs computed on different text is refused
+    with pytest.raises(ValueError, match="--wer_norm ours text, full's on raw"):
+        results.compare(exp, ["full", "other"], "full", [ASR])

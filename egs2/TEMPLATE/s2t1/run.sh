@@ -8,6 +8,7 @@
 #   ./run.sh --data_root /data/mycorpus --ngpu 1        # /data/mycorpus/{train,dev,test}
 #   ./run.sh --data_root /data/mycorpus --owsm_model /models/owsm_v3.1_ebf --models "full gated gated_spk"
 #   ./run.sh --stage 7 --stop_stage 8                    # decode and score again
+#   ./run.sh --stage 8 --stop_stage 9 --wer_norm whisper_english   # WER as Whisper/OWSM papers
 #
 # Each of <data_root>/{train,dev,test} is a Kaldi dir (README.md, "Your own corpus"):
 #   wav.scp     <rec> <audio file>        any format ffmpeg reads, any rate, mono or stereo
@@ -40,12 +41,15 @@ inference_batch_size=1
 profile_num_utts=20
 profile_repeats=3
 profile_opts=""
+wer_norm=ours                # WER/CER text: ours (lower case, no punctuation) | raw (ESPnet's
+                             # s2t.sh: as is) | whisper_basic | whisper_english (Whisper's
+                             # normalisers; non-English sets: basic); named beside every WER
 datadir=data
 dumpdir=dump
 expdir=exp
 results=RESULTS.md
 cmd_backend=${cmd_backend:-local}  # job backend (cmd.sh): local (local/run.pl) | slurm (local/slurm.pl)
-__options="stage stop_stage data_root owsm_model conf_dir models baselines spk_model event_model ngpu num_nodes nj train_nj inference_nj inference_batch_size profile_num_utts profile_repeats profile_opts datadir dumpdir expdir results cmd_backend"
+__options="stage stop_stage data_root owsm_model conf_dir models baselines spk_model event_model ngpu num_nodes nj train_nj inference_nj inference_batch_size profile_num_utts profile_repeats profile_opts wer_norm datadir dumpdir expdir results cmd_backend"
 
 cd "$(dirname "$0")"
 . ./path.sh
@@ -55,6 +59,7 @@ cd "$(dirname "$0")"
 
 check_models ${known_models}
 check_event_model
+check_wer_norm
 add_baselines
 config_prefix=${conf_dir}/train_s2t_ebf_
 make_dirs datadir dumpdir expdir
@@ -90,7 +95,7 @@ fi
 test_sets=$(test_sets)
 
 specials=$(specials)
-score_opts="--st_normalise none"  # BLEU cased and punctuated, as sacrebleu's default
+score_opts="--st_normalise none --wer_norm ${wer_norm}"  # BLEU cased and punctuated, as sacrebleu's default
 report_title="$(basename "$(cd .. && pwd)") S2T, context-aware dynamic pruning of ${owsm_model##*/}"
 owsm_stages  # 3 contexts, 4 pre-trained model, 5 stats, 6 training, 7 decoding, 8 scoring, 9 report
 log "Finished stages ${stage}-${stop_stage}"

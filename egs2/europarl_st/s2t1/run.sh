@@ -9,6 +9,7 @@
 #   ./run.sh --ngpu 4                                    # downloads v1.1.tar.gz (~20 GB) first
 #   ./run.sh --use_voxforge true --voxforge_root /data/voxforge   # + Voxforge de/fr/it
 #   ./run.sh --stage 7 --stop_stage 8                    # decode and score again
+#   ./run.sh --stage 8 --stop_stage 9 --wer_norm whisper_basic   # WER as the OWSM papers
 #   ./run.sh --ngpu 4 --num_nodes 2 --cmd_backend slurm   # Slurm (local/slurm.pl, conf/slurm.conf)
 #   ./run.sh --ngpu 4 --baselines true   # + static L0 / layer pruning at the gated model's GFLOPs
 #   ./run.sh --ngpu 4 --gated_config conf/train_s2t_ebf_gated_paper.yaml --expdir exp_paper
@@ -61,12 +62,15 @@ inference_batch_size=1       # utterances per decoding pass (batched beam search
 profile_num_utts=20          # test_<src>_st_<tgt> utterances profiled in stage 9
 profile_repeats=3
 profile_opts=""              # e.g. --no_memory
+wer_norm=ours                # WER/CER text: ours (lower case, no punctuation) | raw (ESPnet's
+                             # s2t.sh: as is) | whisper_basic | whisper_english (Whisper's
+                             # normalisers; non-English sets: basic); named beside every WER
 datadir=data
 dumpdir=dump
 expdir=exp
 results=RESULTS.md
 cmd_backend=${cmd_backend:-local}  # job backend (cmd.sh): local (local/run.pl) | slurm (local/slurm.pl)
-__options="stage stop_stage europarl_st_root download_dir src_langs tgt_lang asr_pairs text_prev use_voxforge voxforge_root voxforge_max_sessions voxforge_test_speakers voxforge_dev_speakers owsm_model conf_dir gated_config models baselines spk_model event_model ngpu num_nodes nj train_nj inference_nj inference_batch_size profile_num_utts profile_repeats profile_opts datadir dumpdir expdir results cmd_backend"
+__options="stage stop_stage europarl_st_root download_dir src_langs tgt_lang asr_pairs text_prev use_voxforge voxforge_root voxforge_max_sessions voxforge_test_speakers voxforge_dev_speakers owsm_model conf_dir gated_config models baselines spk_model event_model ngpu num_nodes nj train_nj inference_nj inference_batch_size profile_num_utts profile_repeats profile_opts wer_norm datadir dumpdir expdir results cmd_backend"
 
 cd "$(dirname "$0")"
 . ./path.sh
@@ -77,6 +81,7 @@ cd "$(dirname "$0")"
 # Options are checked before anything is written.
 check_models ${known_models}
 check_event_model
+check_wer_norm
 add_baselines
 config_prefix=${conf_dir}/train_s2t_ebf_
 gated_config=${gated_config:-${config_prefix}gated.yaml}
@@ -116,7 +121,7 @@ for m in ${models}; do
 done
 raw=${dumpdir}/raw
 share_threads "${train_nj}"
-score_opts="--st_normalise none"
+score_opts="--st_normalise none --wer_norm ${wer_norm}"  # BLEU cased and punctuated
 
 if stage_in 1; then
     stage_start 1 "Data preparation: Europarl-ST v1.1 (${src_langs} -> ${tgt_lang})$(${use_voxforge} && echo ' + Voxforge') -> ${datadir}"

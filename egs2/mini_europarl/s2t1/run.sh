@@ -7,6 +7,7 @@
 # Usage:
 #   ./run.sh --preset demo                      # everything (< 20 min on a 2-core machine)
 #   ./run.sh --preset demo --stage 7 --stop_stage 8
+#   ./run.sh --preset demo --stage 8 --stop_stage 9 --wer_norm raw   # WER as ESPnet's s2t.sh
 #   ./run.sh --preset demo --base scratch       # pre-train the base model too (stage 6a)
 #   ./run.sh --preset whisper                   # the same on Whisper base (PyPI wheels, offline)
 #   ./run.sh --preset base --datadir base/data --dumpdir base/dump --expdir base/exp
@@ -41,7 +42,10 @@ baselines=auto       # static pruning baselines l0 + layerprune (6f-6h): true | 
 skip_bad_utts=false  # stage 2: leave bad utterances out (listed in dump/raw/<set>/bad_utts)
 gated_models=        # gate contexts to fine-tune (6c-6e) from gated gated_spk gated_event; empty: the preset's
 zeroshot=            # a Whisper base: also decode it as it is (true | false; empty: the preset's)
-__options="stage stop_stage preset base base_out base_init nj ngpu datadir dumpdir expdir results baselines skip_bad_utts gated_models zeroshot"
+wer_norm=ours        # WER/CER text: ours (lower case, no punctuation) | raw (ESPnet's s2t.sh:
+                     # as is) | whisper_basic | whisper_english (Whisper's normalisers; non-English
+                     # sets: basic); named beside every WER in RESULTS.md
+__options="stage stop_stage preset base base_out base_init nj ngpu datadir dumpdir expdir results baselines skip_bad_utts gated_models zeroshot wer_norm"
 
 cd "$(dirname "$0")"
 . ./path.sh
@@ -68,6 +72,8 @@ zeroshot=${zeroshot:-${preset_zeroshot:-false}}
 case ${zeroshot} in true) ${whisper} || die "--zeroshot true needs a Whisper base (--base whisper:...)";
     models="zeroshot ${models}" ;; false) ;; *) die "--zeroshot ${zeroshot}: true or false" ;; esac
 check_models zeroshot full gated gated_spk gated_event
+check_wer_norm
+score_opts="--wer_norm ${wer_norm}"
 [[ " ${models} " = *" gated "* ]] || die "--gated_models must include gated (the baselines' budget, the gate plots)"
 [ "${baselines}" = auto ] && { baselines=false; [ "${preset}" = bench ] && baselines=true; }
 add_baselines
