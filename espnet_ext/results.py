@@ -397,9 +397,27 @@ def read_json(path: Path) -> Optional[dict]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+def utt_counts(dump: Optional[Path], subsets: List[str]) -> Dict[str, dict]:
+    """Stage 2's ``<dump>/<set>/utt_counts.json`` of each test set that has one."""
+    if dump is None:
+        return {}
+    return {s: c for s in subsets for c in [read_json(dump / s / "utt_counts.json")] if c}
+
+
+def counted(s: str, n: int, counts: Dict[str, dict]) -> str:
+    """``<set> <n>``, with the official count and the long utterances when stage 2 recorded them."""
+    c = counts.get(s)
+    if not c:
+        return f"{s} {n}"
+    long = f", {c['long']} longer than {c['speech_length']} s (decoded trimmed)" if c.get("long") else ""
+    return f"{s} {n} of {c['official']} official{long}"
+
+
 def score_tables(scores: Dict[str, dict], models: List[str], subsets: List[str],
-                 base: Optional[dict], base_name: str) -> List[str]:
-    """BLEU/chrF of the ST sets and WER/CER of the ASR sets, a row per model (and the base's)."""
+                 base: Optional[dict], base_name: str,
+                 counts: Optional[Dict[str, dict]] = None) -> List[str]:
+    """BLEU/chrF of the ST sets and WER/CER of the ASR sets, a row per model (and the base's);
+    ``counts``: stage 2's utterance counts per set (``utt_counts``)."""
     md = []
     st = [s for s in subsets if "_st_" in s]
     asr = [s for s in subsets if s.endswith("_asr")]
@@ -430,7 +448,7 @@ def score_tables(scores: Dict[str, dict], models: List[str], subsets: List[str],
         if used:
             md += ["", norm_legend(used)]
         first = scores[models[0]]["subsets"]
-        md += ["", "Utterances: " + ", ".join(f"{s} {first[s]['num_utts']}" for s in sets)]
+        md += ["", "Utterances: " + ", ".join(counted(s, first[s]["num_utts"], counts or {}) for s in sets)]
         if base:
             nb = [base["subsets"].get(s, {}).get("num_utts") for s in sets]
             md += ["", f"base ({base_name}): the pre-trained model before any fine-tuning, "
@@ -652,12 +670,24 @@ def runs_section(exp: Path, stage_names: Dict[str, str], preset: Optional[str]) 
     return md + seen + ["```", ""]
 
 
+def train_config(model_dir: Path) -> str:
+    """The training YAML a model was trained with (``config:`` of ESPnet's config.yaml), or -."""
+    f = model_dir / "config.yaml"
+    if not f.is_file():
+        return "-"
+    with f.open(encoding="utf-8") as lines:  # the line, not the file: a token list can be 50k lines
+        for line in lines:
+            if line.startswith("config: "):
+                return f"`{line[len('config: '):].strip()}`"
+    return "-"
+
+
 def write_results(out: Path, exp: Path, models: List[str], subsets: List[str], title: str,
                   reference: str = "full", efficiency: Optional[Path] = None,
                   corpus: Optional[Dict[str, str]] = None, pretrained: Optional[Path] = None,
                   preset: Optional[str] = None, base_scores: Optional[Path] = None,
                   base_name: str = "pre-trained", stage_names: Optional[Dict[str, str]] = None,
-                  resamples: int = 1000, seed: int = 0) -> str:
+                  resamples: int = 1000, seed: int = 0, dump: Optional[Path] = None) -> str:
     """Writes RESULTS.md (and ``<exp>/compare.json``, ``<exp>/<model>/gate_patterns.json``).
 
     Args:
@@ -677,6 +707,8 @@ def write_results(out: Path, exp: Path, models: List[str], subsets: List[str], t
         stage_names: Stage -> what it does (default ``STAGES``).
         resamples: Paired bootstrap resamples.
         seed: Paired bootstrap seed.
+        dump: Stage 2's formatted sets (``<set>/utt_counts.json``): each set's utterances
+            next to the official count and its long ones.
 
     Returns:
         The Markdown written.
@@ -697,15 +729,16 @@ def write_results(out: Path, exp: Path, models: List[str], subsets: List[str], t
                f"blocks, d={owsm.get('output_size')}, {owsm.get('num_tokens')} tokens)"]
     md += [f"- machine: {platform.machine()}, {platform.system()}, {os.cpu_count()} CPUs, python "
            f"{platform.python_version()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')}",
-           "- decoding: `conf/decode_s2t.yaml` (beam 5, ctc_weight 0, maxlenratio 0.0, batch 1), "
+           "- decoding: `conf/decode_s2t.yaml` (beam 5, ctc_weight 0, maxlenratio 0.0), "
            "one run per test subset with its `--lang_sym/--task_sym`", "",
-           "## Models", "", "| model | what | train s |", "| --- | --- | ---: |"]
+           "## Models", "", "| model | what | config | train s |", "| --- | --- | --- | ---: |"]
     # the base row: a base trained here (exp/base) or scored when it was made (base_scores)
     for m in (["base"] if base or (exp / "base").is_dir() else []) + models:
         t = exp / m / "train_seconds"
-        md.append(f"| {m} | {DESCRIPTIONS.get(m, '')} | {t.read_text().strip() if t.exists() else '-'} |")
+        md.append(f"| {m} | {DESCRIPTIONS.get(m, '')} | {train_config(exp / m)} | "
+                  f"{t.read_text().strip() if t.exists() else '-'} |")
     md += [""]
-    md += score_tables(scores, models, subsets, base, base_name)
+    md += score_tables(scores, models, subsets, base, base_name, utt_counts(dump, subsets))
     sets = [s for s in subsets if "_st_" in s] + [s for s in subsets if s.endswith("_asr")]
     md += listen_section(scores, models, sets)
     if reference in models:

@@ -42,6 +42,8 @@ def main(argv=None) -> int:
     parser.add_argument("--title", default="Europarl-ST v1.1 S2T, context-aware dynamic pruning of OWSM",
                         help="RESULTS.md heading.")
     parser.add_argument("--data", type=Path, help="Kaldi dirs with utt2corpus: gate patterns per corpus.")
+    parser.add_argument("--dump", type=Path,
+                        help="Stage 2's sets (<set>/utt_counts.json): utterances vs the official count.")
     parser.add_argument("--efficiency", type=Path,
                         help="Profile JSON of stage 9 (default <exp>/efficiency/<first ST set>.json).")
     parser.add_argument("--reference", default="full", help="Model the ratios and the paired bootstrap refer to.")
@@ -71,7 +73,7 @@ def main(argv=None) -> int:
     write_results(args.out, args.exp, args.models, args.test_sets, args.title, reference=args.reference,
                   efficiency=args.efficiency, corpus=corpus, pretrained=args.pretrained, preset=args.preset,
                   base_scores=args.base_scores, base_name=args.base_name, stage_names=stages,
-                  resamples=args.resamples, seed=args.seed)
+                  resamples=args.resamples, seed=args.seed, dump=args.dump)
     return 0
 
 

@@ -226,3 +226,24 @@ def test_mismatch_only_where_the_score_says_unrelated_text():
         "2 of 3 hypotheses are empty: the model writes (almost) nothing; its scores mean nothing"]
     assert results.loops("a b a b a b a b", "a b c") and not results.loops("one two three four five six seven", "a b c")
     assert not results.loops("a a a a", "a b")  # not longer than 2x the reference
+
+
+def test_results_name_each_models_config_and_the_official_counts(exp, tmp_path):
+    """Issue 33: every set's utterances next to the official count and its long ones (stage 2's
+    utt_counts.json), and the training YAML of every model (ESPnet's config.yaml)."""
+    dump = tmp_path / "dump"
+    (dump / F.ST).mkdir(parents=True)
+    (dump / F.ST / "utt_counts.json").write_text(json.dumps(
+        {"set": F.ST, "role": "eval", "official": 21, "utts": 20, "long": 2, "dropped_long": 0,
+         "dropped_short": 1, "bad": 0, "speech_length": 30, "long_utts": "trimmed"}))
+    (exp / "gated" / "config.yaml").write_text("config: conf/train_s2t_ebf_gated_paper.yaml\ntoken_list:\n- a\n")
+    md = results.write_results(tmp_path / "RESULTS.md", exp, F.MODELS, F.SETS, "t", dump=dump)
+    lines = md.splitlines()
+    assert f"Utterances: {F.ST} 20 of 21 official, 2 longer than 30 s (decoded trimmed)" in lines
+    assert any(line.startswith("| gated | ") and "| `conf/train_s2t_ebf_gated_paper.yaml` |" in line
+               for line in lines)
+    assert any(line.startswith("| full | ") and "| - |" in line for line in lines)  # no config.yaml
+    # without --dump, as before
+    plain = results.write_results(tmp_path / "R2.md", exp, F.MODELS, F.SETS, "t")
+    assert f"Utterances: {F.ST} 20" in plain.splitlines()
+    (exp / "gated" / "config.yaml").unlink()

@@ -613,7 +613,7 @@ owsm_stages() {
         plot_gate_patterns
         stage_end 9
         # shellcheck disable=SC2086
-        run ${python} "${MAIN_ROOT}/scripts/report.py" --exp "${expdir}" --data "${datadir}" \
+        run ${python} "${MAIN_ROOT}/scripts/report.py" --exp "${expdir}" --data "${datadir}" --dump "${raw}" \
             --models ${models} --test_sets ${test_sets} --efficiency "${eff}" \
             ${report_title:+--title "${report_title}"} --out "${results}"
         log "Wrote ${results}"

@@ -214,7 +214,7 @@ if stage_in 9 && [ "${preset}" != base ]; then
         --test_sets ${test_sets} --out "${expdir}/plots/tradeoff.png"
     plot_gate_patterns
     # shellcheck disable=SC2046,SC2086
-    ${python} scripts/report.py --exp "${expdir}" --preset "${preset}" --title "mini Europarl S2T, preset \`${preset}\`" \
+    ${python} scripts/report.py --exp "${expdir}" --dump "${raw}" --preset "${preset}" --title "mini Europarl S2T, preset \`${preset}\`" \
         --stage_names "1=data preparation (corpus synthesis)" "4=token list" \
         --models ${models} --test_sets ${test_sets} --out "${results}" \
         $([ "${base}" = scratch ] || echo --base_scores "${token_dir}/scores.json" --base_name "$(basename "${base}")")
