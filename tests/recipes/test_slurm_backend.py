@@ -22,7 +22,8 @@ SLURM = f"{RECIPE}/local/slurm.pl --config {RECIPE}/conf/slurm.conf"
 
 FAKE_SBATCH = r"""#!/usr/bin/env bash
 # fake sbatch: records its arguments, runs the job script here (only --wait), exits with its status
-{ printf sbatch; printf ' %q' "$@"; echo; } >> "${FAKE_SLURM_LOG:?}"
+# one write per record: jobs of an array run side by side and append at once
+record=$(printf sbatch; printf ' %q' "$@"); echo "${record}" >> "${FAKE_SLURM_LOG:?}"
 out=/dev/null wait=false
 while [ $# -gt 1 ]; do
     case $1 in --wait) wait=true ;; --output) out=$2; shift ;; esac
@@ -34,7 +35,8 @@ SLURM_JOB_ID=$$ bash "$1" > "${out}" 2>&1
 """
 FAKE_SRUN = r"""#!/usr/bin/env bash
 # fake srun: records its arguments, runs the command after its options here (one task)
-{ printf srun; printf ' %q' "$@"; echo; } >> "${FAKE_SLURM_LOG:?}"
+# one write per record: jobs of an array run side by side and append at once
+record=$(printf srun; printf ' %q' "$@"); echo "${record}" >> "${FAKE_SLURM_LOG:?}"
 while [ $# -gt 0 ] && [[ $1 = -* ]]; do shift; done
 exec "$@"
 """
