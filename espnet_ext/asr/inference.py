@@ -33,7 +33,7 @@ from espnet2.bin.asr_inference import Speech2Text
 
 from espnet_ext.gating import GatedModule, use_context
 from espnet_ext.kaldi import read_table
-from espnet_ext.s2t.lean_search import SEARCHES, LeanBeamSearch
+from espnet_ext.s2t.lean_search import LeanBeamSearch
 from espnet_ext.s2t.meter import DecodeMeter, decoder_macs
 
 PROG = "espnet_ext.asr.inference"
@@ -64,17 +64,9 @@ class Speech2TextGated(Speech2Text):
             raise ValueError(
                 f"{PROG} counts Transformer encoders only, got {type(encoder).__name__}"
             )
-        if search not in SEARCHES:
-            raise ValueError(f"search must be one of {SEARCHES}, got {search!r}")
+        self.lean = LeanBeamSearch.for_search(self.beam_search, search)
         self.meter = DecodeMeter(self.asr_model)
         self.gates: Optional[torch.Tensor] = None
-        self.lean: Optional[LeanBeamSearch] = None
-        if search == "lean" and self.beam_search is not None:
-            issue = LeanBeamSearch.unsupported(self.beam_search)
-            if issue is None:
-                self.lean = LeanBeamSearch.from_espnet(self.beam_search)
-            else:
-                logging.info(f"ESPnet's beam search: the lean one does not support {issue}")
 
     @property
     def encoder_gflops(self) -> float:

@@ -104,19 +104,11 @@ class Speech2TextGated(Speech2Text):
 
             self.tokenizer = WhisperTokenizer(self.converter.token_list)
             logging.info("Text tokenizer: Whisper's byte-level BPE (espnet_ext.whisper.tokenizer)")
-        if search not in SEARCHES:
-            raise ValueError(f"search must be one of {SEARCHES}, got {search!r}")
+        self.lean = LeanBeamSearch.for_search(self.beam_search, search)
         if hasattr(self.s2t_model.decoder, "cache_src_kv"):
             self.s2t_model.decoder.cache_src_kv = src_kv_cache
         self.meter = DecodeMeter(self.s2t_model)
         self.gates: Dict[str, torch.Tensor] = {}
-        self.lean: Optional[LeanBeamSearch] = None
-        if search == "lean":
-            issue = LeanBeamSearch.unsupported(self.beam_search)
-            if issue is None:
-                self.lean = LeanBeamSearch.from_espnet(self.beam_search)
-            else:
-                logging.info(f"ESPnet's beam search: the lean one does not support {issue}")
 
     @property
     def search(self) -> str:

@@ -22,6 +22,7 @@ attention decoder, S2T's timestamp filter and an optional length bonus
 ESPnet's search.
 """
 
+import logging
 import math
 from functools import partial
 from itertools import accumulate
@@ -120,6 +121,20 @@ class LeanBeamSearch:
             if issue is not None:
                 return issue
         return None
+
+    @classmethod
+    def for_search(cls, search: Optional[BeamSearch], kind: str) -> Optional["LeanBeamSearch"]:
+        """What S2T and ASR decoding run: the lean twin of ``search`` when ``kind`` is "lean"
+        and it supports ``search``; None: ESPnet's own search (asked for, or lean unsupported)."""
+        if kind not in SEARCHES:
+            raise ValueError(f"search must be one of {SEARCHES}, got {kind!r}")
+        if kind != "lean" or search is None:
+            return None
+        issue = cls.unsupported(search)
+        if issue is not None:
+            logging.info(f"ESPnet's beam search: the lean one does not support {issue}")
+            return None
+        return cls.from_espnet(search)
 
     @classmethod
     def from_espnet(cls, search: BeamSearch) -> "LeanBeamSearch":
