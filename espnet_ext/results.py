@@ -511,7 +511,7 @@ def compare_section(comparison: dict, models: List[str], subsets: List[str],
           "(flagged): one of the two models does not listen on that set (above), so the "
           "difference says nothing about pruning. All in `<exp>/compare.json`. The bootstrap "
           "resamples the test utterances, not the training: another seed of the same fine-tune "
-          "(`scripts/bench/retrain.py --from_model <model> --name <model>_seed1 -- --seed 1`) "
+          "(`scripts/retrain.py --from_model <model> --name <model>_seed1 -- --seed 1`) "
           "shows how far training randomness alone moves a score."
           + (" " + norm_legend(set(norms.values())) if norms else ""), "",
           "| model | " + " | ".join(f"{short(s)} BLEU" if "_st_" in s else

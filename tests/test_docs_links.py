@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md"),
                 *ROOT.glob("egs2/*/*/README.md"), *ROOT.glob("local/*/README.md"),
-                ROOT / "scripts" / "README.md"])
+                ROOT / "scripts" / "README.md", ROOT / "scripts" / "bench" / "README.md"])
 
 # [text](target "title"), ![alt](target), [text](<target>); link text may hold one level of [..]
 INLINE = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]*)>?(?:\s+\"[^\"]*\")?\s*\)")

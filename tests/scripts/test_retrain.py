@@ -1,4 +1,4 @@
-"""scripts/bench/retrain.py: finds a model's recorded stage 6-8 commands and re-runs them
+"""scripts/retrain.py: finds a model's recorded stage 6-8 commands and re-runs them
 for a variant."""
 
 import shlex

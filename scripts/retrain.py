@@ -11,8 +11,8 @@ variants with the recipe's report afterwards, e.g.
 ``scripts/report.py --models full gated gated_seed1 ...``.
 
 Usage (from a recipe directory, after ``run.sh`` has run stages 6-8 for FROM):
-    python ../../../scripts/bench/retrain.py --from_model gated --name gated_seed1 -- --seed 1
-    python ../../../scripts/bench/retrain.py --from_model gated --name gated_s01 --nj 2 \
+    python scripts/retrain.py --from_model gated --name gated_seed1 -- --seed 1
+    python scripts/retrain.py --from_model gated --name gated_s01 --nj 2 \
         -- --sparsity_end 0.1
 """
 
