@@ -19,9 +19,10 @@ import sys
 import torch
 
 import espnet_ext
-from espnet_ext import startup
+from espnet_ext import quiet, startup
 
 startup.command(__name__)  # before ESPnet is imported: ~11 s less start-up
+quiet.install()  # no flash-attention line, no NLTK download (espnet_ext/quiet.py)
 espnet_ext.register()
 
 from espnet2.tasks.s2t import S2TTask  # noqa: E402

@@ -230,4 +230,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
+    from espnet_ext import quiet
+
+    quiet.install()  # no flash-attention line, no NLTK download when Whisper is exported
     sys.exit(main())
