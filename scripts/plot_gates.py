@@ -6,9 +6,11 @@ Reads the hard gate decisions stage 7 wrote for every decoded utterance
 0/1 per layer, see ``espnet_ext.s2t.inference.format_gates``) and the labels
 of the utterances: language and task from the subset name
 (``test_<lang>_<task>``), speaker from ``<dump>/<subset>/utt2spk``, acoustic
-event from ``<dump>/<subset>/utt2event``. Writes, per factor (language, task,
-speaker, event), a PNG of heatmaps (layer x unit, one per group, encoder and
-decoder) of the fraction of utterances with the gate open, and
+event from ``<dump>/<subset>/utt2event`` (an utterance without a line there is in
+the group ``no spk`` / ``no event``, which the plot and the JSON explain). Writes,
+per factor (language, task, speaker, event), a PNG of heatmaps (layer x unit,
+one per group, encoder and decoder) of the fraction of utterances with the gate
+open, and
 ``gate_factors.json`` with the numbers and, per factor, how much of the gate
 variance it explains (correlation ratio eta^2 = between-group variance /
 total variance of the 0/1 decisions, adjusted for the number of groups,
@@ -33,6 +35,11 @@ from espnet_ext.results import gate_bits, read_decode
 
 PROG = "plot_gates"
 FACTORS = ("language", "task", "speaker", "event")
+# The group of the utterances that have no label of a factor (no line in utt2spk / utt2event,
+# e.g. a set without event labels), and what the plots and gate_factors.json say about it.
+UNLABELLED = {"speaker": "no spk", "event": "no event"}
+UNLABELLED_LEGEND = {"speaker": "no spk: utterances without a line in <dump>/<set>/utt2spk",
+                     "event": "no event: utterances without a line in <dump>/<set>/utt2event"}
 
 
 def load(exp: Path, model: str, dump: Path, subsets: List[str]):
@@ -58,8 +65,8 @@ def load(exp: Path, model: str, dump: Path, subsets: List[str]):
                 gates[side].append(np.array(gate_bits(table[utt]), dtype=np.float64))
             labels["language"].append(lang)
             labels["task"].append(task)
-            labels["speaker"].append(spk.get(utt, "?"))
-            labels["event"].append(event.get(utt, "?"))
+            labels["speaker"].append(spk.get(utt, UNLABELLED["speaker"]))
+            labels["event"].append(event.get(utt, UNLABELLED["event"]))
     if not labels:
         raise SystemExit(f"{PROG}: no gate decisions under {exp / model}/decode_*/gates")
     return {s: np.stack(v) for s, v in gates.items()}, units, {k: np.array(v) for k, v in labels.items()}
@@ -126,6 +133,8 @@ def plot_factor(factor: str, gates, units, labels, out: Path, max_groups: int) -
                 ax.set_ylabel(f"{side} layer", fontsize=8)
             ax.set_title(f"{value} (n={int(sel.sum())})", fontsize=8)
     fig.suptitle(f"fraction of utterances with the gate open, by {factor}", fontsize=9)
+    if UNLABELLED.get(factor) in order:
+        fig.supxlabel(UNLABELLED_LEGEND[factor], fontsize=7)
     fig.colorbar(image, ax=axes, shrink=0.8)
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -163,6 +172,7 @@ def main():
             "eta2_raw": eta_squared(flat, labels[factor], adjusted=False),
             "groups": int(len(np.unique(labels[factor]))),
             "png": png.name,
+            **({"unlabelled": UNLABELLED_LEGEND[factor]} if UNLABELLED.get(factor) in labels[factor] else {}),
             "open_rate": {v: {s: gates[s][labels[factor] == v].mean(0).round(4).tolist() for s in gates}
                           for v in shown},
         }
@@ -178,6 +188,9 @@ def main():
     for factor, r in ranked:
         adj = "  n/a" if r["eta2"] is None else f"{r['eta2']:.3f}"
         print(f"{factor:10s} {r['groups']:6d}  {adj} ({r['eta2_raw']:.3f})")
+    for factor, r in ranked:
+        if "unlabelled" in r:
+            print(f"{factor}: {r['unlabelled']}")
 
 
 if __name__ == "__main__":

@@ -88,3 +88,23 @@ def test_eta_squared_adjusts_for_many_small_groups():
     assert mod.eta_squared(bits, noise, adjusted=False) > 0.1
     assert mod.eta_squared(bits, noise) < 0.1
     assert mod.eta_squared(np.ones((5, 2)), np.arange(5) % 2) is None  # nothing varies
+
+
+def test_plot_gates_names_the_utterances_without_a_speaker_or_event(tmp_path):
+    """Sets without utt2event (and one utterance without a speaker): the group is `no event` /
+    `no spk`, explained in the JSON, the plot and the printout; never `?`."""
+    fake_exp(tmp_path)
+    for subset in SUBSETS[1:]:
+        (tmp_path / "dump" / subset / "utt2event").unlink()
+    spk = tmp_path / "dump" / SUBSETS[0] / "utt2spk"
+    spk.write_text("".join(spk.read_text().splitlines(keepends=True)[1:]))
+    out = tmp_path / "plots"
+    stdout = run("plot_gates.py", "--exp", str(tmp_path / "exp"), "--dump", str(tmp_path / "dump"),
+                 "--test_sets", *SUBSETS, "--out_dir", str(out))
+    f = json.loads((out / "gate_factors_gated.json").read_text())["factors"]
+    assert set(f["event"]["open_rate"]) == {"no event", "rain", "dog", "none"}
+    assert f["event"]["unlabelled"] == "no event: utterances without a line in <dump>/<set>/utt2event"
+    assert "no spk" in f["speaker"]["open_rate"]
+    assert f["speaker"]["unlabelled"] == "no spk: utterances without a line in <dump>/<set>/utt2spk"
+    assert "event: no event: utterances without a line in <dump>/<set>/utt2event" in stdout.splitlines()
+    assert "?" not in json.dumps(f)
