@@ -553,8 +553,10 @@ def efficiency_section(exp: Path, models: List[str], subsets: List[str], referen
                       f"{fmt(r.get('gflops_parts', {}).get('subsampling'), 3)} | "
                       f"{fmt(r.get('time_median_s'), 3)} | {fmt(r.get('time_min_s'), 3)} | "
                       f"{fmt(r.get('time_ratio'), 3)} | {fmt(r.get('peak_rss_mb'), 0)} |")
+        if settings.get("num_utts_note"):  # the set had fewer utterances than --num_utts
+            md += ["", f"Profiled on {settings['num_utts_note']}."]
         md += ["", "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()
-                                            if k not in ("data_dir", "config", "model_file")), ""]
+                                            if k not in ("data_dir", "config", "model_file", "num_utts_note")), ""]
     else:
         md += [f"(no {efficiency}: stage 9's profile did not run)", ""]
     ref = decode_stats(exp / reference, subsets)
@@ -643,7 +645,8 @@ def baselines_section(exp: Path, out: Path) -> List[str]:
                    f"number of groups, {r['utterances']} utterances, {r['varying_gates']}/{r['gates']} "
                    "gates vary; `scripts/plot_gates.py`): "
                    + ", ".join(f"{k} {'n/a' if v['eta2'] is None else format(v['eta2'], '.3f')}"
-                               for k, v in ranked), ""]
+                               for k, v in ranked)
+                   + "".join(f"; {v['unlabelled']}" for _, v in ranked if v.get("unlabelled")), ""]
     return md
 
 

@@ -247,3 +247,32 @@ def test_results_name_each_models_config_and_the_official_counts(exp, tmp_path):
     plain = results.write_results(tmp_path / "R2.md", exp, F.MODELS, F.SETS, "t")
     assert f"Utterances: {F.ST} 20" in plain.splitlines()
     (exp / "gated" / "config.yaml").unlink()
+
+
+def test_efficiency_says_why_the_profile_ran_on_fewer_utterances(exp, tmp_path):
+    """A set with fewer utterances than --num_utts: RESULTS.md says so, from the profile's JSON."""
+    profile = json.loads((exp / "efficiency" / f"{F.ST}.json").read_text())
+    full = results.efficiency_section(exp, ["full", "gated"], F.SETS, "full", exp / "efficiency" / f"{F.ST}.json")
+    assert not any(line.startswith("Profiled on") for line in full)
+    profile["settings"].update(num_utts=3, num_utts_asked=20,
+                               num_utts_note=f"3 utterances, not the 20 asked: {F.ST} has only 3")
+    short = tmp_path / f"{F.ST}.json"
+    short.write_text(json.dumps(profile))
+    md = results.efficiency_section(exp, ["full", "gated"], F.SETS, "full", short)
+    assert f"Profiled on 3 utterances, not the 20 asked: {F.ST} has only 3." in md
+    settings = next(line for line in md if line.startswith("Settings: "))
+    assert "num_utts=3" in settings and "num_utts_asked=20" in settings and "num_utts_note" not in settings
+
+
+def test_gate_factor_line_explains_the_unlabelled_group(tmp_path):
+    plots = tmp_path / "exp" / "plots"
+    plots.mkdir(parents=True)
+    legend = "no event: utterances without a line in <dump>/<set>/utt2event"
+    (plots / "gates_gated_event.png").write_bytes(b"png")
+    (plots / "gate_factors_gated.json").write_text(json.dumps(
+        {"model": "gated", "utterances": 40, "closed_fraction": 0.1, "varying_gates": 1, "gates": 14,
+         "factors": {"event": {"eta2": 0.2, "groups": 3, "unlabelled": legend},
+                     "task": {"eta2": 0.9, "groups": 2}}}))
+    md = results.baselines_section(tmp_path / "exp", tmp_path / "RESULTS.md")
+    line = next(line for line in md if line.startswith("Gate variance explained"))
+    assert line.endswith(f"task 0.900, event 0.200; {legend}")

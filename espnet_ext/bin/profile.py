@@ -32,7 +32,7 @@ import resource
 import statistics
 import sys
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -61,7 +61,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="Data dir with wav.scp (and spk_embed.scp / event_embed.scp if the gates use them).")
     p.add_argument("--lang_sym", required=True, help="Language token, e.g. deu or <deu>.")
     p.add_argument("--task_sym", required=True, help="Task token, e.g. asr or <st_eng>.")
-    p.add_argument("--num_utts", type=int, default=20, help="Utterances to decode (first N of wav.scp).")
+    p.add_argument("--num_utts", type=int, default=20,
+                   help="Utterances to decode (first N of wav.scp; all of them if it has fewer, "
+                        "which the log and the JSON's settings.num_utts_note say).")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads.")
     p.add_argument("--warmup", type=int, default=1, help="Untimed passes before timing.")
     p.add_argument("--repeats", type=int, default=3, help="Timed passes.")
@@ -112,6 +114,13 @@ def load_utterances(data_dir: Path, n: int) -> List[Tuple[str, np.ndarray, dict]
     if not utts:
         raise ValueError(f"{data_dir}: no utterances")
     return utts
+
+
+def fewer_note(data_dir: Path, found: int, asked: int) -> Optional[str]:
+    """Why the profile ran on fewer utterances than ``--num_utts`` asked (None if it did not)."""
+    if found >= asked:
+        return None
+    return f"{found} utterances, not the {asked} asked: {Path(data_dir).name} has only {found}"
 
 
 ESPNET = "@espnet"  # suffix of a model decoded with ESPnet's search (--espnet_reference)
@@ -195,6 +204,9 @@ def profile(args) -> dict:
     if getattr(args, "espnet_reference", False) and args.search != "espnet":
         models[reference + ESPNET] = models[reference]
     utts = load_utterances(args.data_dir, args.num_utts)
+    fewer = fewer_note(args.data_dir, len(utts), args.num_utts)
+    if fewer:
+        logging.warning(f"profiling {fewer}")
     decoders = {name: build(config, pth, args, name) for name, (config, pth) in models.items()}
     # ESPnet's search: a stock decoder recomputes the source K/V at every step: compute them the
     # same way in the gated ones, or the comparison would credit gating with the cache's savings.
@@ -258,6 +270,8 @@ def profile(args) -> dict:
     settings = {
         "data_dir": str(args.data_dir),
         "num_utts": len(utts),
+        "num_utts_asked": args.num_utts,
+        "num_utts_note": fewer,  # why fewer than asked, else None
         "lang_sym": _sym(args.lang_sym),
         "task_sym": _sym(args.task_sym),
         "beam_size": args.beam_size,
@@ -280,6 +294,8 @@ def profile(args) -> dict:
 
 def print_table(report: dict) -> None:
     s = report["settings"]
+    if s.get("num_utts_note"):
+        print(f"# {s['num_utts_note']}")
     print(f"# {s['num_utts']} utts of {s['data_dir']} ({s['lang_sym']}{s['task_sym']}), beam {s['beam_size']}, "
           f"maxlenratio {s['maxlenratio']}, batch 1, search {s.get('search', 'espnet')}, {s['threads']} threads, {s['device']}, "
           f"warm-up {s['warmup']}, {s['repeats']} timed passes")

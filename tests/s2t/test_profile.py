@@ -51,3 +51,28 @@ def test_profile_reports_ratios_settings_and_matches_fvcore(trained, tiny_corpus
         assert abs(r["fvcore_encoder_gap"]) < 0.01
         assert r["peak_rss_mb"] > 100 and r["time_min_s"] <= r["time_median_s"]
         assert r["settings"]["speech_length_s"] == 2
+
+
+def test_profile_of_a_short_set_says_so_and_its_log_is_quiet(trained, tiny_corpus, tmp_path):
+    """5 utterances asked of a 3-utterance set: the count and the reason in the log, the table
+    and the JSON; and no line of ESPnet's flash-attention import or g2p_en's NLTK download in
+    its output, the peak-memory worker's included (espnet_ext/quiet.py)."""
+    exp, _ = trained
+    data = tmp_path / "test_deu_asr"
+    data.mkdir()
+    lines = [l for l in (tiny_corpus["valid"] / "wav.scp").read_text().splitlines() if "_deu_asr" in l]
+    assert len(lines) >= 3
+    (data / "wav.scp").write_text("\n".join(lines[:3]) + "\n")
+    out = tmp_path / "prof.json"
+    proc = subprocess.run([
+        sys.executable, "-m", "espnet_ext.bin.profile", "--model", f"gated={exp}/config.yaml:{exp}/10epoch.pth",
+        "--data_dir", str(data), "--lang_sym", "deu", "--task_sym", "asr", "--num_utts", "5",
+        "--warmup", "0", "--repeats", "1", "--beam_size", "1", "--threads", "1", "--out", str(out),
+    ], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    note = "3 utterances, not the 5 asked: test_deu_asr has only 3"
+    s = json.loads(out.read_text())["settings"]
+    assert (s["num_utts"], s["num_utts_asked"], s["num_utts_note"]) == (3, 5, note)
+    assert f"WARNING: profiling {note}" in proc.stderr and f"# {note}" in proc.stdout
+    log = proc.stdout + proc.stderr
+    assert "nltk" not in log.lower() and "flash" not in log.lower(), log[-3000:]
