@@ -56,7 +56,7 @@ def model_config(model: str) -> Tuple[Optional[dict], str]:
         except om.ModelError as e:
             raise SetupError(f"--owsm_model {e}") from e
         return load(files["config"]), model.rstrip("/").split("/")[-1]
-    if "/" not in model or model.startswith((".", "/", "~")):
+    if model.count("/") != 1 or model.startswith((".", "/", "~")):  # a hub tag is <owner>/<name>
         raise SetupError(f"--owsm_model {model}: no such directory (a relative path is taken from "
                          f"where you ran run.sh) and not a hub tag like {om.DEFAULT_TAG} or whisper:base")
     try:
