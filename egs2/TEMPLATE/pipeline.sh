@@ -66,6 +66,54 @@ run_stage() {  # run_stage K "what" <command...>: a stage whose body is one comm
     stage_end "$1"
 }
 stage_did_work=false
+# ${expdir}/commands.sh: the commands of every run.sh invocation, one block each: a header
+# (the date, and the command line as "cd <where it ran> && <run.sh ...>"), the newest marked
+# "(last run)", then what `run`/`run_job` ran, closed by the invocation's exit status. A rerun
+# skips finished work, so the results can rest on commands of earlier blocks.
+begin_commands() {  # begin_commands <caller dir> <run.sh> <its arguments...>: opens a block
+    local f=${expdir}/commands.sh n=1
+    if [ -s "${f}" ]; then
+        n=$(( $(grep -c '^# ===== run.sh invocation ' "${f}" || true) + 1 ))
+        if [ ${n} -eq 1 ]; then  # recorded before invocations had blocks
+            sed -i '1i # ===== earlier runs (before run.sh recorded its invocations)' "${f}"
+        fi
+        sed -i 's/^\(# ===== run.sh invocation [0-9]*\) (last run),/\1,/' "${f}"
+    fi
+    { printf '# ===== run.sh invocation %d (last run), %s: cd %q && ' "${n}" "$(date '+%Y-%m-%dT%H:%M:%S')" "$1"
+      printf '%q ' "${@:2}" | sed 's/ $/\n/'; } >> "${f}"
+    commands_block=${n}
+    trap 'end_commands $?' EXIT
+}
+end_commands() {  # closes the block of begin_commands with the exit status
+    local how="finished"
+    [ "$1" -eq 0 ] || how="failed (exit status $1)"
+    echo "# ===== end of invocation ${commands_block}: ${how}" >> "${expdir}/commands.sh"
+}
+# Paths on run.sh's command line are the caller's: run.sh changes to its own directory, so
+# the relative ones are made absolute against the directory it was started from.
+caller_path() {  # caller_path <caller dir> <value> <always|if_exists>: the value, resolved
+    local dir=$1 v=$2 kind=""
+    case ${v} in whisper:*|beats:*|tagger:*|ecapa:*) kind=${v%%:*}:; v=${v#*:} ;; esac
+    # a hub tag (espnet/owsm_v3.1_ebf) or a name (whisper:base) stays, unless such a path exists
+    if [ -n "${v}" ] && [[ ${v} != /* ]] && { [ "$3" = always ] || [ -e "${dir}/${v}" ] \
+            || [[ ${v} = ./* ]] || [[ ${v} = ../* ]]; }; then
+        v=$(realpath -m -s "${dir}/${v}")
+    fi
+    echo "${kind}${v}"
+}
+resolve_cli_paths() {  # resolve_cli_paths <caller dir> "<path options>" "<model options>" <run.sh args...>
+    local dir=$1 paths=$2 maybe=$3 a how
+    shift 3
+    for a in "$@"; do
+        [[ ${a} = --* ]] || continue
+        a=${a#--}; a=${a%%=*}; a=${a//-/_}
+        how=""
+        [[ " ${paths} " = *" ${a} "* ]] && how=always
+        [[ " ${maybe} " = *" ${a} "* ]] && how=if_exists
+        [ -n "${how}" ] && printf -v "${a}" '%s' "$(caller_path "${dir}" "${!a}" ${how})"
+    done
+    true
+}
 run() {  # records the command in ${expdir}/commands.sh (RESULTS.md cites them), then runs it
     printf '%q ' "$@" | sed 's/ $/\n/' >> "${expdir}/commands.sh"
     stage_did_work=true

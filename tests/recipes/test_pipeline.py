@@ -87,6 +87,32 @@ def test_stages_run_in_range_record_their_commands_and_times(tmp_path):
     assert "unreachable" not in proc.stdout
 
 
+def test_commands_sh_has_one_block_per_invocation_the_last_marked(tmp_path):
+    (tmp_path / "commands.sh").write_text("echo old\n")  # recorded before invocations had blocks
+    bash("begin_commands /a ./run.sh --stage 7 --data_root 'my dir'; run echo one; exit 3", tmp_path, check=False)
+    bash("begin_commands /b ./run.sh; run echo two", tmp_path)
+    lines = (tmp_path / "commands.sh").read_text().splitlines()
+    assert lines[:2] == ["# ===== earlier runs (before run.sh recorded its invocations)", "echo old"]
+    assert lines[2].startswith("# ===== run.sh invocation 1, ")
+    assert lines[2].endswith(r": cd /a && ./run.sh --stage 7 --data_root my\ dir")
+    assert lines[3:5] == ["echo one", "# ===== end of invocation 1: failed (exit status 3)"]
+    assert lines[5].startswith("# ===== run.sh invocation 2 (last run), ") and lines[5].endswith("cd /b && ./run.sh")
+    assert lines[6:] == ["echo two", "# ===== end of invocation 2: finished"]
+
+
+def test_command_line_paths_are_the_callers(tmp_path):
+    (tmp_path / "m").mkdir()
+    out = bash("data_root=d; expdir=../e; owsm_model=m; conf_dir=auto; spk_model=ecapa:m; event_model=beats:x.pt; "
+               "resolve_cli_paths /c/w 'data_root expdir' 'owsm_model conf_dir spk_model event_model' "
+               "--data_root d --expdir=../e --owsm_model m --conf_dir auto --spk_model ecapa:m --stage 1; "
+               "echo $data_root $expdir $owsm_model $conf_dir $spk_model $event_model; "
+               f"resolve_cli_paths {tmp_path} 'x' 'owsm_model spk_model' --owsm_model m --spk_model ecapa:m; "
+               "echo $owsm_model $spk_model", tmp_path).stdout.splitlines()
+    # a name that is no path here stays (hub tag, auto); --event_model was not given
+    assert out[0] == "/c/w/d /c/e m auto ecapa:m beats:x.pt"
+    assert out[1] == f"{tmp_path}/m ecapa:{tmp_path}/m"
+
+
 def test_wait_all_waits_on_the_pids_it_started(tmp_path):
     # a job that failed and was reaped before wait_all: `jobs -p` no longer lists it
     # (this returned 0 when wait_all waited on $(jobs -p)); its recorded PID still fails

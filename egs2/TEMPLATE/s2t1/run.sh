@@ -4,8 +4,10 @@
 # data preparation (or point --data_root at dirs made elsewhere), and run it; every stage after
 # the first is egs2/TEMPLATE/pipeline.sh, shared with the Europarl-ST and mini recipes.
 #
-# Usage:
-#   ./run.sh --data_root /data/mycorpus --ngpu 1        # /data/mycorpus/{train,dev,test}
+# Usage (paths on the command line: absolute, or relative to where you run it):
+#   ./run.sh --data_root /data/mycorpus --owsm_model ../../mini_europarl/s2t1/pretrained/mini_owsm
+#   ./run.sh --data_root /data/mycorpus --owsm_model whisper:base    # Whisper base, offline
+#   ./run.sh --data_root /data/mycorpus --ngpu 1        # OWSM v3.1 ebf from the hub, on a GPU
 #   ./run.sh --data_root /data/mycorpus --owsm_model /models/owsm_v3.1_ebf --models "full gated gated_spk"
 #   ./run.sh --stage 7 --stop_stage 8                    # decode and score again
 #   ./run.sh --stage 8 --stop_stage 9 --wer_norm whisper_english   # WER as Whisper/OWSM papers
@@ -26,8 +28,9 @@ set -euo pipefail
 stage=1
 stop_stage=9
 data_root=""                 # Kaldi dirs train, dev, test (local/data.sh checks and copies them)
-owsm_model=espnet/owsm_v3.1_ebf   # pre-trained model: hub tag or local dir (hub layout)
-conf_dir=conf                # train_s2t_ebf_{full,gated,l0,layerprune}.yaml
+owsm_model=espnet/owsm_v3.1_ebf   # pre-trained model: hub tag, local dir (hub layout), whisper:base
+conf_dir=auto                # training YAMLs (train_s2t_ebf_* or train_*{full,gated,l0,layerprune}.yaml);
+                             # auto: the set of conf/ or conf/<name>/ that fits --owsm_model
 models="full gated"          # + gated_lang gated_frame gated_spk gated_event
 baselines=false              # + l0 and layerprune at the gated model's measured GFLOPs
 spk_model=resemblyzer        # gated_spk: resemblyzer | ecapa | ecapa:<local dir>
@@ -51,18 +54,37 @@ results=RESULTS.md
 cmd_backend=${cmd_backend:-local}  # job backend (cmd.sh): local (local/run.pl) | slurm (local/slurm.pl)
 __options="stage stop_stage data_root owsm_model conf_dir models baselines spk_model event_model ngpu num_nodes nj train_nj inference_nj inference_batch_size profile_num_utts profile_repeats profile_opts wer_norm datadir dumpdir expdir results cmd_backend"
 
+caller=$(pwd); cli_args=("$@")
 cd "$(dirname "$0")"
 . ./path.sh
 . scripts/parse_options.sh
 . ./cmd.sh  # the job backend (--cmd_backend)
 . "${MAIN_ROOT}/egs2/TEMPLATE/pipeline.sh"
+resolve_cli_paths "${caller}" "data_root datadir dumpdir expdir results" "owsm_model conf_dir spk_model event_model" \
+    ${cli_args[@]+"${cli_args[@]}"}
 
+# Every option checked before stage 1, each error one line naming the fix.
 check_models ${known_models}
 check_event_model
 check_wer_norm
 add_baselines
-config_prefix=${conf_dir}/train_s2t_ebf_
+if stage_in 1 && [ -z "${data_root}" ]; then
+    die "--data_root is empty: the dir holding your train, dev, test Kaldi dirs"
+fi
+# the configs that fit the pre-trained model, the --ngpu GPUs (local runs), the <lang>/<task>
+# tokens of the data in the model's token list (local/check_setup.py)
+texts=$(for d in train dev test; do
+    if [ -n "${data_root}" ] && stage_in 1; then echo "${data_root}/${d}/text"; else echo "${datadir}/${d}/text"; fi
+done)
+check_gpu=false; [ "${cmd_backend}" = local ] && { stage_in 6 || stage_in 7 || stage_in 9; } && check_gpu=true
+# shellcheck disable=SC2086
+setup=$(${python} local/check_setup.py --owsm_model "${owsm_model}" --conf_dir "${conf_dir}" \
+    --models "${models}" --texts ${texts} --ngpu "${ngpu}" --check_gpu ${check_gpu} \
+    --decode_config "${decode_config}") || exit 1
+config_prefix=${setup%%$'\t'*}
 make_dirs datadir dumpdir expdir
+begin_commands "${caller}" "$0" ${cli_args[@]+"${cli_args[@]}"}
+log "Training configs: ${setup#*$'\t'}"
 raw=${dumpdir}/raw
 share_threads "${train_nj}"
 sets="train dev test"

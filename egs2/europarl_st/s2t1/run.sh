@@ -72,6 +72,7 @@ results=RESULTS.md
 cmd_backend=${cmd_backend:-local}  # job backend (cmd.sh): local (local/run.pl) | slurm (local/slurm.pl)
 __options="stage stop_stage europarl_st_root download_dir src_langs tgt_lang asr_pairs text_prev use_voxforge voxforge_root voxforge_max_sessions voxforge_test_speakers voxforge_dev_speakers owsm_model conf_dir gated_config models baselines spk_model event_model ngpu num_nodes nj train_nj inference_nj inference_batch_size profile_num_utts profile_repeats profile_opts wer_norm datadir dumpdir expdir results cmd_backend"
 
+caller=$(pwd); cli_args=("$@")  # exp/commands.sh records the invocation
 cd "$(dirname "$0")"
 . ./path.sh
 . scripts/parse_options.sh
@@ -111,6 +112,7 @@ test_sets=${ep_sets# }; sets="train dev test"
 if ${use_voxforge}; then test_sets="${test_sets}${vf_sets}"; sets="${sets} vftest"; fi
 
 make_dirs datadir dumpdir expdir
+begin_commands "${caller}" "$0" ${cli_args[@]+"${cli_args[@]}"}  # a block of exp/commands.sh per invocation
 # A gated model already in ${expdir} was trained with the YAML its config.yaml names (ESPnet
 # records --config there); resumed or skipped with another, it would be reported as this one.
 for m in ${models}; do

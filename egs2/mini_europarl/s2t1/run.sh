@@ -47,6 +47,7 @@ wer_norm=ours        # WER/CER text: ours (lower case, no punctuation) | raw (ES
                      # sets: basic); named beside every WER in RESULTS.md
 __options="stage stop_stage preset base base_out base_init nj ngpu datadir dumpdir expdir results baselines skip_bad_utts gated_models zeroshot wer_norm"
 
+caller=$(pwd); cli_args=("$@")  # exp/commands.sh records the invocation
 cd "$(dirname "$0")"
 . ./path.sh
 . scripts/parse_options.sh
@@ -83,6 +84,7 @@ conf=conf/${preset}
 # own (tiny), else the one that made pretrained/mini_owsm.
 base_config=${conf}/train_base.yaml; [ -f "${base_config}" ] || base_config=conf/base/train_base.yaml
 make_dirs datadir dumpdir expdir
+begin_commands "${caller}" "$0" ${cli_args[@]+"${cli_args[@]}"}  # a block of exp/commands.sh per invocation
 raw=${dumpdir}/raw
 # An exp dir holds one preset's models, fine-tuned from one base model (its files' md5).
 if [ "${base}" = scratch ]; then
