@@ -624,9 +624,10 @@ plot_gate_patterns() {
 owsm_stages() {
     local kind extractor prof lang task eff
     base_dir=${expdir}/owsm; base_model=${base_dir}/model.pth; stats_dir=${expdir}/s2t_stats
-    if stage_in 3; then
+    if stage_in 3 && ! { need_context speaker || need_context event; }; then
+        log "Stage 3: no model in --models uses speaker or event context: skipped"
+    elif stage_in 3; then
         stage_start 3 "Context embeddings: speaker (${spk_model}) for gated_spk, event (${event_model:-none}) for gated_event"
-        need_context speaker || need_context event || log "Stage 3: no model in --models uses speaker or event context: skipped"
         for kind in speaker event; do
             extractor=${spk_model}; [ ${kind} = event ] && extractor=${event_model}
             # shellcheck disable=SC2046

@@ -231,6 +231,7 @@ def test_rerun_skips_finished_work(recipe):
         assert f"Stage {k}: nothing to do (finished before)" in log, k
     # stage 3 (speaker embeddings) has no work at all with --models "full gated"
     assert "Stage 3: no model in --models uses speaker or event context" in log
+    assert "Stage 3: nothing to do" not in log
 
 
 def test_check_init_refuses_a_model_missing_non_gate_weights(recipe, tmp_path):
