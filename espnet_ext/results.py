@@ -667,6 +667,8 @@ def runs_section(exp: Path, stage_names: Dict[str, str], preset: Optional[str]) 
     cmds = (exp / "commands.sh").read_text() if (exp / "commands.sh").exists() else ""
     seen: List[str] = []
     for line in cmds.splitlines():  # a resumed run repeats commands: keep the last of each
+        if line.startswith("# ====="):  # the invocation blocks' headers (pipeline.sh)
+            continue
         if line in seen:
             seen.remove(line)
         seen.append(line)

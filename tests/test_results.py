@@ -276,3 +276,18 @@ def test_gate_factor_line_explains_the_unlabelled_group(tmp_path):
     md = results.baselines_section(tmp_path / "exp", tmp_path / "RESULTS.md")
     line = next(line for line in md if line.startswith("Gate variance explained"))
     assert line.endswith(f"task 0.900, event 0.200; {legend}")
+
+
+def test_runs_section_lists_each_command_once_without_block_headers(tmp_path):
+    (tmp_path / "commands.sh").write_text(
+        "# ===== run.sh invocation 1, 2026-12-07T10:00:00: cd /r && ./run.sh\n"
+        "python3 a.py --x 1\n"
+        "python3 b.py\n"
+        "# ===== end of invocation 1: failed (exit status 1)\n"
+        "# ===== run.sh invocation 2 (last run), 2026-12-07T11:00:00: cd /r && ./run.sh\n"
+        "python3 a.py --x 1\n"
+        "python3 c.py\n"
+        "# ===== end of invocation 2: finished\n")
+    md = results.runs_section(tmp_path, {"1": "data"}, None)
+    block = md[md.index("```") + 1:-2]
+    assert block == ["python3 b.py", "python3 a.py --x 1", "python3 c.py"]
