@@ -76,3 +76,22 @@ def test_espnet_imports_typechecked_by_name_at_import():
 
     assert abs_task.typechecked is typeguard.typechecked
     assert trainer.typechecked is typeguard.typechecked
+
+
+def test_print_config_lists_the_stock_keys_of_the_gated_nets():
+    """``nets.with_stock_arguments``: ESPnet reads a class's conf keys from its signature."""
+    from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
+    from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoder
+    from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
+    from espnet2.utils.get_default_kwargs import get_default_kwargs
+
+    from espnet_ext.nets.e_branchformer_token_condition import EBranchformerTokenConditionEncoder
+    from espnet_ext.nets.transformer_decoder_token_condition import TransformerDecoderTokenCondition
+    from espnet_ext.nets.transformer_encoder_token_condition import TransformerTokenConditionEncoder
+
+    for gated, stock in ((EBranchformerTokenConditionEncoder, EBranchformerEncoder),
+                         (TransformerDecoderTokenCondition, TransformerDecoder),
+                         (TransformerTokenConditionEncoder, TransformerEncoder)):
+        shown = get_default_kwargs(gated)
+        assert get_default_kwargs(stock).items() <= shown.items(), gated.__name__
+        assert shown["gate_context"] is not None and "gate_init_bias" in shown
