@@ -51,37 +51,36 @@ def _load(path: str):
     return getattr(importlib.import_module(module), name)
 
 
+GATED_TASKS = {
+    "espnet2.tasks.s2t": "espnet_ext.s2t.task:GatedS2TTask",
+    "espnet2.tasks.asr": "espnet_ext.asr.task:GatedASRTask",
+}
+
+
 def register_task(task_module) -> None:
-    """Adds our classes to the ``ClassChoices`` of one ESPnet task module; makes ESPnet's
-    trainer write checkpoints atomically and rank a gated model's epochs at its final
-    sparsity target only (``espnet_ext.checkpoint``), and its beam search
-    hand the decoding prefix's <lang>/<task> to gated models (``espnet_ext.s2t.stock_inference``).
+    """Adds our classes to the ``ClassChoices`` of one ESPnet task module, and has the
+    stock entry points (``espnet2.bin.s2t_train``, ``asr_train``, ``s2t_inference``)
+    run our task subclass (``espnet_ext.task.use_in_stock_entry_points``) and hand
+    the decoding prefix's <lang>/<task> to gated models
+    (``espnet_ext.s2t.stock_inference``). docs/design.md lists each of these.
 
     Args:
         task_module: ``espnet2.tasks.s2t`` or ``espnet2.tasks.asr`` (module object).
     """
     tables = [("encoder_choices", ENCODERS), ("decoder_choices", DECODERS)]
     if task_module.__name__ == "espnet2.tasks.s2t":
-        from espnet_ext.s2t import task
-
         tables += [("model_choices", S2T_MODELS), ("preprocessor_choices", S2T_PREPROCESSORS)]
-        task.install(task_module.S2TTask)
     elif task_module.__name__ == "espnet2.tasks.asr":
-        from espnet_ext.s2t import task
-
         tables.append(("model_choices", ASR_MODELS))
-        task.install(task_module.ASRTask)  # the same top-level options (tau_ini, ...)
     for attr, entries in tables:
         choices = getattr(task_module, attr)
         for name, path in entries.items():
             if name not in choices.classes:
                 choices.classes[name] = _load(path)
-    from espnet2.train import trainer
-
-    from espnet_ext import checkpoint
     from espnet_ext.s2t import stock_inference
+    from espnet_ext.task import use_in_stock_entry_points
 
-    checkpoint.install(trainer)  # atomic checkpoint.pth; epochs ranked at the final target
+    use_in_stock_entry_points(task_module, _load(GATED_TASKS[task_module.__name__]))
     stock_inference.install()  # espnet2.bin.s2t_inference's --lang_sym/--task_sym reach the gates
 
 

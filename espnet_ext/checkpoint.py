@@ -4,7 +4,7 @@ ESPnet's trainer writes ``checkpoint.pth`` (model, optimizer and scheduler
 states) in place at the end of every epoch (espnet #5407): a job killed during
 that write, which at OWSM size with AdamW state takes long enough for a
 preemption to hit it, leaves a truncated file and no resume point.
-``install`` makes the trainer's ``torch.save`` write to a temporary file in
+``trainer_globals`` makes the trainer's ``torch.save`` write to a temporary file in
 the same directory and rename it over the target once it is complete, so the
 previous checkpoint stays valid until the new one is whole.
 
@@ -20,6 +20,7 @@ gates lag the ramp), for every ``best_model_criterion``: the
 (``COUNTERS``) are the latest averaged epoch's, where ESPnet's averaging sums them.
 """
 
+import contextlib
 import logging
 import os
 import types
@@ -133,10 +134,20 @@ def average_at_target(output_dir: Path, reporter: Reporter, best_model_criterion
                          f"epoch {max(ranked[:n])}")
 
 
-def install(trainer_module) -> None:
-    """Makes ``trainer_module`` (``espnet2.train.trainer``) save atomically, rank epochs
-    at the final sparsity target and keep step counters exact. Idempotent."""
-    if not isinstance(trainer_module.torch, _Torch):
-        trainer_module.torch = _Torch()
-    trainer_module.Reporter = TargetReporter
-    trainer_module.average_nbest_models = average_at_target
+@contextlib.contextmanager
+def trainer_globals(trainer_module):
+    """For the time of a ``Trainer.run`` (``espnet_ext.task.GatedTrainer``): the names
+    ESPnet's ``trainer_module`` (``espnet2.train.trainer``) saves, reports and averages
+    with become ours (``run`` makes its ``Reporter()``, ``torch.save``s and calls
+    ``average_nbest_models`` with no hook to pass others): atomic saves, epochs ranked
+    at the final sparsity target, exact step counters. Restored on exit."""
+    ours = {"torch": _Torch(), "Reporter": TargetReporter,
+            "average_nbest_models": average_at_target}
+    saved = {name: getattr(trainer_module, name) for name in ours}
+    for name, value in ours.items():
+        setattr(trainer_module, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(trainer_module, name, value)

@@ -30,7 +30,7 @@ class ESPnetASRGatedModel(ESPnetASRModel, GatedModelMixin):
         *args, **kwargs: ``ESPnetASRModel`` arguments.
 
     The schedule options (``tau_ini``, ``sparsity_end``, ...) are top-level
-    training options (``espnet_ext.s2t.task.install`` adds them to the ASR
+    training options (``espnet_ext.task.GatedTask`` adds them to the ASR
     task as to the S2T one).
     """
 

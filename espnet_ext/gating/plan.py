@@ -9,7 +9,7 @@ optimizer steps, so a run has ``max_epoch * (batches // accum_grad)`` of them:
 halving ``batch_size`` and doubling ``accum_grad`` halves the run unless
 ``num_iters_per_epoch`` doubles too.
 
-``install`` wraps ``espnet2.train.trainer.Trainer.run``: before the first step
+``check_run`` (called by ``espnet_ext.task.GatedTrainer.run``): before the first step
 it logs the run's optimizer steps, the step (and epoch) at which tau and the
 sparsity target reach their ends, and how many epochs can be selected for
 averaging (``espnet_ext.checkpoint`` ranks only the epochs validated at the
@@ -167,9 +167,8 @@ def check_run(model, schedulers, train_iter_factory, trainer_options, distribute
     l0_ramp = None
     if lagrangian is not None and hasattr(lagrangian, "batches_per_epoch"):
         l0_ramp = (lagrangian.target_init, lagrangian.target_end, lagrangian.warmup_steps)
-    batches = batches_per_epoch_of(getattr(trainer_options, "espnet_ext_num_iters", None),
-                                   getattr(trainer_options, "espnet_ext_iterator_type", "sequence"),
-                                   train_iter_factory)
+    batches = batches_per_epoch_of(trainer_options.num_iters_per_epoch,
+                                   trainer_options.iterator_type, train_iter_factory)
     gpus = None  # (CPU workers: not GPUs)
     if trainer_options.ngpu:
         gpus = getattr(distributed_option, "dist_world_size", None) or trainer_options.ngpu
@@ -178,7 +177,7 @@ def check_run(model, schedulers, train_iter_factory, trainer_options, distribute
                            trainer_options.keep_nbest_models, gpus, _warmup_steps(schedulers),
                            l0_ramp)
     except ScheduleError as e:
-        if getattr(trainer_options, "espnet_ext_schedule_check", "error") != "warn":
+        if trainer_options.schedule_check != "warn":
             logging.error(str(e))
             print(f"{prog()}: error: {e} (--schedule_check warn: run anyway)", file=sys.stderr)
             raise SystemExit(2) from None
@@ -191,33 +190,6 @@ def check_run(model, schedulers, train_iter_factory, trainer_options, distribute
         if l0_ramp is not None:
             lagrangian.batches_per_epoch = batches
             lagrangian.accum_grad = trainer_options.accum_grad
-
-
-def install(trainer_cls) -> None:
-    """Makes ``trainer_cls.run`` (ESPnet's ``Trainer``) call ``check_run`` first. Idempotent."""
-    if getattr(trainer_cls, "_espnet_ext_plan", False):
-        return
-    run = trainer_cls.run.__func__
-    build_options = trainer_cls.build_options.__func__
-
-    def _build_options(cls, args):
-        options = build_options(cls, args)
-        # TrainerOptions lacks them; the epoch length is the iterator's
-        options.espnet_ext_num_iters = getattr(args, "num_iters_per_epoch", None)
-        options.espnet_ext_iterator_type = getattr(args, "iterator_type", "sequence")
-        options.espnet_ext_schedule_check = getattr(args, "schedule_check", "error")
-        return options
-
-    def _run(cls, *args, **kwargs):
-        names = ("model", "optimizers", "schedulers", "train_iter_factory")
-        given = dict(zip(names, args), **kwargs)
-        check_run(given["model"], given.get("schedulers"), given.get("train_iter_factory"),
-                  given["trainer_options"], given["distributed_option"])
-        return run(cls, *args, **kwargs)
-
-    trainer_cls.build_options = classmethod(_build_options)
-    trainer_cls.run = classmethod(_run)
-    trainer_cls._espnet_ext_plan = True
 
 
 def main(argv=None) -> None:

@@ -39,6 +39,7 @@ from espnet.nets.pytorch_backend.transformer.subsampling import (
 
 from espnet_ext import flops
 from espnet_ext.gating import GateContext, GatedModule, GateOptions, gated_branch, gated_residual
+from espnet_ext.nets import with_stock_arguments
 
 SUBSAMPLING = (
     Conv1dSubsampling1,
@@ -81,6 +82,7 @@ def _ffn(layer: EBranchformerEncoderLayer, macaron: bool, x):
     return layer.dropout(layer.feed_forward(layer.norm_ff(x)))
 
 
+@with_stock_arguments(EBranchformerEncoder)
 class EBranchformerTokenConditionEncoder(EBranchformerEncoder, GatedModule):
     """E-Branchformer encoder whose sub-modules are switched per utterance.
 
@@ -133,8 +135,10 @@ class EBranchformerTokenConditionEncoder(EBranchformerEncoder, GatedModule):
         self.init_gates(
             self.output_size(),
             len(self.encoders),
-            GateOptions(list(gate_context), context_vocab_size, context_dim, spk_embed_dim,
-                        event_embed_dim, gate_pooling, gate_hidden_units, gate_init_bias),
+            GateOptions(gate_context=list(gate_context), context_vocab_size=context_vocab_size,
+                        context_dim=context_dim, spk_embed_dim=spk_embed_dim,
+                        event_embed_dim=event_embed_dim, gate_pooling=gate_pooling,
+                        gate_hidden_units=gate_hidden_units, gate_init_bias=gate_init_bias),
             fixed_gates=fixed_gates,
         )
         if fixed_gates is not None:

@@ -25,6 +25,7 @@ from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
 
 from espnet_ext import flops
 from espnet_ext.gating import GateContext, GatedModule, GateOptions, gated_residual, row_plan
+from espnet_ext.nets import with_stock_arguments
 
 
 def _self_attn(layer: DecoderLayer, last_only: bool, x, kv, mask):
@@ -89,6 +90,7 @@ def ffn(layer: DecoderLayer, x):
     return layer.dropout(layer.feed_forward(layer.norm3(x)))
 
 
+@with_stock_arguments(TransformerDecoder)
 class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
     """Transformer decoder whose sub-modules are switched per utterance.
 
@@ -138,8 +140,10 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
             encoder_output_size,
             len(self.decoders),
             # the context token table is the decoder's own vocabulary
-            GateOptions(list(gate_context), vocab_size, context_dim, spk_embed_dim,
-                        event_embed_dim, gate_pooling, gate_hidden_units, gate_init_bias),
+            GateOptions(gate_context=list(gate_context), context_vocab_size=vocab_size,
+                        context_dim=context_dim, spk_embed_dim=spk_embed_dim,
+                        event_embed_dim=event_embed_dim, gate_pooling=gate_pooling,
+                        gate_hidden_units=gate_hidden_units, gate_init_bias=gate_init_bias),
             fixed_gates=fixed_gates,
         )
         if fixed_gates is not None:

@@ -48,6 +48,7 @@ from espnet.nets.pytorch_backend.transformer.subsampling import (
 
 from espnet_ext import flops
 from espnet_ext.gating import GateContext, GatedModule, GateOptions, GatePredictor, gated_residual
+from espnet_ext.nets import with_stock_arguments
 
 GATE_PREDICTORS = ("global", "local")
 SUBSAMPLING = (
@@ -132,6 +133,7 @@ def _ffn(layer: EncoderLayer, x: torch.Tensor) -> torch.Tensor:
     return layer.dropout(layer.feed_forward(layer.norm2(x)))
 
 
+@with_stock_arguments(TransformerEncoder)
 class TransformerTokenConditionEncoder(TransformerEncoder, GatedModule):
     """Transformer encoder whose attention and FFN blocks are switched per utterance.
 
@@ -177,8 +179,11 @@ class TransformerTokenConditionEncoder(TransformerEncoder, GatedModule):
                 f"unknown gate_predictor: {gate_predictor} (choose from {GATE_PREDICTORS})"
             )
         super().__init__(input_size, **kwargs)
-        options = GateOptions(list(gate_context), context_vocab_size, context_dim, spk_embed_dim,
-                              event_embed_dim, gate_pooling, gate_hidden_units, gate_init_bias)
+        options = GateOptions(
+            gate_context=list(gate_context), context_vocab_size=context_vocab_size,
+            context_dim=context_dim, spk_embed_dim=spk_embed_dim, event_embed_dim=event_embed_dim,
+            gate_pooling=gate_pooling, gate_hidden_units=gate_hidden_units,
+            gate_init_bias=gate_init_bias)
         self.gate_predictor_type = gate_predictor
         # init_gates builds the global predictor (and the gate state of the mixin);
         # I3D's local predictors replace it under the same name (gate_predictor.*).

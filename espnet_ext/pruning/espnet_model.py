@@ -85,7 +85,7 @@ class ESPnetS2TL0Model(ESPnetS2TModel):
         self._feats_shape = args[0].shape  # (B, T_in, F)
 
     def split_param_groups(self, optimizer: torch.optim.Optimizer) -> None:
-        """Called by the task on its fresh optimizer (``espnet_ext.s2t.task``)."""
+        """Called by the task on its fresh optimizer (``espnet_ext.task.GatedTask``)."""
         param_groups(optimizer, self, self.l0_lr, self.l0_lambda_lr)
 
     def expected_flops(self, n_tokens: float, n_memory: int) -> Tuple[torch.Tensor, Dict[str, float]]:

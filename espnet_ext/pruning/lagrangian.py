@@ -85,7 +85,7 @@ def param_groups(
         The two new groups.
     """
     from espnet_ext.pruning.hardconcrete import HardConcrete
-    from espnet_ext.s2t.task import move_params
+    from espnet_ext.task import move_params
 
     masks = [m.log_alpha for m in model.modules() if isinstance(m, HardConcrete)]
     lambdas = [p for m in model.modules() if isinstance(m, Multipliers) for p in (m.lambda1, m.lambda2)]

@@ -37,7 +37,7 @@ class ESPnetS2TGatedModel(ESPnetS2TModel, GatedModelMixin):
         *args, **kwargs: ``ESPnetS2TModel`` arguments.
 
     The schedule options (``tau_ini``, ``sparsity_end``, ...) are top-level
-    training options (see ``espnet_ext.s2t.task``); they configure
+    training options (see ``espnet_ext.task``); they configure
     ``gate_schedule``, whose step counter is saved with the model.
     """
 

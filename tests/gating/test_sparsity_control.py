@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from espnet_ext.gating.schedule import GateSchedule
-from espnet_ext.s2t.task import split_gate_params
+from espnet_ext.task import split_gate_params
 
 STEPS, RAMP = 400, 200
 GATE_LR = 0.05

@@ -4,7 +4,8 @@
 # global or local gate predictor, straight-through Gumbel, sparsity target), decoded and
 # scored (WER on test-clean / test-other) -> RESULTS.md. ESPnet egs2/librispeech_100/asr1
 # conventions (data/, dump-free raw audio, BPE 5000, ESPnet's training/decoding settings);
-# the recipe drives python -m espnet2.bin.asr_train itself (no asr.sh) and decodes with
+# the recipe drives python -m espnet_ext.bin.asr_train (ESPnet's asr_train, our task) itself
+# (no asr.sh) and decodes with
 # python -m espnet_ext.asr.inference (ESPnet's Speech2Text + gate/GFLOPs records).
 #
 # Usage:
@@ -84,7 +85,7 @@ if stage_in 3; then
     stage_start 3 "Collect stats (shapes, feats_stats.npz) -> ${stats_dir}"
     if [ ! -f "${stats_dir}/.done" ]; then
         # shellcheck disable=SC2046,SC2086
-        run ${python} -m espnet2.bin.asr_train --collect_stats true --config "${conf}/train_asr_transformer.yaml" \
+        run ${python} -m espnet_ext.bin.asr_train --collect_stats true --config "${conf}/train_asr_transformer.yaml" \
             ${common_opts} --output_dir "${stats_dir}" \
             $(data_opts train ${train_set}) $(data_opts valid ${valid_set}) \
             > "${stats_dir}.log" 2>&1 || { tail -n 30 "${stats_dir}.log"; exit 1; }
@@ -111,7 +112,7 @@ train_model() {  # train_model <model> <label>
     mkdir -p "${out}"
     log "Stage $2: training ${model} (${config}; log: ${out}/train.log)"
     # shellcheck disable=SC2046,SC2086
-    run ${python} -m espnet2.bin.asr_train --config "${config}" ${common_opts} ${extra} \
+    run ${python} -m espnet_ext.bin.asr_train --config "${config}" ${common_opts} ${extra} \
         --normalize global_mvn --normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz" \
         --resume true --output_dir "${out}" \
         $(data_opts train ${train_set} "${stats_dir}/train") \
