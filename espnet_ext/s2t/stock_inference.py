@@ -6,11 +6,12 @@ sets the decoding prefix ``[<sos>, <lang>, <task>, ...]`` (from ``--lang_sym``/
 ``--task_sym``) on its beam search, then encodes and searches without a gate
 context. (Its class lives in ``__main__`` there, out of reach of a patch made
 at import; ESPnet's ``BeamSearch`` is not.) ``install`` wraps
-``BeamSearch.set_hyp_primer``: when the "decoder" scorer is a gated model's
-decoder, the beam search scores with a ``PrefixScorer``, a ``GatedScorer`` whose
-context is the prefix's <lang>/<task> (``GatedModelMixin.take_prefix``); the
-model's next ``encode`` without a context takes that scorer's context, once, and
-gives it the speech span (``prefix_scorer``).
+``BeamSearch.set_hyp_primer``: when the "decoder" scorer is a gated decoder, the
+beam search scores with a ``PrefixScorer``, a ``GatedScorer`` whose context is
+the prefix's <lang>/<task> (``GatedModelMixin.take_prefix``; none in a stock
+model class with fixed gates, e.g. Whisper); the gated model's next ``encode``
+without a context takes that scorer's context, once, and gives it the speech
+span (``prefix_scorer``).
 
 Our own decoding (``espnet_ext.s2t.inference``) passes the context explicitly
 and installs its own ``GatedScorer``, which this patch leaves alone. Speaker and
@@ -21,17 +22,20 @@ takes no such argument): models with ``spk`` or ``event`` context decode with
 
 import functools
 
-from espnet_ext.nets.transformer_decoder_token_condition import GatedScorer
+from espnet_ext.nets.transformer_decoder_token_condition import (
+    GatedScorer,
+    TransformerDecoderTokenCondition,
+)
 
 
 class PrefixScorer(GatedScorer):
-    """The gated decoder scoring with the context of the decoding prefix (see the module)."""
+    """A gated decoder scoring with the context of the decoding prefix (see the module)."""
 
-    def __init__(self, decoder, hook, primer):
-        model = hook.__self__
-        super().__init__(decoder, hook(primer))
-        self.hyp_primer_hook = hook  # the next set_hyp_primer finds the model here
-        model.prefix_scorer = self  # its next encode() takes the context and adds the speech span
+    def __init__(self, decoder: TransformerDecoderTokenCondition, primer):
+        hook = getattr(decoder, "hyp_primer_hook", None)  # GatedModelMixin.take_prefix
+        super().__init__(decoder, None if hook is None else hook(primer))
+        if hook is not None:  # its next encode() takes the context and adds the speech span
+            hook.__self__.prefix_scorer = self
 
 
 def install() -> None:
@@ -46,11 +50,10 @@ def install() -> None:
     def set_hyp_primer(self, hyp_primer=None):
         stock(self, hyp_primer)
         scorer = self.full_scorers.get("decoder")
-        hook = getattr(scorer, "hyp_primer_hook", None)  # a gated model's decoder
-        if hook is None or hyp_primer is None:
-            return
         decoder = scorer.decoder if isinstance(scorer, PrefixScorer) else scorer
-        self.full_scorers["decoder"] = self.scorers["decoder"] = PrefixScorer(decoder, hook, hyp_primer)
+        # (a GatedScorer that our decoding installed is left alone)
+        if isinstance(decoder, TransformerDecoderTokenCondition) and hyp_primer is not None:
+            self.full_scorers["decoder"] = self.scorers["decoder"] = PrefixScorer(decoder, hyp_primer)
 
     set_hyp_primer.installs_prefix_scorer = True
     BeamSearch.set_hyp_primer = set_hyp_primer
