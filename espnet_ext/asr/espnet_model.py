@@ -15,7 +15,7 @@ from typeguard import typechecked
 from espnet2.asr.espnet_model import ESPnetASRModel
 from espnet2.torch_utils.device_funcs import force_gatherable
 
-from espnet_ext.gating import GateContext, use_context
+from espnet_ext.gating import GateContext, GateRecord, gate_inputs
 from espnet_ext.gating.model import GatedModelMixin
 
 
@@ -94,18 +94,33 @@ class ESPnetASRGatedModel(ESPnetASRModel, GatedModelMixin):
             spk_embed, event_embed,
             embed_lengths={"spk": spk_embed_lengths, "event": event_embed_lengths},
         )
-        with self.gating_step() as step, use_context(self, context):
+        record = GateRecord()
+        with self.gating_step() as step, gate_inputs(self, context, record):
             loss, stats, weight = super().forward(
                 speech, speech_lengths, text, text_lengths, **kwargs
             )
         lengths = {"enc": self._enc_frames, "dec": float(text_lengths.float().mean()) + 1}
-        loss = self.add_sparsity_loss(loss, stats, step, lengths)
+        loss = self.add_sparsity_loss(loss, stats, step, lengths, record)
         return force_gatherable((loss, stats, weight), loss.device)
 
     def encode(
-        self, speech: torch.Tensor, speech_lengths: torch.Tensor
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        context: Optional[GateContext] = None,
+        record: Optional[GateRecord] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Frontend + gated encoder (context from ``use_context``)."""
-        enc, enc_lens = super().encode(speech, speech_lengths)
+        """Frontend + gated encoder.
+
+        Args:
+            context (GateContext): The batch's gate context (``make_context``); None
+                inside ``forward`` (which passes its own) or when the gates use none.
+            record (GateRecord): Receives the encoder's gates.
+        """
+        if context is None and record is None:
+            enc, enc_lens = super().encode(speech, speech_lengths)
+        else:
+            with gate_inputs(self, context, record):
+                enc, enc_lens = super().encode(speech, speech_lengths)
         self._enc_frames = float(enc_lens.float().mean())
         return enc, enc_lens

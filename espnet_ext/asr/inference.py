@@ -31,8 +31,10 @@ import yaml
 from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
 from espnet2.bin.asr_inference import Speech2Text
 
-from espnet_ext.gating import GatedModule, use_context
+from espnet_ext.gating import GatedModule, GateRecord, gate_inputs
+from espnet_ext.gating.model import encode
 from espnet_ext.kaldi import read_table
+from espnet_ext.nets.transformer_decoder_token_condition import GatedScorer
 from espnet_ext.s2t.lean_search import LeanBeamSearch
 from espnet_ext.s2t.meter import DecodeMeter, decoder_macs
 
@@ -84,28 +86,31 @@ class Speech2TextGated(Speech2Text):
             context = model.make_context(
                 None if spk is None else spk.to(dev), None if event is None else event.to(dev)
             )
-        with use_context(model, context):
-            if self.lean is None:
-                with self.meter.measure():
-                    results = super().__call__(speech)
-            else:
-                results = self._lean_decode(speech)
-        self.gates = self.meter.unit_gates(model.encoder).detach().double().cpu()
+        record = GateRecord()
+        if self.lean is None:  # ESPnet's code calls the encoder; its beam search, our scorer
+            with self.meter.measure(record), gate_inputs(model, context, record), \
+                    GatedScorer.installed(self.beam_search, context, record):
+                results = super().__call__(speech)
+        else:
+            results = self._lean_decode(speech, context, record)
+        self.gates = self.meter.unit_gates(model.encoder, record.gates.get("encoder"))
+        self.gates = self.gates.detach().double().cpu()
         return results
 
-    def _lean_decode(self, speech) -> list:
+    def _lean_decode(self, speech, context, record: GateRecord) -> list:
         """``__call__``'s n-best (text, token, token_int, hyp) with the lean search."""
         model, decoder = self.asr_model, self.asr_model.decoder
         self.meter.reset()
         speech = torch.as_tensor(np.asarray(speech)).reshape(1, -1).to(getattr(torch, self.dtype))
         lengths = speech.new_full([1], dtype=torch.long, fill_value=speech.size(1))
-        enc, enc_lens = model.encode(speech.to(self.device), lengths.to(self.device))
+        enc, enc_lens = encode(model, speech.to(self.device), lengths.to(self.device), context, record)
         if isinstance(enc, tuple):
             raise NotImplementedError("the lean search with intermediate-CTC encoders: use search='espnet'")
+        self.meter.count_encoder(record.gates.get("encoder"))
         gates = None
         if isinstance(decoder, GatedModule):
             valid = torch.ones(enc.shape[:2], dtype=torch.bool, device=enc.device)
-            gates = decoder.compute_gates(enc, valid, None).detach()
+            gates = decoder.compute_gates(enc, valid, context, record).detach()
         hyps = self.lean(enc, enc_lens, [[model.sos]], gates, self.maxlenratio, self.minlenratio)[0]
         self.meter.macs["decoder"] = decoder_macs(
             decoder, self.lean.steps[0], int(enc_lens[0]), None if gates is None else gates[0]

@@ -3,7 +3,9 @@
 from espnet_ext.gating.context import GateContext
 from espnet_ext.gating.gated import (
     GatedModule,
+    GateRecord,
     force_gates,
+    gate_inputs,
     gated_branch,
     gated_modules,
     gated_residual,
@@ -11,7 +13,6 @@ from espnet_ext.gating.gated import (
     pin_gates,
     row_plan,
     set_tau,
-    use_context,
 )
 from espnet_ext.gating.gumbel import sample_gates
 from espnet_ext.gating.predictor import GATE_CONF_KEYS, GateOptions, GatePredictor
@@ -22,7 +23,9 @@ __all__ = [
     "GateOptions",
     "GatePredictor",
     "GatedModule",
+    "GateRecord",
     "force_gates",
+    "gate_inputs",
     "gated_branch",
     "gated_modules",
     "gated_residual",
@@ -31,5 +34,4 @@ __all__ = [
     "row_plan",
     "sample_gates",
     "set_tau",
-    "use_context",
 ]

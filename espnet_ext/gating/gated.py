@@ -9,7 +9,8 @@ receives the gradient that lets it reopen (its output value is still zero).
 """
 
 from contextlib import contextmanager
-from typing import Callable, Iterator, List, Optional, Sequence, Union
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import torch
 
@@ -17,17 +18,45 @@ from espnet_ext.gating.context import GateContext
 from espnet_ext.gating.predictor import GateOptions, GatePredictor
 
 
+@dataclass
+class GateRecord:
+    """The gate decisions of one forward, owned by its caller.
+
+    A caller passes one to a gated module (``record=``), or to the model's
+    ``forward``/``encode`` and a beam-search scorer; each gated module that
+    runs puts its decisions under its ``side`` ("encoder", "decoder").
+
+    Attributes:
+        gates (dict): side -> (#batch, layers, units) hard gates, 1.0 = open
+            (with gradient in training).
+        probs (dict): side -> the noiseless open-probabilities (= gates when
+            the gates are fixed).
+    """
+
+    gates: Dict[str, torch.Tensor] = field(default_factory=dict)
+    probs: Dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def put(self, side: str, gates: torch.Tensor, probs: torch.Tensor) -> None:
+        self.gates[side], self.probs[side] = gates, probs
+
+
 class GatedModule(torch.nn.Module):
     """Mixin for a module with ``num_layers x len(unit_names)`` gates.
 
     Subclasses call ``init_gates`` in ``__init__`` and ``compute_gates`` in
-    ``forward``. The model sets ``tau`` (Gumbel temperature) every step.
-    After each forward, ``last_gates`` (#batch, layers, units) holds the
-    decisions (with gradient in training) and ``last_probs`` the noiseless
-    open-probabilities.
+    ``forward``. The model sets ``tau`` (Gumbel temperature) every step. The
+    gate context arrives as the ``context`` argument of ``forward``, and the
+    decisions go to the ``GateRecord`` given as ``record`` (and are returned
+    by ``compute_gates``).
+
+    Gates are fixed one way: ``fixed_gates`` (1 or #batch, layers, units).
+    A statically pruned model has them from its configuration (no gate
+    predictor; the closed sub-modules do not exist); ``force_gates`` and
+    ``pin_gates`` set them for a scope on any other gated module.
     """
 
     unit_names: Sequence[str] = ()
+    side: str = ""  # "encoder" or "decoder": the key of its decisions in a GateRecord
 
     def init_gates(
         self,
@@ -58,12 +87,6 @@ class GatedModule(torch.nn.Module):
             self.register_buffer("fixed_gates", fixed.unsqueeze(0), persistent=False)
             self.gate_predictor = None
         self.tau = 1.0
-        self.forced_gates: Union[None, float, torch.Tensor] = None
-        self.scoped_context: Optional[GateContext] = None
-        self.primer_context: Optional[GateContext] = None  # from a stock beam search's prefix
-        self.last_gates: Optional[torch.Tensor] = None
-        self.last_probs: Optional[torch.Tensor] = None
-        self.gate_memo = None  # per-utterance cache of modules called step by step
 
     def unit_costs(self, n_frames: int, n_tokens: int = 1) -> torch.Tensor:
         """MACs of each gated unit for one utterance (``sparsity_weighting: flops``).
@@ -78,38 +101,34 @@ class GatedModule(torch.nn.Module):
         raise NotImplementedError(f"{type(self).__name__} does not report its unit costs")
 
     def compute_gates(
-        self, xs: torch.Tensor, mask: torch.Tensor, context: Optional[GateContext]
+        self,
+        xs: torch.Tensor,
+        mask: torch.Tensor,
+        context: Optional[GateContext],
+        record: Optional[GateRecord] = None,
     ) -> torch.Tensor:
         """Gates for a batch.
 
         Args:
             xs (torch.Tensor): x_GP (#batch, T, D).
             mask (torch.Tensor): Valid frames (#batch, T) bool.
-            context (GateContext): Explicit context; falls back to the one set
-                by ``use_context``.
+            context (GateContext): The batch's context (None: the predictor
+                must need none, or the gates be fixed).
+            record (GateRecord): Receives the gates and probabilities.
 
         Returns:
             torch.Tensor: (#batch, layers, units) hard gates, 1.0 = open.
         """
         shape = (xs.size(0), self.num_layers, len(self.unit_names))
-        if self.fixed_gates is not None:  # static export: closed units are gone
-            gates = self.fixed_gates.to(xs).expand(shape)
-            probs = gates
-        elif isinstance(self.forced_gates, torch.Tensor):
-            gates = self.forced_gates.to(xs).expand(shape)
-            probs = gates
-        elif self.forced_gates is not None:
-            gates = xs.new_full(shape, float(self.forced_gates))
-            probs = gates
+        if self.fixed_gates is not None:
+            gates = probs = self.fixed_gates.to(xs).expand(shape)
         else:
-            ctx = context if context is not None else self.scoped_context
-            if ctx is None and not self.training:
-                ctx = self.primer_context  # espnet_ext.s2t.stock_inference
-            if ctx is not None and ctx.speech_span is not None:
-                mask = span_mask(mask, ctx.speech_span)
-            gates, probs = self.gate_predictor(xs, mask, ctx, self.tau)
+            if context is not None and context.speech_span is not None:
+                mask = span_mask(mask, context.speech_span)
+            gates, probs = self.gate_predictor(xs, mask, context, self.tau)
             gates, probs = gates.view(shape), probs.view(shape)
-        self.last_gates, self.last_probs = gates, probs
+        if record is not None:
+            record.put(self.side, gates, probs)
         return gates
 
 
@@ -217,16 +236,17 @@ def gated_modules(model: torch.nn.Module) -> List[GatedModule]:
 
 
 @contextmanager
-def _set_attr(model: torch.nn.Module, name: str, value) -> Iterator[None]:
-    modules = gated_modules(model)
-    saved = [getattr(m, name) for m in modules]
-    for m in modules:
-        setattr(m, name, value)
+def _fix(modules: Sequence[GatedModule], gates: Sequence[torch.Tensor]) -> Iterator[None]:
+    # a statically pruned module keeps its own gates (its closed units do not exist)
+    pairs = [(m, g) for m, g in zip(modules, gates) if m.gate_predictor is not None]
+    saved = [m.fixed_gates for m, _ in pairs]
+    for m, g in pairs:
+        m.fixed_gates = g
     try:
         yield
     finally:
-        for m, v in zip(modules, saved):
-            setattr(m, name, v)
+        for (m, _), v in zip(pairs, saved):
+            m.fixed_gates = v
 
 
 def force_gates(model: torch.nn.Module, value: float):
@@ -237,11 +257,12 @@ def force_gates(model: torch.nn.Module, value: float):
     """
     if value not in (0.0, 1.0):
         raise ValueError(f"force_gates value must be 0.0 or 1.0, got {value}")
-    return _set_attr(model, "forced_gates", float(value))
+    modules = gated_modules(model)
+    return _fix(modules, [torch.full((1, m.num_layers, len(m.unit_names)), float(value))
+                          for m in modules])
 
 
-@contextmanager
-def pin_gates(module: GatedModule, gates: torch.Tensor) -> Iterator[None]:
+def pin_gates(module: GatedModule, gates: torch.Tensor):
     """Context manager: fixed gates for one gated module.
 
     Args:
@@ -251,29 +272,34 @@ def pin_gates(module: GatedModule, gates: torch.Tensor) -> Iterator[None]:
     shape = (module.num_layers, len(module.unit_names))
     if gates.dim() != 3 or tuple(gates.shape[1:]) != shape:
         raise ValueError(f"gates must be (#batch, {shape[0]}, {shape[1]}), got {tuple(gates.shape)}")
-    saved, module.forced_gates = module.forced_gates, gates.detach()
-    try:
-        yield
-    finally:
-        module.forced_gates = saved
+    return _fix([module], [gates.detach()])
 
 
 @contextmanager
-def use_context(model: torch.nn.Module, context: Optional[GateContext]):
-    """Context manager: gated modules in ``model`` read their gate context here.
+def gate_inputs(
+    model: torch.nn.Module, context: Optional[GateContext], record: Optional[GateRecord] = None
+) -> Iterator[None]:
+    """Context manager: ``context`` and ``record`` as keyword arguments of every call of a
+    gated module inside ``model`` that gives none (a call with ``context=`` keeps its own).
 
-    Lets stock ESPnet code paths (``ESPnetS2TModel.forward``, beam search)
-    call our modules with their stock signatures. Gate memos (see the
-    decoder) live no longer than the scope.
+    For a model's own call of ESPnet's code (``ESPnetS2TModel.forward``/``encode``), which
+    calls the encoder and decoder with their stock arguments. Forward pre-hooks, removed
+    on exit: nothing is stored on the modules.
     """
-    for m in gated_modules(model):
-        m.gate_memo = None
-    with _set_attr(model, "scoped_context", context):
-        try:
-            yield
-        finally:
-            for m in gated_modules(model):
-                m.gate_memo = None
+
+    def pass_inputs(_module, args, kwargs):
+        if "context" in kwargs:
+            return None
+        return args, {**kwargs, "context": context, "record": record}
+
+    # prepended: an inner scope comes first (an outer one then finds context given)
+    handles = [m.register_forward_pre_hook(pass_inputs, with_kwargs=True, prepend=True)
+               for m in gated_modules(model)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def set_tau(model: torch.nn.Module, tau: float) -> None:

@@ -14,7 +14,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import torch
 
 from espnet_ext.gating.context import GateContext
-from espnet_ext.gating.gated import GatedModule, force_gates, set_tau
+from espnet_ext.gating.gated import GatedModule, GateRecord, force_gates, gate_inputs, set_tau
 from espnet_ext.gating.schedule import GateSchedule
 
 PRUNE_SCOPES = ("both", "encoder", "decoder")
@@ -26,8 +26,8 @@ class GatedModelMixin:
     ``self.encoder`` and/or ``self.decoder``.
 
     Call ``init_gating`` at the end of ``__init__``; in ``forward``, run the
-    stock loss inside ``with self.gating_step() as step:`` and then
-    ``self.add_sparsity_loss(loss, stats, step, lengths)``.
+    stock loss inside ``with self.gating_step() as step, gate_inputs(self, context,
+    record):`` and then ``self.add_sparsity_loss(loss, stats, step, lengths, record)``.
     """
 
     def init_gating(self, prune_scope: str = "both", sparsity_weighting: str = "count") -> None:
@@ -59,28 +59,27 @@ class GatedModelMixin:
                 "(e_branchformer_token_condition / transformer_token_condition / "
                 "transformer_decoder_token_condition)"
             )
-        # ESPnet's own decoding CLI gives the gates no context, but its beam search's prefix
-        # holds <lang>/<task>: espnet_ext.s2t.stock_inference hands it to this hook.
+        # ESPnet's own decoding CLI passes no context; its beam search's prefix holds
+        # <lang>/<task>: the one patch (espnet_ext.s2t.stock_inference) calls this hook.
+        self.prefix_scorer = None  # the scorer it installed, until the next encode() takes it
         if self.decoder is not None:
-            self.decoder.hyp_primer_hook = self._hyp_primer_hook
+            self.decoder.hyp_primer_hook = self.take_prefix
         # The out-of-scope side is forced open, so its predictor never runs: frozen, it has
         # no parameter that DDP waits a gradient for (else the 2nd iteration stops).
         for m in self._out_of_scope():
             if m.gate_predictor is not None:
                 m.gate_predictor.requires_grad_(False)
 
-    def _hyp_primer_hook(self, primer) -> None:
-        """Makes the <lang>/<task> after <sos> in a beam search's prefix the default gate
-        context (used where no context is given; not for speaker/event context)."""
+    def take_prefix(self, primer) -> Optional[GateContext]:
+        """The gate context of ESPnet's beam search prefix (``set_hyp_primer``): its
+        <lang>/<task> after <sos> (None where the gates need speaker/event context)."""
         ids = [int(i) for i in primer]
         sos = getattr(self, "sos", None)
         start = ids.index(sos) + 1 if sos in ids else len(ids)
-        context = None
         if start + 2 <= len(ids) and set(self.context_kinds) <= {"lang", "task"}:
             device = next(self.parameters()).device
-            context = GateContext(tokens=torch.tensor([ids[start:start + 2]], device=device))
-        for m in self.sides.values():
-            m.primer_context = context
+            return GateContext(tokens=torch.tensor([ids[start:start + 2]], device=device))
+        return None
 
     @property
     def context_kinds(self) -> List[str]:
@@ -161,13 +160,14 @@ class GatedModelMixin:
         return self.sides[name].unit_costs(int(lengths["enc"]), int(lengths.get("dec", 1))).to(gates)
 
     def sparsity(
-        self, lengths: Dict[str, float]
+        self, lengths: Dict[str, float], record: GateRecord
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        """Fraction of gated units closed, from the last forward's gates.
+        """Fraction of gated units closed, from a forward's gates.
 
         Args:
             lengths (dict): Mean encoder frames ("enc") and decoder tokens
                 ("dec") of the batch (for FLOPs weighting).
+            record (GateRecord): The forward's gate decisions.
 
         Returns:
             torch.Tensor: Scalar g over the in-scope sides (differentiable).
@@ -176,7 +176,7 @@ class GatedModelMixin:
         out_of_scope = self._out_of_scope()
         closed, total, per_side = 0.0, 0.0, {}
         for name, m in self.sides.items():
-            gates = m.last_gates  # (B, layers, units)
+            gates = record.gates[m.side]  # (B, layers, units)
             w = self._unit_weights(name, gates, lengths)
             open_w = (gates * w).sum((1, 2)).mean()
             per_side[name] = (1.0 - open_w / w.sum()).detach()
@@ -210,6 +210,7 @@ class GatedModelMixin:
         stats: Dict[str, torch.Tensor],
         step: Dict[str, float],
         lengths: Dict[str, float],
+        record: GateRecord,
     ) -> torch.Tensor:
         """Adds the sparsity loss (``GateSchedule.loss``) to ``loss`` and the gate stats to ``stats``.
 
@@ -220,11 +221,12 @@ class GatedModelMixin:
                 sparsity_<side>, and lambda1/lambda2 of "lagrangian").
             step (dict): What ``gating_step`` yielded.
             lengths (dict): Mean encoder frames ("enc") and decoder tokens ("dec").
+            record (GateRecord): The forward's gate decisions.
 
         Returns:
             torch.Tensor: The total loss.
         """
-        g, per_side = self.sparsity(lengths)
+        g, per_side = self.sparsity(lengths, record)
         loss_sparsity = self.gate_schedule.loss(g, step["target"], loss)
         loss = loss + loss_sparsity
         stats.update(
@@ -242,3 +244,13 @@ class GatedModelMixin:
             stats.update(lambda1=multipliers.lambda1.detach().clone(),
                          lambda2=multipliers.lambda2.detach().clone())
         return loss
+
+
+def encode(model: torch.nn.Module, speech: torch.Tensor, lengths: torch.Tensor,
+           context: Optional[GateContext], record: Optional[GateRecord] = None):
+    """``model.encode(speech, lengths)`` with the gate context: a gated model takes it as
+    arguments; ESPnet's own model classes (static exports, Whisper) through ``gate_inputs``."""
+    if isinstance(model, GatedModelMixin):
+        return model.encode(speech, lengths, context=context, record=record)
+    with gate_inputs(model, context, record):
+        return model.encode(speech, lengths)

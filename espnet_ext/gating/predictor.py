@@ -177,9 +177,10 @@ class ContextEmbedding(torch.nn.Module):
             return None
         if context is None:
             raise ValueError(
-                f"the gate predictor needs context {self.kinds} but got none: call "
-                "the model through ESPnetS2TGatedModel / espnet_ext's Speech2Text, "
-                "pass context=GateContext(...), or use espnet_ext.gating.force_gates"
+                f"the gate predictor needs context {self.kinds} but got none: pass "
+                "context=GateContext(...) (to the model's forward/encode, the gated module, "
+                "its GatedScorer), decode with espnet_ext's Speech2Text, or use "
+                "espnet_ext.gating.force_gates"
             )
         parts = []
         for kind in self.kinds:

@@ -38,7 +38,14 @@ from espnet.nets.pytorch_backend.transformer.subsampling import (
 )
 
 from espnet_ext import flops
-from espnet_ext.gating import GateContext, GatedModule, GateOptions, gated_branch, gated_residual
+from espnet_ext.gating import (
+    GateContext,
+    GatedModule,
+    GateOptions,
+    GateRecord,
+    gated_branch,
+    gated_residual,
+)
 from espnet_ext.nets import with_stock_arguments
 
 SUBSAMPLING = (
@@ -104,6 +111,8 @@ class EBranchformerTokenConditionEncoder(EBranchformerEncoder, GatedModule):
             predictor, and the closed units' modules do not exist.
         **kwargs: ``EBranchformerEncoder`` arguments.
     """
+
+    side = "encoder"
 
     @typechecked
     def __init__(
@@ -238,6 +247,7 @@ class EBranchformerTokenConditionEncoder(EBranchformerEncoder, GatedModule):
         max_layer: int = None,
         return_all_hs: bool = False,
         context: Optional[GateContext] = None,
+        record: Optional[GateRecord] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
         """Encode with gates predicted from the subsampled input and the context.
 
@@ -249,8 +259,8 @@ class EBranchformerTokenConditionEncoder(EBranchformerEncoder, GatedModule):
             ctc (CTC): Intermediate CTC module (self-conditioning).
             max_layer (int): Run layers below this index only.
             return_all_hs (bool): Also return every layer's output.
-            context (GateContext): Gate context; defaults to the one set with
-                ``espnet_ext.gating.use_context``.
+            context (GateContext): The batch's gate context.
+            record (GateRecord): Receives the gate decisions.
 
         Returns:
             torch.Tensor: Output (#batch, L', output_size) (or with intermediates).
@@ -263,7 +273,7 @@ class EBranchformerTokenConditionEncoder(EBranchformerEncoder, GatedModule):
             masks = ~masks[:, None, :]
         xs_pad, masks = self._embed(xs_pad, masks)
         x_gp = xs_pad[0] if isinstance(xs_pad, tuple) else xs_pad
-        gates = self.compute_gates(x_gp, masks.squeeze(1), context)
+        gates = self.compute_gates(x_gp, masks.squeeze(1), context, record)
 
         intermediate_outs = []
         for layer_idx, layer in enumerate(self.encoders):

@@ -8,23 +8,35 @@ Same parameters (and names) as ESPnet's ``TransformerDecoder`` plus
 attention and FFN; a closed unit is the identity on the residual stream. The
 gates are predicted from the pooled encoder output and the context, once per
 utterance; in incremental decoding every layer, open or not, still appends its
-output to the cache, so ESPnet's (Batch)BeamSearch works unchanged.
+output to the cache, so ESPnet's (Batch)BeamSearch works unchanged. In a beam
+search the decoder runs as ``GatedScorer``: the scorer of one utterance, which
+carries its gate context, computes its gates (and source keys/values) once and
+records them.
 """
 
 import math
+from contextlib import contextmanager
 from functools import partial
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from typeguard import typechecked
 
-from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
+from espnet2.asr.decoder.transformer_decoder import BaseTransformerDecoder, TransformerDecoder
+from espnet.nets.scorer_interface import BatchScorerInterface
 from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
 from espnet.nets.pytorch_backend.transformer.decoder_layer import DecoderLayer
 from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
 
 from espnet_ext import flops
-from espnet_ext.gating import GateContext, GatedModule, GateOptions, gated_residual, row_plan
+from espnet_ext.gating import (
+    GateContext,
+    GatedModule,
+    GateOptions,
+    GateRecord,
+    gated_residual,
+    row_plan,
+)
 from espnet_ext.nets import with_stock_arguments
 
 
@@ -112,7 +124,8 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
     """
 
     unit_names = ("self_attn", "src_attn", "ffn")
-    # incremental decoding computes the source keys/values once per utterance
+    side = "decoder"
+    # a GatedScorer computes the source keys/values once per utterance
     cache_src_kv = True
 
     @typechecked
@@ -214,42 +227,27 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
             h = torch.cat([cache, h], dim=1)
         return h
 
-    def _memo_key(self, memory: torch.Tensor, memory_mask: Optional[torch.Tensor]):
-        # Beam search scores every step against the same encoder output (one
-        # utterance, expanded over hypotheses): in eval mode what depends on
-        # the memory only (gates, source keys/values) is computed once per
-        # utterance (memo cleared by ``use_context``) instead of at every step.
-        one_utt = memory_mask is None and (memory.size(0) == 1 or memory.stride(0) == 0)
-        if not one_utt or self.training:
-            return None
-        return (memory.data_ptr(), tuple(memory.shape[1:]), float(memory[0, 0, 0]), float(memory[0, -1, -1]))
-
-    def _gates(
+    def gates(
         self,
         memory: torch.Tensor,
         memory_mask: Optional[torch.Tensor],
         context: Optional[GateContext],
-        key=None,
+        record: Optional[GateRecord] = None,
     ) -> torch.Tensor:
-        scoped = context is None and self.scoped_context is not None
-        memo = key if scoped and self.forced_gates is None else None
-        memo_gates = (self.gate_memo or {}).get("gates")
-        if memo is not None and memo_gates is not None and memo_gates[0] == memo:
-            gates = memo_gates[1].expand(memory.size(0), -1, -1)
-            self.last_gates = self.last_probs = gates
-            return gates
+        """(#batch, layers, 3) gates from the encoder output and the context.
+
+        Args:
+            memory (torch.Tensor): Encoder output (#batch, T, D).
+            memory_mask (torch.Tensor): (#batch, 1, T) valid frames, or None (all).
+            context (GateContext): The batch's gate context.
+            record (GateRecord): Receives the decisions.
+        """
         valid = (
             memory_mask.squeeze(1)
             if memory_mask is not None
             else memory.new_ones(memory.shape[:2], dtype=torch.bool)
         )
-        if memo is None:
-            return self.compute_gates(memory, valid, context)
-        gates = self.compute_gates(memory[:1], valid[:1], context)
-        self.gate_memo = dict(self.gate_memo or {}, gates=(memo, gates))
-        gates = gates.expand(memory.size(0), -1, -1)
-        self.last_gates = gates
-        return gates
+        return self.compute_gates(memory, valid, context, record)
 
     def source_kv(
         self, memory: torch.Tensor, gates: Optional[torch.Tensor] = None
@@ -280,24 +278,6 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
             out.append(memory_kv(attn, memory))
         return out
 
-    def _memo_kv(self, key, memory: torch.Tensor, gates: torch.Tensor, plan):
-        if key is None or not self.cache_src_kv:
-            return None
-        # layers whose source attention runs (forced or pinned gates may differ
-        # from those of the memo); weights changed in place (optimizer step,
-        # load_state_dict) -> stale
-        key = key + (tuple(p[1] is not False for p in plan),) + tuple(
-            (l.src_attn.linear_k.weight._version, l.src_attn.linear_v.weight._version)
-            for l in self.decoders
-            if l.src_attn is not None and hasattr(l.src_attn, "linear_k")
-        )
-        memo_kv = (self.gate_memo or {}).get("kv")
-        if memo_kv is not None and memo_kv[0] == key:
-            return memo_kv[1]
-        kv = self.source_kv(memory[:1], gates[:1])
-        self.gate_memo = dict(self.gate_memo or {}, kv=(key, kv))
-        return kv
-
     def forward(
         self,
         hs_pad: torch.Tensor,
@@ -307,6 +287,7 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
         return_hs: bool = False,
         return_all_hs: bool = False,
         context: Optional[GateContext] = None,
+        record: Optional[GateRecord] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced decoding with gates.
 
@@ -317,8 +298,8 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
             ys_in_lens (torch.Tensor): (#batch) token lengths.
             return_hs (bool): Also return the last hidden states.
             return_all_hs (bool): Also return every layer's output.
-            context (GateContext): Gate context; defaults to the one set with
-                ``espnet_ext.gating.use_context``.
+            context (GateContext): The batch's gate context.
+            record (GateRecord): Receives the gate decisions.
 
         Returns:
             torch.Tensor: Logits (#batch, L, vocab) (or with hidden states).
@@ -331,7 +312,7 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
         memory_mask = (~make_pad_mask(hlens, maxlen=memory.size(1)))[:, None, :].to(
             memory.device
         )
-        gates = self._gates(memory, memory_mask, context)
+        gates = self.gates(memory, memory_mask, context, record)
 
         x = self.embed(ys_in_pad)
         intermediate_outs = []
@@ -366,6 +347,8 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
         cache: List[torch.Tensor] = None,
         return_hs: bool = False,
         context: Optional[GateContext] = None,
+        gates: Optional[torch.Tensor] = None,
+        src_kv: Optional[List[Optional[Tuple[torch.Tensor, torch.Tensor]]]] = None,
     ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         """One incremental step (used by ``score`` and ``batch_score``).
 
@@ -376,17 +359,20 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
             memory_mask (torch.Tensor): (#batch, 1, T) or None.
             cache (List[torch.Tensor]): Per layer (#batch, L-1, D).
             return_hs (bool): Also return the last hidden state.
-            context (GateContext): Gate context (1 row is broadcast).
+            context (GateContext): Gate context (1 row is broadcast); not
+                read when ``gates`` are given.
+            gates (torch.Tensor): (1 or #batch, layers, 3) gates of the rows
+                (``GatedScorer`` computes them once per utterance).
+            src_kv: ``source_kv`` of the memory's utterance, or None.
 
         Returns:
             torch.Tensor: Log-probabilities of the next token (#batch, vocab).
             List[torch.Tensor]: New cache, one (#batch, L, D) per layer.
         """
-        key = self._memo_key(memory, memory_mask)
-        gates = self._gates(memory, memory_mask, context, key)
-        plan = row_plan(gates)
-        kv = self._memo_kv(key, memory, gates, plan)
-        return self._step(tgt, tgt_mask, memory, memory_mask, plan, cache, return_hs, kv)
+        if gates is None:
+            gates = self.gates(memory, memory_mask, context)
+        plan = row_plan(gates.expand(memory.size(0), -1, -1))
+        return self._step(tgt, tgt_mask, memory, memory_mask, plan, cache, return_hs, src_kv)
 
     def _step(self, tgt, tgt_mask, memory, memory_mask, plan, cache, return_hs, kv):
         x = self.embed(tgt)
@@ -407,3 +393,68 @@ class TransformerDecoderTokenCondition(TransformerDecoder, GatedModule):
         if return_hs:
             return (y, hidden), new_cache
         return y, new_cache
+
+
+class GatedScorer(BatchScorerInterface):
+    """A gated decoder as the beam-search scorer of one utterance.
+
+    ESPnet's beam search calls ``score``/``batch_score`` with the prefixes and
+    the encoder output only; this scorer carries the utterance's gate context
+    explicitly. Its first call computes the gates (and, unless the decoder's
+    ``cache_src_kv`` is off or it trains, the source keys/values) from the
+    encoder output, puts them in ``record``, and every step reuses them.
+    ``score``/``batch_score`` are ESPnet's ``BaseTransformerDecoder`` methods
+    (they call this scorer's ``forward_one_step``).
+
+    Args:
+        decoder (TransformerDecoderTokenCondition): The gated decoder.
+        context (GateContext): One utterance's context (None: fixed gates, or
+            a predictor without context).
+        record (GateRecord): Receives the decoder's gates.
+    """
+
+    score = BaseTransformerDecoder.score
+    batch_score = BaseTransformerDecoder.batch_score
+
+    def __init__(
+        self,
+        decoder: TransformerDecoderTokenCondition,
+        context: Optional[GateContext] = None,
+        record: Optional[GateRecord] = None,
+    ):
+        self.decoder, self.context, self.record = decoder, context, record
+        self.decoders = decoder.decoders
+        self._gates: Optional[torch.Tensor] = None
+        self._src_kv = None
+
+    def forward_one_step(self, tgt, tgt_mask, memory, memory_mask=None, *, cache=None,
+                         return_hs=False):
+        """``decoder.forward_one_step`` with the utterance's gates (``memory``: its
+        encoder output, expanded over the hypotheses)."""
+        dec = self.decoder
+        if self._gates is None:
+            self._gates = dec.gates(memory[:1], None, self.context, self.record)
+            if dec.cache_src_kv and not dec.training:
+                self._src_kv = dec.source_kv(memory[:1], self._gates)
+        return dec.forward_one_step(tgt, tgt_mask, memory, memory_mask, cache=cache,
+                                    return_hs=return_hs, gates=self._gates, src_kv=self._src_kv)
+
+    @classmethod
+    @contextmanager
+    def installed(
+        cls, beam_search, context: Optional[GateContext], record: Optional[GateRecord] = None
+    ) -> Iterator[None]:
+        """Context manager: an ESPnet ``BeamSearch`` scores with ``GatedScorer(decoder, context,
+        record)`` in place of its gated "decoder" scorer (none: unchanged), for one utterance."""
+        scorer = beam_search.full_scorers.get("decoder")
+        decoder = scorer.decoder if isinstance(scorer, GatedScorer) else scorer
+        if not isinstance(decoder, TransformerDecoderTokenCondition):
+            yield
+            return
+        beam_search.full_scorers["decoder"] = beam_search.scorers["decoder"] = cls(
+            decoder, context, record
+        )
+        try:
+            yield
+        finally:
+            beam_search.full_scorers["decoder"] = beam_search.scorers["decoder"] = scorer

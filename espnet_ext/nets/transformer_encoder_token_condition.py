@@ -47,7 +47,14 @@ from espnet.nets.pytorch_backend.transformer.subsampling import (
 )
 
 from espnet_ext import flops
-from espnet_ext.gating import GateContext, GatedModule, GateOptions, GatePredictor, gated_residual
+from espnet_ext.gating import (
+    GateContext,
+    GatedModule,
+    GateOptions,
+    GatePredictor,
+    GateRecord,
+    gated_residual,
+)
 from espnet_ext.nets import with_stock_arguments
 
 GATE_PREDICTORS = ("global", "local")
@@ -157,6 +164,7 @@ class TransformerTokenConditionEncoder(TransformerEncoder, GatedModule):
     """
 
     unit_names = ("attn", "ffn")
+    side = "encoder"
 
     @typechecked
     def __init__(
@@ -230,16 +238,8 @@ class TransformerTokenConditionEncoder(TransformerEncoder, GatedModule):
     def _local_gates(
         self, layer_idx: int, xs: torch.Tensor, mask: torch.Tensor, context: Optional[GateContext]
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(#batch, units) gates and open-probabilities of one layer (local or forced)."""
-        shape = (xs.size(0), len(self.unit_names))
-        if isinstance(self.forced_gates, torch.Tensor):
-            gates = self.forced_gates[:, layer_idx].to(xs).expand(shape)
-            return gates, gates
-        if self.forced_gates is not None:
-            gates = xs.new_full(shape, float(self.forced_gates))
-            return gates, gates
-        ctx = context if context is not None else self.scoped_context
-        return self.gate_predictor(layer_idx, xs, mask, ctx, self.tau)
+        """(#batch, units) gates and open-probabilities of one layer (local predictors)."""
+        return self.gate_predictor(layer_idx, xs, mask, context, self.tau)
 
     def layer_forward(
         self, layer: EncoderLayer, x: torch.Tensor, mask: torch.Tensor, gates: torch.Tensor
@@ -267,6 +267,7 @@ class TransformerTokenConditionEncoder(TransformerEncoder, GatedModule):
         ctc: CTC = None,
         return_all_hs: bool = False,
         context: Optional[GateContext] = None,
+        record: Optional[GateRecord] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
         """Encode with gated layers.
 
@@ -277,8 +278,9 @@ class TransformerTokenConditionEncoder(TransformerEncoder, GatedModule):
             masks (torch.Tensor): Optional padding mask (#batch, L), True = pad.
             ctc (CTC): Intermediate CTC module (self-conditioning).
             return_all_hs (bool): Also return every layer's output.
-            context (GateContext): Gate context; defaults to the one set with
-                ``espnet_ext.gating.use_context`` (None when no context is used).
+            context (GateContext): The batch's gate context (None when the
+                gates use no context).
+            record (GateRecord): Receives the gate decisions.
 
         Returns:
             torch.Tensor: Output (#batch, L', output_size) (or with intermediates).
@@ -293,7 +295,7 @@ class TransformerTokenConditionEncoder(TransformerEncoder, GatedModule):
         valid = masks.squeeze(1)
         local = self.gate_predictor_type == "local" and self.fixed_gates is None
         if not local:
-            gates = self.compute_gates(xs_pad, valid, context)
+            gates = self.compute_gates(xs_pad, valid, context, record)
         layer_gates, layer_probs = [], []
 
         intermediate_outs = []
@@ -312,9 +314,8 @@ class TransformerTokenConditionEncoder(TransformerEncoder, GatedModule):
                 intermediate_outs.append((layer_idx + 1, out))
                 if self.interctc_use_conditioning:
                     xs_pad = xs_pad + self.conditioning_layer(ctc.softmax(out))
-        if local:
-            self.last_gates = torch.stack(layer_gates, dim=1)
-            self.last_probs = torch.stack(layer_probs, dim=1)
+        if local and record is not None:
+            record.put(self.side, torch.stack(layer_gates, dim=1), torch.stack(layer_probs, dim=1))
 
         if self.normalize_before:
             xs_pad = self.after_norm(xs_pad)

@@ -24,7 +24,7 @@ from typing import List, Optional, Tuple
 import torch
 from typeguard import typechecked
 
-from espnet_ext.gating import GateContext
+from espnet_ext.gating import GateContext, GateRecord
 from espnet_ext.nets.transformer_encoder_token_condition import TransformerTokenConditionEncoder
 
 SAMPLE_RATE = 16000
@@ -216,11 +216,12 @@ class WhisperTokenConditionEncoder(TransformerTokenConditionEncoder):
         ctc=None,
         return_all_hs: bool = False,
         context: Optional[GateContext] = None,
+        record: Optional[GateRecord] = None,
     ):
         """Encode raw audio (#batch, samples) of ``ilens`` samples; see the parent's forward."""
         if masks is None:  # True = padding, over samples
             masks = ~valid_frames(ilens.to(xs_pad.device), xs_pad.size(1))
-        return super().forward(xs_pad, ilens, prev_states, masks, ctc, return_all_hs, context)
+        return super().forward(xs_pad, ilens, prev_states, masks, ctc, return_all_hs, context, record)
 
     def _embed(self, xs_pad: torch.Tensor, masks: torch.Tensor):
         x, olens = self.embed(xs_pad, masks.squeeze(1).sum(-1))

@@ -3,8 +3,10 @@
 Registered as ``model: espnet_gated``. It reads the context of every
 utterance (the ``<lang>``/``<task>`` tokens at the start of ``text``, and the
 optional ``spk_embed``/``event_embed`` inputs), hands it to the gated encoder
-and decoder, and adds the sparsity loss ``alpha * (|g - s*| + (g - s*)^2)``,
-where g is the fraction of gated units closed (ICLR 2025).
+and decoder (``espnet_ext.gating.gate_inputs``), and adds the sparsity loss
+``alpha * (|g - s*| + (g - s*)^2)``, where g is the fraction of gated units
+closed (ICLR 2025). Decoding passes the context to ``encode`` and to the
+decoder's scorer (``espnet_ext.s2t.inference``).
 """
 
 import re
@@ -17,7 +19,7 @@ from typeguard import typechecked
 from espnet2.s2t.espnet_model import ESPnetS2TModel
 from espnet2.torch_utils.device_funcs import force_gatherable
 
-from espnet_ext.gating import GateContext, use_context
+from espnet_ext.gating import GateContext, GateRecord, gate_inputs
 from espnet_ext.gating.model import PRUNE_SCOPES, WEIGHTINGS, GatedModelMixin  # noqa: F401
 
 # <lang>/<task> tokens of OWSM token lists: <eng>, <zh>, ...; <asr>, <st_eng>, ...
@@ -143,7 +145,9 @@ class ESPnetS2TGatedModel(ESPnetS2TModel, GatedModelMixin):
             text[:, :2], spk_embed, event_embed,
             embed_lengths={"spk": spk_embed_lengths, "event": event_embed_lengths},
         )
-        with self.gating_step() as step, use_context(self, context):
+        context = self.speech_context(context, speech, speech_lengths)
+        record = GateRecord()
+        with self.gating_step() as step, gate_inputs(self, context, record):
             loss, stats, weight = super().forward(
                 speech,
                 speech_lengths,
@@ -156,21 +160,46 @@ class ESPnetS2TGatedModel(ESPnetS2TModel, GatedModelMixin):
                 **kwargs,
             )
         lengths = {"enc": self._enc_frames, "dec": float(text_lengths.float().mean()) + 1}
-        loss = self.add_sparsity_loss(loss, stats, step, lengths)
+        loss = self.add_sparsity_loss(loss, stats, step, lengths, record)
         return force_gatherable((loss, stats, weight), loss.device)
 
-    def encode(
-        self, speech: torch.Tensor, speech_lengths: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Frontend + gated encoder (context from ``use_context``, with the speech span
-        of ``speech``: the gates pool over the speech, not over OWSM's zero padding)."""
+    def speech_context(
+        self, context: Optional[GateContext], speech: torch.Tensor, speech_lengths: torch.Tensor
+    ) -> Optional[GateContext]:
+        """``context`` with the speech span of ``speech``: the gates of the encoder and the
+        decoder pool over the speech, not over OWSM's zero padding."""
         span = speech_span(speech, speech_lengths)
-        for m in self.sides.values():
-            for attr in ("scoped_context", "primer_context"):
-                ctx = getattr(m, attr, None)
-                if ctx is not None and ctx.batch_size == span.size(0):
-                    setattr(m, attr, replace(ctx, speech_span=span))
-        enc, enc_lens = super().encode(speech, speech_lengths)
+        if context is None or context.batch_size != span.size(0):
+            return context
+        return replace(context, speech_span=span)
+
+    def encode(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        context: Optional[GateContext] = None,
+        record: Optional[GateRecord] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Frontend + gated encoder.
+
+        Args:
+            speech (torch.Tensor): (#batch, samples).
+            context (GateContext): The batch's gate context (given the speech span,
+                ``speech_context``); None inside ``forward`` (which passes its own), and
+                from ESPnet's own decoding CLI: then the context of its decoding prefix,
+                shared with its decoder scorer (``prefix_scorer``, ``stock_inference``).
+            record (GateRecord): Receives the encoder's gates.
+        """
+        scorer = self.prefix_scorer if context is None and not self.training else None
+        if scorer is not None:  # taken once: no later call reads this prefix
+            self.prefix_scorer = None
+            context = scorer.context = self.speech_context(scorer.context, speech, speech_lengths)
+        if context is None and record is None:
+            enc, enc_lens = super().encode(speech, speech_lengths)
+        else:
+            context = self.speech_context(context, speech, speech_lengths)
+            with gate_inputs(self, context, record):
+                enc, enc_lens = super().encode(speech, speech_lengths)
         self._enc_frames = float(enc_lens.float().mean())
         return enc, enc_lens
 

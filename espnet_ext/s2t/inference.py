@@ -11,6 +11,11 @@ Stock (ungated) models work too, counted with every unit open.
 One decode path: ``decode_batch`` / ``decode_one`` run
 ``espnet_ext.s2t.lean_search`` wherever it applies (``search="lean"``);
 otherwise, and in ``__call__``, ESPnet's own beam search runs, unchanged.
+
+The gate context is passed, never stored: ``encode(..., context=, record=)``,
+the decoder's ``compute_gates``/``GatedScorer`` (ESPnet's beam search), and a
+``GateRecord`` per decode collects the decisions. ``call_with_context`` runs
+ESPnet's ``Speech2Text.__call__`` that way.
 """
 
 import logging
@@ -22,7 +27,9 @@ import torch
 
 from espnet2.bin.s2t_inference import Speech2Text
 
-from espnet_ext.gating import GateContext, GatedModule, use_context
+from espnet_ext.gating import GateContext, GatedModule, GateRecord
+from espnet_ext.gating.model import encode
+from espnet_ext.nets.transformer_decoder_token_condition import GatedScorer
 from espnet_ext.s2t.lean_search import SEARCHES, LeanBeamSearch
 from espnet_ext.s2t.meter import DecodeMeter, decoder_macs, encoder_macs, gflops
 
@@ -75,14 +82,80 @@ def gate_context(s2t: Speech2Text, lang_sym: str, task_sym: str, spk_embed=None,
     return GateContext(tokens=tokens, spk_embed=spk, event_embed=event)
 
 
+def fixed_length(s2t: Speech2Text, speech) -> torch.Tensor:
+    """(nsamples,) padded or trimmed to the model's fixed input length, as ESPnet does."""
+    speech = torch.as_tensor(np.asarray(speech)).reshape(-1).to(getattr(torch, s2t.dtype))
+    n = int(s2t.preprocessor_conf["speech_length"] * s2t.preprocessor_conf["fs"])
+    return torch.nn.functional.pad(speech[:n], (0, max(0, n - speech.numel())))
+
+
+def speech_context(model, context: Optional[GateContext], speech, lengths) -> Optional[GateContext]:
+    """``context`` with the speech span of ``speech`` where the model uses one (S2T)."""
+    if hasattr(model, "speech_context"):
+        return model.speech_context(context, speech, lengths)
+    return context
+
+
+def call_with_context(s2t: Speech2Text, speech, text_prev=None, lang_sym=None, task_sym=None,
+                      predict_time=None, spk_embed=None, event_embed=None,
+                      record: Optional[GateRecord] = None):
+    """ESPnet's ``Speech2Text.__call__`` (the same prefix, padding, beam search and results)
+    with the gate context passed: to ``encode`` and to the beam search's ``GatedScorer``.
+
+    The context is that of ``lang_sym``/``task_sym`` (the symbols of the decoding prefix)
+    and the embeddings given, with the speech span of the padded speech.
+
+    Args:
+        s2t (Speech2Text): Ours or ESPnet's.
+        record (GateRecord): Receives the encoder and decoder gates.
+    """
+    model = s2t.s2t_model
+    lang_sym = lang_sym if lang_sym is not None else s2t.lang_sym
+    task_sym = task_sym if task_sym is not None else s2t.task_sym
+    primer = hyp_primer(s2t, lang_sym, task_sym, text_prev, predict_time)
+    wave = fixed_length(s2t, speech).unsqueeze(0).to(s2t.device)
+    lengths = wave.new_full([1], dtype=torch.long, fill_value=wave.size(1))
+    context = gate_context(s2t, lang_sym, task_sym, spk_embed, event_embed)
+    context = speech_context(model, context, wave, lengths)
+    with GatedScorer.installed(s2t.beam_search, context, record):
+        s2t.beam_search.set_hyp_primer(primer)
+        enc, _ = encode(model, wave, lengths, context, record)
+        intermediate = None
+        if isinstance(enc, tuple):
+            enc, intermediate = enc
+        results = s2t._decode_single_sample(enc[0])
+    if intermediate is not None:
+        results = (results, s2t._decode_interctc(intermediate))
+    return results
+
+
+def hyp_primer(s2t: Speech2Text, lang_sym: str, task_sym: str, text_prev=None,
+               predict_time: Optional[bool] = None) -> List[int]:
+    """The decoder prefix of one utterance, as ``Speech2Text.__call__`` builds it."""
+    model = s2t.s2t_model
+    predict_time = predict_time if predict_time is not None else s2t.predict_time
+    primer = [model.sos, token_id(s2t, lang_sym, "lang_sym"), token_id(s2t, task_sym, "task_sym")]
+    if not predict_time:
+        primer.append(s2t.converter.token2id[s2t.preprocessor_conf["notime_symbol"]])
+    if text_prev is not None:
+        if isinstance(text_prev, str):
+            text_prev = s2t.converter.tokens2ids(s2t.tokenizer.text2tokens(text_prev))
+        else:
+            text_prev = torch.as_tensor(np.asarray(text_prev)).tolist()
+        if model.na not in text_prev:
+            primer = [model.sop] + text_prev + primer
+    return primer
+
+
 class Speech2TextGated(Speech2Text):
     """``Speech2Text`` for gated models (also works for stock ones).
 
     Extra ``__call__`` arguments: ``spk_embed`` (D_spk,) and ``event_embed``
-    (D_event,), needed when the model's gates use them. ``__call__`` runs
-    ESPnet's ``Speech2Text.__call__`` (ESPnet's beam search); after each call,
-    ``gates`` holds the decisions {"encoder": (layers, units), "decoder": ...}
-    and ``meter.gflops`` the compute spent.
+    (D_event,), needed when the model's gates use them. ``__call__`` decodes as
+    ESPnet's ``Speech2Text.__call__`` (ESPnet's beam search) with the context
+    passed (``call_with_context``); after each call, ``gates`` holds the
+    decisions it recorded {"encoder": (layers, units), "decoder": ...} and
+    ``meter.gflops`` the compute spent.
 
     ``search``: "lean" (default) makes ``decode_batch`` / ``decode_one`` run
     ``LeanBeamSearch`` (tensor ops over all hypotheses of all utterances,
@@ -118,27 +191,6 @@ class Speech2TextGated(Speech2Text):
     def context(self, lang_sym: str, task_sym: str, spk_embed=None, event_embed=None):
         """The gate context of one utterance."""
         return gate_context(self, lang_sym, task_sym, spk_embed, event_embed)
-
-    def _fixed_length(self, speech) -> torch.Tensor:
-        """(nsamples,) padded or trimmed to the model's fixed input length, as ESPnet does."""
-        speech = torch.as_tensor(np.asarray(speech)).reshape(-1).to(getattr(torch, self.dtype))
-        n = int(self.preprocessor_conf["speech_length"] * self.preprocessor_conf["fs"])
-        return torch.nn.functional.pad(speech[:n], (0, max(0, n - speech.numel())))
-
-    def _hyp_primer(self, lang_sym: str, task_sym: str, text_prev=None) -> List[int]:
-        """The decoder prefix of one utterance, as ``Speech2Text.__call__`` builds it."""
-        model = self.s2t_model
-        primer = [model.sos, token_id(self, lang_sym, "lang_sym"), token_id(self, task_sym, "task_sym")]
-        if not self.predict_time:
-            primer.append(self.converter.token2id[self.preprocessor_conf["notime_symbol"]])
-        if text_prev is not None:
-            if isinstance(text_prev, str):
-                text_prev = self.converter.tokens2ids(self.tokenizer.text2tokens(text_prev))
-            else:
-                text_prev = torch.as_tensor(np.asarray(text_prev)).tolist()
-            if model.na not in text_prev:
-                primer = [model.sop] + text_prev + primer
-        return primer
 
     @torch.no_grad()
     def decode_batch(
@@ -189,22 +241,22 @@ class Speech2TextGated(Speech2Text):
                 for u, x in enumerate(speech)
             ]
         model, decoder = self.s2t_model, self.s2t_model.decoder
-        context = self._batch_context(lang_sym, task_sym, spk_embed, event_embed)
-        wave = torch.stack([self._fixed_length(x) for x in speech]).to(self.device)
+        wave = torch.stack([fixed_length(self, x) for x in speech]).to(self.device)
         lengths = torch.full((n_utt,), wave.size(1), dtype=torch.long, device=self.device)
-        with use_context(model, context):
-            enc, enc_lens = model.encode(wave, lengths)
-            if isinstance(enc, tuple):
-                raise NotImplementedError("batched decoding of intermediate-CTC encoders")
-            enc_gates = self._last_gates(model.encoder, n_utt)
-            valid = torch.arange(enc.size(1), device=enc.device)[None] < enc_lens[:, None]
-            if isinstance(decoder, GatedModule):
-                # None: the scoped context, which encode() gave the speech span
-                dec_gates = decoder.compute_gates(enc, valid, None).detach()
-            else:
-                dec_gates = None
-        self.meter.reset()  # the encoder hook counted the batch as one utterance
-        primers = [self._hyp_primer(lang_sym[u], task_sym[u], text_prev[u]) for u in range(n_utt)]
+        context = self._batch_context(lang_sym, task_sym, spk_embed, event_embed)
+        context = speech_context(model, context, wave, lengths)
+        record = GateRecord()
+        enc, enc_lens = encode(model, wave, lengths, context, record)
+        if isinstance(enc, tuple):
+            raise NotImplementedError("batched decoding of intermediate-CTC encoders")
+        enc_gates = record.gates.get("encoder")
+        enc_gates = None if enc_gates is None else enc_gates.detach().expand(n_utt, -1, -1)
+        valid = torch.arange(enc.size(1), device=enc.device)[None] < enc_lens[:, None]
+        dec_gates = None
+        if isinstance(decoder, GatedModule):
+            dec_gates = decoder.compute_gates(enc, valid, context, record).detach()
+        self.meter.reset()  # ESPnet's search is not measured here: no counts of another decode
+        primers = [hyp_primer(self, lang_sym[u], task_sym[u], text_prev[u]) for u in range(n_utt)]
         hyps = self.lean(enc, enc_lens, primers, dec_gates, self.maxlenratio, self.minlenratio)
         _, t_in, feat_dim = self.meter.input_shape  # recorded by the meter's encoder hook
         out = []
@@ -213,7 +265,7 @@ class Speech2TextGated(Speech2Text):
             gates = {} if dec_gates is None else {"decoder": dec_gates[u].cpu()}
             if enc_gates is not None:
                 gates["encoder"] = enc_gates[u].cpu()
-            unit_gates = enc_gates[u] if enc_gates is not None else self.meter.unit_gates(model.encoder)
+            unit_gates = self.meter.unit_gates(model.encoder, None if enc_gates is None else enc_gates[u:u + 1])
             macs = {**encoder_macs(model.encoder, t_in, feat_dim, n_frames, unit_gates),
                     "decoder": decoder_macs(decoder, self.lean.steps[u], n_frames, gates.get("decoder"))}
             out.append(UttDecode(self._results(hyps[u]), gates, gflops(macs)))
@@ -268,12 +320,6 @@ class Speech2TextGated(Speech2Text):
             return self.s2t_model.make_context(tokens, spk, event)
         return GateContext(tokens=tokens, spk_embed=spk, event_embed=event)
 
-    @staticmethod
-    def _last_gates(module, n_utt: int) -> Optional[torch.Tensor]:
-        if isinstance(module, GatedModule) and module.last_gates is not None:
-            return module.last_gates.detach().expand(n_utt, -1, -1)
-        return None
-
     @torch.no_grad()
     def predict_gates(
         self, speech, lang_sym: str, task_sym: str, spk_embed=None, event_embed=None
@@ -284,18 +330,16 @@ class Speech2TextGated(Speech2Text):
             {"encoder": (layers, units), "decoder": (layers, 3)} for the gated sides.
         """
         model = self.s2t_model
-        speech = self._fixed_length(speech).unsqueeze(0).to(self.device)
+        speech = fixed_length(self, speech).unsqueeze(0).to(self.device)
         lengths = torch.tensor([speech.size(1)], device=self.device)
         context = self.context(lang_sym, task_sym, spk_embed, event_embed)
-        with use_context(model, context):
-            enc, enc_lens = model.encode(speech, lengths)
-            gates = {}
-            if isinstance(model.encoder, GatedModule):
-                gates["encoder"] = model.encoder.last_gates[0].cpu()
-            if isinstance(model.decoder, GatedModule):
-                valid = torch.ones(enc.shape[:2], dtype=torch.bool, device=enc.device)
-                gates["decoder"] = model.decoder.compute_gates(enc, valid, None)[0].cpu()
-        return gates
+        context = speech_context(model, context, speech, lengths)
+        record = GateRecord()
+        enc, enc_lens = encode(model, speech, lengths, context, record)
+        if isinstance(model.decoder, GatedModule):
+            valid = torch.ones(enc.shape[:2], dtype=torch.bool, device=enc.device)
+            model.decoder.compute_gates(enc, valid, context, record)
+        return {side: g[0].cpu() for side, g in record.gates.items()}
 
     @torch.no_grad()
     def __call__(
@@ -308,17 +352,11 @@ class Speech2TextGated(Speech2Text):
         spk_embed=None,
         event_embed=None,
     ):
-        lang_sym = lang_sym if lang_sym is not None else self.lang_sym
-        task_sym = task_sym if task_sym is not None else self.task_sym
-        model = self.s2t_model
-        context = self.context(lang_sym, task_sym, spk_embed, event_embed)
-        with use_context(model, context), self.meter.measure():
-            results = super().__call__(speech, text_prev, lang_sym, task_sym, predict_time)
-        self.gates = {
-            name: m.last_gates[0].detach().cpu()
-            for name, m in (("encoder", model.encoder), ("decoder", model.decoder))
-            if isinstance(m, GatedModule) and m.last_gates is not None
-        }
+        record = GateRecord()
+        with self.meter.measure(record):
+            results = call_with_context(self, speech, text_prev, lang_sym, task_sym, predict_time,
+                                        spk_embed, event_embed, record)
+        self.gates = {side: g[0].detach().cpu() for side, g in record.gates.items()}
         return results
 
 

@@ -37,6 +37,7 @@ from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
 
 from espnet_ext.gating import gated_residual, open_rows, row_plan
 from espnet_ext.nets.transformer_decoder_token_condition import (
+    GatedScorer,
     attend,
     ffn,
     memory_kv,
@@ -50,6 +51,12 @@ SEARCHES = ("lean", "espnet")
 # ESPnet's end detection (espnet.nets.e2e_asr_common.end_detect): stop when the
 # best ended hypotheses of the last M lengths all trail the best by > -D_END.
 END_M, END_D = 3, math.log(1 * math.exp(-10))
+
+
+def scorer_decoder(search: BeamSearch) -> torch.nn.Module:
+    """The decoder that ``search`` scores with (unwrapped from a ``GatedScorer``)."""
+    scorer = search.full_scorers["decoder"]
+    return scorer.decoder if isinstance(scorer, GatedScorer) else scorer
 
 
 def _layer_issue(layer) -> Optional[str]:
@@ -111,7 +118,7 @@ class LeanBeamSearch:
             return "no attention decoder"
         if search.return_hs:
             return "return_hs"
-        decoder = search.full_scorers["decoder"]
+        decoder = scorer_decoder(search)
         if not all(hasattr(decoder, a) for a in ("decoders", "embed", "after_norm", "output_layer")):
             return f"decoder {type(decoder).__name__} (Transformer decoders only)"
         if decoder.output_layer is None:
@@ -144,7 +151,7 @@ class LeanBeamSearch:
             raise ValueError(f"lean beam search does not support {issue}; use ESPnet's")
         weights = {k: search.weights[k] for k in search.full_scorers}
         return cls(
-            search.full_scorers["decoder"], search.beam_size, search.eos, weights,
+            scorer_decoder(search), search.beam_size, search.eos, weights,
             search.normalize_length, search.full_scorers.get("scorefilter"),
         )
 

@@ -13,7 +13,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence
 import torch
 
 from espnet_ext import flops
-from espnet_ext.gating import GatedModule
+from espnet_ext.gating import GateRecord
 
 
 class Step(NamedTuple):
@@ -35,8 +35,9 @@ class DecodeMeter:
 
     Per part: ``subsampling`` (the encoder's conv input layer, never gated),
     ``encoder`` (its open units for the real number of frames), ``decoder``.
-    A forward hook on the encoder records its input and output shapes and
-    gates at every call; inside ``measure()``, a forward pre-hook on the
+    Forward hooks on the encoder record its input and output shapes at every
+    call; the gates are those of the decode's ``GateRecord`` (``measure(record)``,
+    ``count_encoder``). Inside ``measure()``, a forward pre-hook on the
     decoder's embedding records one ``Step`` per decoder call of the search
     (#hypotheses and prefix length), counted as ESPnet's decoder runs it: one
     query position, the self-attention keys/values of the whole prefix. (Its
@@ -69,49 +70,53 @@ class DecodeMeter:
         self.input_shape = shape if len(shape) == 3 else shape + (1,)
 
     def _encoder_out(self, _module, _args, out):
-        n_frames = int(out[1].max())
         _, t_in, feat_dim = self.input_shape
-        self.frames = (t_in, feat_dim, n_frames)
-        gates = self.unit_gates(self.encoder)
-        for part, macs in encoder_macs(self.encoder, t_in, feat_dim, n_frames, gates).items():
-            self.macs[part] += macs
+        self.frames = (t_in, feat_dim, int(out[1].max()))
 
     @staticmethod
-    def unit_gates(encoder) -> torch.Tensor:
-        """(layers, units) gates of the encoder's last forward (one utterance); all open if ungated."""
-        if isinstance(encoder, GatedModule) and encoder.last_gates is not None:
-            return encoder.last_gates[0]  # one utterance: every row is the same
+    def unit_gates(encoder, gates: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(layers, units) gates of one utterance: row 0 of ``gates`` (#batch, layers, units),
+        or all open (None: an ungated encoder)."""
+        if gates is not None:
+            return gates[0]
         return torch.ones(len(encoder.encoders), len(flops.encoder_unit_names(encoder)))
 
-    def decoder_gates(self) -> Optional[torch.Tensor]:
-        """(layers, 3) gates of the decoder's last call (one utterance), or None (ungated)."""
-        decoder = self.decoder
-        if isinstance(decoder, GatedModule) and decoder.last_gates is not None:
-            return decoder.last_gates[0].detach()
-        return None
+    def count_encoder(self, gates: Optional[torch.Tensor] = None) -> None:
+        """Sets the encoder parts of ``macs`` from the last encoder call (one utterance).
+
+        Args:
+            gates (torch.Tensor): (1, layers, units) its gates, or None (all open).
+        """
+        self.macs.update(encoder_macs(self.encoder, *self.frames, self.unit_gates(self.encoder, gates)))
 
     @contextmanager
-    def measure(self):
+    def measure(self, record: GateRecord):
         """Counts one utterance's decode by ESPnet's search run inside the block.
 
-        Each step only records its shapes; the MACs are summed at the end, so
-        counting adds next to nothing to the decode time.
+        Each step only records its shapes; the MACs are summed at the end from
+        the decode's gates, so counting adds next to nothing to the decode time.
+
+        Args:
+            record (GateRecord): Where the decode puts its gates (read on exit).
         """
         self.reset()
         steps = self.steps
 
-        def record(_module, args):
+        def count_step(_module, args):
             tgt = args[0]  # (#hyps, prefix) token ids
             steps.append(Step(tgt.size(0), 1, tgt.size(1)))
 
-        hook = self.decoder.embed.register_forward_pre_hook(record)
+        hook = self.decoder.embed.register_forward_pre_hook(count_step)
         try:
             yield self
         finally:
             hook.remove()
+            if self.frames is not None:
+                self.count_encoder(record.gates.get("encoder"))
+            dec_gates = record.gates.get("decoder")
             if steps:
                 self.macs["decoder"] = decoder_macs(
-                    self.decoder, steps, self.frames[2], self.decoder_gates(),
+                    self.decoder, steps, self.frames[2], None if dec_gates is None else dec_gates[0].detach(),
                     cached_prefix=False, cached_source=getattr(self.decoder, "cache_src_kv", False),
                 )
 

@@ -1,21 +1,41 @@
-"""ESPnet's own S2T decoding entry point for gated models.
+"""ESPnet's own S2T decoding entry point for gated models: our one patch of ESPnet's decoding.
 
 ``python -m espnet2.bin.s2t_inference`` (what s2t.sh's decoding stage calls)
-builds ESPnet's ``Speech2Text``, which knows nothing of gates: it encodes the
-speech without a gate context. It does set the decoding prefix first,
-``[<sos>, <lang>, <task>, ...]`` from ``--lang_sym``/``--task_sym``, on its
-beam search. ``install`` makes ``BeamSearch.set_hyp_primer`` pass that prefix
-to every scorer with a ``hyp_primer_hook``; a gated model's decoder has one
-(``GatedModelMixin``), which makes the prefix's <lang>/<task> the gate context
-of the utterance for the encoder and the decoder alike. A context given
-explicitly (``use_context``, our ``Speech2TextGated``) takes precedence.
+builds ESPnet's ``Speech2Text``, which knows nothing of gates: its ``__call__``
+sets the decoding prefix ``[<sos>, <lang>, <task>, ...]`` (from ``--lang_sym``/
+``--task_sym``) on its beam search, then encodes and searches without a gate
+context. (Its class lives in ``__main__`` there, out of reach of a patch made
+at import; ESPnet's ``BeamSearch`` is not.) ``install`` wraps
+``BeamSearch.set_hyp_primer``: when the "decoder" scorer is a gated decoder, the
+beam search scores with a ``PrefixScorer``, a ``GatedScorer`` whose context is
+the prefix's <lang>/<task> (``GatedModelMixin.take_prefix``; none in a stock
+model class with fixed gates, e.g. Whisper); the gated model's next ``encode``
+without a context takes that scorer's context, once, and gives it the speech
+span (``prefix_scorer``).
 
-Speaker and event embeddings cannot reach the model this way (the stock
-``Speech2Text.__call__`` takes no such argument): models with ``spk`` or
-``event`` context decode with ``python -m espnet_ext.bin.s2t_inference``.
+Our own decoding (``espnet_ext.s2t.inference``) passes the context explicitly
+and installs its own ``GatedScorer``, which this patch leaves alone. Speaker and
+event embeddings cannot reach the model this way (the stock ``Speech2Text.__call__``
+takes no such argument): models with ``spk`` or ``event`` context decode with
+``python -m espnet_ext.bin.s2t_inference``.
 """
 
 import functools
+
+from espnet_ext.nets.transformer_decoder_token_condition import (
+    GatedScorer,
+    TransformerDecoderTokenCondition,
+)
+
+
+class PrefixScorer(GatedScorer):
+    """A gated decoder scoring with the context of the decoding prefix (see the module)."""
+
+    def __init__(self, decoder: TransformerDecoderTokenCondition, primer):
+        hook = getattr(decoder, "hyp_primer_hook", None)  # GatedModelMixin.take_prefix
+        super().__init__(decoder, None if hook is None else hook(primer))
+        if hook is not None:  # its next encode() takes the context and adds the speech span
+            hook.__self__.prefix_scorer = self
 
 
 def install() -> None:
@@ -23,16 +43,17 @@ def install() -> None:
     from espnet.nets.beam_search import BeamSearch
 
     stock = BeamSearch.set_hyp_primer
-    if getattr(stock, "calls_hyp_primer_hooks", False):
+    if getattr(stock, "installs_prefix_scorer", False):
         return
 
     @functools.wraps(stock)
     def set_hyp_primer(self, hyp_primer=None):
         stock(self, hyp_primer)
-        for scorer in self.scorers.values():
-            hook = getattr(scorer, "hyp_primer_hook", None)
-            if hook is not None and hyp_primer is not None:
-                hook(hyp_primer)
+        scorer = self.full_scorers.get("decoder")
+        decoder = scorer.decoder if isinstance(scorer, PrefixScorer) else scorer
+        # (a GatedScorer that our decoding installed is left alone)
+        if isinstance(decoder, TransformerDecoderTokenCondition) and hyp_primer is not None:
+            self.full_scorers["decoder"] = self.scorers["decoder"] = PrefixScorer(decoder, hyp_primer)
 
-    set_hyp_primer.calls_hyp_primer_hooks = True
+    set_hyp_primer.installs_prefix_scorer = True
     BeamSearch.set_hyp_primer = set_hyp_primer

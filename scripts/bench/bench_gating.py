@@ -45,11 +45,12 @@ from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoder  # n
 from espnet.nets.batch_beam_search import BatchBeamSearch  # noqa: E402
 
 from espnet_ext import flops, timing  # noqa: E402
-from espnet_ext.gating import GATE_CONF_KEYS, force_gates, pin_gates  # noqa: E402
+from espnet_ext.gating import GATE_CONF_KEYS, GateRecord, force_gates, pin_gates  # noqa: E402
 from espnet_ext.nets.e_branchformer_token_condition import (  # noqa: E402
     EBranchformerTokenConditionEncoder,
 )
 from espnet_ext.nets.transformer_decoder_token_condition import (  # noqa: E402
+    GatedScorer,
     TransformerDecoderTokenCondition,
 )
 
@@ -125,7 +126,11 @@ def bench_decoder(conf, args, report):
         bs = BatchBeamSearch(scorers={"decoder": decoder}, weights={"decoder": 1.0},
                              beam_size=args.beam_size, vocab_size=vocab, sos=vocab - 3,
                              eos=vocab - 2, token_list=None)
-        return lambda: bs(memory, maxlenratio=-float(args.steps))
+
+        def run():  # a gated decoder scores as in decoding: one GatedScorer per utterance
+            with GatedScorer.installed(bs, None):
+                return bs(memory, maxlenratio=-float(args.steps))
+        return run
 
     def step_macs(gates):
         total = 0.0
@@ -148,7 +153,7 @@ def bench_decoder(conf, args, report):
 
     def run_open_cached():
         # source-attention K/V once per utterance (what decoding uses by default)
-        gated.cache_src_kv, gated.gate_memo = True, None
+        gated.cache_src_kv = True
         try:
             run_open()
         finally:
@@ -189,11 +194,13 @@ def bench_train(conf, args, report):
 
     def step(enc, dec, gated_model):
         def run():
-            h, hlens, _ = enc(feats, lens)
-            logits, _ = dec(h, hlens, ys, ylens)
+            rec = GateRecord()
+            kw = {"record": rec} if gated_model else {}
+            h, hlens, _ = enc(feats, lens, **kw)
+            logits, _ = dec(h, hlens, ys, ylens, **kw)
             loss = logits.logsumexp(-1).mean()
             if gated_model:  # the sparsity term reaches the predictors
-                loss = loss + enc.last_gates.mean() + dec.last_gates.mean()
+                loss = loss + rec.gates["encoder"].mean() + rec.gates["decoder"].mean()
             loss.backward()
         return run
 

@@ -140,3 +140,39 @@ def test_espnet_search_is_counted_by_hooks_as_it_runs(model_dir):
     d = decoder.decoders[0].self_attn.linear_k.in_features
     products = sum(n * 2 * d * (prefix + n_frames) * len(decoder.decoders) for n, _, prefix in steps)
     assert dec.meter.macs["decoder"] == pytest.approx(linear[0] + products, rel=1e-9)
+
+
+def test_speaker_context_reaches_the_gates_in_both_searches(model_dir, tmp_path):
+    """The same utterance with different speakers: both searches run (and return) the gates of
+    the speaker given, and the speakers' gates differ."""
+    from gate_spy import seen_gates, sharpen
+
+    args = ASRTask.get_parser().parse_args([
+        "--config", str(CONF / "train_asr_transformer_gated.yaml"), "--token_list", ",".join(TOKENS),
+        "--output_dir", str(tmp_path)])
+    args.token_list = list(TOKENS)
+    args.encoder_conf.update(gate_context=["spk"], spk_embed_dim=8)
+    torch.manual_seed(0)
+    model = ASRTask.build_model(args)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(vars(args)))
+    torch.save(model.state_dict(), tmp_path / "model.pth")
+    conf = dict(beam_size=2, ctc_weight=0.0, maxlenratio=0.3)
+    lean, espnet = s2t(tmp_path, **conf), s2t(tmp_path, search="espnet", **conf)
+    assert lean.lean is not None and espnet.lean is None
+    for dec in (lean, espnet):
+        sharpen(dec.asr_model)
+    speech = np.random.default_rng(2).standard_normal(12000).astype("float32")
+    rng = np.random.default_rng(3)
+    gates = []
+    for spk in 3 * rng.standard_normal((6, 8)):
+        out = []
+        for dec in (lean, espnet):
+            with seen_gates() as seen:
+                results = dec(speech, spk_embed=spk)
+            assert torch.equal(dec.gates, seen["encoder"].double())
+            out.append((dec.gates, [r[2] for r in results]))
+        assert torch.equal(out[0][0], out[1][0]) and out[0][1] == out[1][1]
+        gates.append(out[0][0])
+    assert len({str(g.tolist()) for g in gates}) >= 2
+    with pytest.raises(ValueError, match="spk_embed"):  # no speaker: a clear error
+        lean(speech)

@@ -2,7 +2,7 @@ import pytest
 import torch
 from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoder
 
-from espnet_ext.gating import GateContext, force_gates, pin_gates
+from espnet_ext.gating import GateContext, GateRecord, force_gates, pin_gates
 from espnet_ext.nets.e_branchformer_token_condition import (
     EBranchformerTokenConditionEncoder,
 )
@@ -119,7 +119,7 @@ def test_all_closed_runs_no_gated_module():
         for layer in gated.encoders:
             x = layer.norm_final(x)
         assert torch.allclose(out, gated.after_norm(x), atol=1e-6)
-    assert gated.forced_gates is None  # restored
+    assert gated.fixed_gates is None  # restored
 
 
 def test_mixed_gates_skip_rows_and_match_one_by_one():
@@ -145,14 +145,15 @@ def test_mixed_gates_skip_rows_and_match_one_by_one():
 
 
 def test_predicted_gates_depend_on_context_and_train_through_straight_through():
+    rec = GateRecord()
     _, gated = build()
     gated.train()
     xs, lens, ctx = batch()
     torch.manual_seed(0)
-    out, olens, _ = gated(xs, lens, context=ctx)
-    assert gated.last_gates.shape == (3, 3, 4)
-    assert set(gated.last_gates.unique().tolist()) <= {0.0, 1.0}
-    loss = out.pow(2).mean() + gated.last_gates.mean()
+    out, olens, _ = gated(xs, lens, context=ctx, record=rec)
+    assert rec.gates["encoder"].shape == (3, 3, 4)
+    assert set(rec.gates["encoder"].unique().tolist()) <= {0.0, 1.0}
+    loss = out.pow(2).mean() + rec.gates["encoder"].mean()
     loss.backward()
     grads = {n: p.grad for n, p in gated.gate_predictor.named_parameters()}
     assert grads["net.weight"].abs().sum() > 0
@@ -161,17 +162,18 @@ def test_predicted_gates_depend_on_context_and_train_through_straight_through():
 
 
 def test_eval_gates_are_deterministic_and_follow_context():
+    rec = GateRecord()
     _, gated = build(gate_pooling="attention")
     torch.nn.init.normal_(gated.gate_predictor.net.weight, std=1.0)
     xs, lens, ctx = batch()
     with torch.no_grad():
-        gated(xs, lens, context=ctx)
-        first = gated.last_gates.clone()
-        gated(xs, lens, context=ctx)
-        assert torch.equal(first, gated.last_gates)
+        gated(xs, lens, context=ctx, record=rec)
+        first = rec.gates["encoder"].clone()
+        gated(xs, lens, context=ctx, record=rec)
+        assert torch.equal(first, rec.gates["encoder"])
         other = GateContext(tokens=torch.tensor([[3, 9], [4, 10], [3, 11]]))
-        gated(xs, lens, context=other)
-        assert not torch.equal(first, gated.last_gates)
+        gated(xs, lens, context=other, record=rec)
+        assert not torch.equal(first, rec.gates["encoder"])
 
 
 def test_missing_context_is_a_clear_error():
@@ -232,6 +234,7 @@ def test_fixed_gates_remove_modules_and_match_pinned_gates():
 
 def test_gates_pool_over_the_speech_span_only():
     """OWSM pads every utterance to 30 s: the predictor must not average the padding."""
+    rec = GateRecord()
     from dataclasses import replace
 
     _, gated = build()
@@ -239,16 +242,16 @@ def test_gates_pool_over_the_speech_span_only():
     lens = torch.tensor([50, 50])  # padded, as the S2T preprocessor makes them
     span = torch.tensor([[0.0, 0.5], [0.2, 0.6]])
     ctx = replace(ctx, tokens=ctx.tokens[:2], speech_span=span)
-    gated(xs, lens, context=ctx)
-    probs = gated.last_probs.clone()
+    gated(xs, lens, context=ctx, record=rec)
+    probs = rec.probs["encoder"].clone()
     noisy = xs.clone()
     noisy[0, 30:] = 5 * torch.randn(20, 20)  # outside the span (after subsampling: frames 6+)
     noisy[1, :6] = 5 * torch.randn(6, 20)
     noisy[1, 36:] = 5 * torch.randn(14, 20)
-    gated(noisy, lens, context=ctx)
-    torch.testing.assert_close(gated.last_probs, probs)
-    gated(noisy, lens, context=replace(ctx, speech_span=None))  # without: the padding counts
-    assert not torch.allclose(gated.last_probs, probs)
+    gated(noisy, lens, context=ctx, record=rec)
+    torch.testing.assert_close(rec.probs["encoder"], probs)
+    gated(noisy, lens, context=replace(ctx, speech_span=None), record=rec)  # without: the padding counts
+    assert not torch.allclose(rec.probs["encoder"], probs)
 
 
 def test_span_mask_and_speech_span():

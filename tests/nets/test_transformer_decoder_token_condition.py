@@ -3,7 +3,8 @@ import torch
 from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
 from espnet.nets.batch_beam_search import BatchBeamSearch
 
-from espnet_ext.gating import GateContext, force_gates, pin_gates, use_context
+from espnet_ext.gating import GateContext, GateRecord, force_gates, pin_gates
+from espnet_ext.nets.transformer_decoder_token_condition import GatedScorer
 from espnet_ext.nets.transformer_decoder_token_condition import (
     TransformerDecoderTokenCondition,
 )
@@ -132,22 +133,28 @@ def test_beam_search_with_closed_layer_equals_stock_without_it():
     assert all(abs(a.score - b.score) < 1e-4 for a, b in zip(ref, out))
 
 
-def test_gates_come_from_scoped_context_in_beam_search():
+def test_beam_search_scorer_carries_the_context_and_records_the_gates():
     _, gated = build()
     torch.nn.init.normal_(gated.gate_predictor.net.weight, std=2.0)
     memory = torch.randn(1, 9, D).expand(4, -1, -1)
     ys = torch.full((4, 1), VOCAB - 1)
+    records = []
     with torch.no_grad():
-        with use_context(gated, GateContext(tokens=torch.tensor([[3, 4]]))):
+        for tokens in ([[3, 4]], [[5, 6]]):
+            context, record = GateContext(tokens=torch.tensor(tokens)), GateRecord()
+            scorer = GatedScorer(gated, context, record)
+            out, _ = scorer.batch_score(ys, [None] * 4, memory)
+            # what the scorer recorded is what the decoder computes for that context
+            assert torch.equal(record.gates["decoder"], gated.gates(memory[:1], None, context))
+            pinned, _ = gated.forward_one_step(
+                ys, None, memory, gates=record.gates["decoder"], context=None
+            )
+            assert (out - pinned).abs().max() < 1e-5
+            records.append(record.gates["decoder"])
+        with pytest.raises(ValueError, match="needs context"):  # no context, no stale one
             gated.batch_score(ys, [None] * 4, memory)
-            a = gated.last_gates.clone()
-        with use_context(gated, GateContext(tokens=torch.tensor([[5, 6]]))):
-            gated.batch_score(ys, [None] * 4, memory)
-            b = gated.last_gates.clone()
-    assert a.shape == (4, 3, 3)
-    assert torch.equal(a[0], a[3])  # one utterance: same gates for every hyp
-    assert not torch.equal(a, b)
-    assert gated.scoped_context is None
+    assert records[0].shape == (1, 3, 3)
+    assert not torch.equal(records[0], records[1])
 
 
 def test_training_gradient_reaches_predictor():
@@ -155,8 +162,9 @@ def test_training_gradient_reaches_predictor():
     gated.train()
     memory, hlens, ys, ylens, ctx = data()
     ctx.event_embed = torch.randn(3, 4)
-    out, _ = gated(memory, hlens, ys, ylens, context=ctx)
-    (out.logsumexp(-1).mean() + gated.last_gates.sum()).backward()
+    record = GateRecord()
+    out, _ = gated(memory, hlens, ys, ylens, context=ctx, record=record)
+    (out.logsumexp(-1).mean() + record.gates["decoder"].sum()).backward()
     g = gated.gate_predictor
     assert g.net.weight.grad.abs().sum() > 0
     assert g.context.proj["event"][0].weight.grad.abs().sum() > 0
@@ -187,20 +195,27 @@ def test_fixed_gates_remove_modules_and_match_pinned_gates():
     assert (ref - out).abs().max() < 1e-6 and (ref_step - out_step).abs().max() < 1e-6
 
 
-def test_src_kv_memo_follows_the_gates_of_the_step():
-    """An utterance's source K/V memo holds only the layers its gates opened;
-    forcing other gates in the same scope must compute the missing ones."""
+def test_scorer_caches_the_source_kv_of_the_open_layers_only():
+    """The scorer of an utterance projects the memory to source K/V once, for the layers
+    its gates open; its steps equal the stock decoder's (all open) and the uncached
+    decoder's (source attention closed)."""
     stock, gated = build()
     memory = torch.randn(1, 9, D).expand(2, -1, -1)
     ys = torch.full((2, 1), VOCAB - 1)
     closed_src = torch.ones(1, 3, 3)
     closed_src[0, :, 1] = 0
-    with torch.no_grad(), use_context(gated, GateContext(tokens=torch.tensor([[3, 4]]))):
+    context = GateContext(tokens=torch.tensor([[3, 4]]))
+    with torch.no_grad():
         with pin_gates(gated, closed_src):
-            gated.batch_score(ys, [None] * 2, memory)
+            scorer = GatedScorer(gated, context)
+            out, _ = scorer.batch_score(ys, [None] * 2, memory)
+            ref, _ = gated.batch_score(ys, [None] * 2, memory)
+        assert scorer._src_kv == [None, None, None] and (ref - out).abs().max() < 1e-5
         with force_gates(gated, 1.0):
-            out, _ = gated.batch_score(ys, [None] * 2, memory)
+            scorer = GatedScorer(gated, context)
+            out, _ = scorer.batch_score(ys, [None] * 2, memory)
         ref, _ = stock.batch_score(ys, [None] * 2, memory)
+    assert all(kv is not None for kv in scorer._src_kv)
     assert (ref - out).abs().max() < 1e-5
 
 

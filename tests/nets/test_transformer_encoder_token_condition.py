@@ -3,7 +3,7 @@ import torch
 from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
 
 from espnet_ext import flops
-from espnet_ext.gating import GateContext, force_gates, pin_gates
+from espnet_ext.gating import GateContext, GateRecord, force_gates, pin_gates
 from espnet_ext.nets.transformer_encoder_token_condition import (
     TransformerTokenConditionEncoder,
 )
@@ -68,15 +68,16 @@ def test_state_dict_keys_are_stock_plus_gate_predictor(predictor):
 @pytest.mark.parametrize("predictor", PREDICTORS)
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_all_open_equals_stock(variant, predictor):
+    rec = GateRecord()
     stock, gated = build(variant, gate_predictor=predictor)
     xs, lens = batch()
     with torch.no_grad():
         ref, ref_lens, _ = stock(xs, lens)
         with force_gates(gated, 1.0):
-            out, out_lens, _ = gated(xs, lens)
+            out, out_lens, _ = gated(xs, lens, record=rec)
     assert torch.equal(ref_lens, out_lens)
     assert (ref - out).abs().max().item() < 1e-5
-    assert gated.last_gates.shape == (3, 3, 2) and bool((gated.last_gates == 1).all())
+    assert rec.gates["encoder"].shape == (3, 3, 2) and bool((rec.gates["encoder"] == 1).all())
 
 
 @pytest.mark.parametrize("normalize_before", [True, False])
@@ -109,12 +110,13 @@ def test_all_closed_runs_no_gated_module(variant, predictor):
         x, _ = gated.embed(xs, None)
         ref = gated.after_norm(x) if gated.normalize_before else x
     assert (out - ref).abs().max() < 1e-6
-    assert gated.forced_gates is None  # restored
+    assert gated.fixed_gates is None  # restored
 
 
 @pytest.mark.parametrize("predictor", PREDICTORS)
 @pytest.mark.parametrize("variant", ["pre_ln", "post_ln_concat_after"])
 def test_mixed_gates_skip_rows_and_match_one_by_one(variant, predictor):
+    rec = GateRecord()
     _, gated = build(variant, gate_predictor=predictor)
     xs, _ = batch()
     lens = torch.full((3,), xs.size(1))  # ESPnet masks depend on the batch max length
@@ -125,19 +127,20 @@ def test_mixed_gates_skip_rows_and_match_one_by_one(variant, predictor):
     attn = count_calls([layer.self_attn for layer in gated.encoders])
     ffn = count_calls([layer.feed_forward for layer in gated.encoders])
     with torch.no_grad(), pin_gates(gated, gates):
-        out, out_lens, _ = gated(xs, lens)
+        out, out_lens, _ = gated(xs, lens, record=rec)
     # 9 (layer, row) pairs: attention closed in 2, FFN closed in 1 + 3
     assert attn["rows"] == 9 - 2
     assert ffn["rows"] == 9 - 4
-    assert torch.equal(gated.last_gates, gates)
+    assert torch.equal(rec.gates["encoder"], gates)
     for b in range(3):
         with torch.no_grad(), pin_gates(gated, gates[b : b + 1]):
-            one, _, _ = gated(xs[b : b + 1], lens[b : b + 1])
+            one, _, _ = gated(xs[b : b + 1], lens[b : b + 1], record=rec)
         assert (one[0] - out[b]).abs().max() < 1e-5
 
 
 @pytest.mark.parametrize("predictor", PREDICTORS)
 def test_eval_computes_only_open_rows_of_predicted_gates(predictor):
+    rec = GateRecord()
     _, gated = build(gate_predictor=predictor)
     # large logits of either sign: some rows close some units
     torch.manual_seed(3)
@@ -149,19 +152,20 @@ def test_eval_computes_only_open_rows_of_predicted_gates(predictor):
     ffn = count_calls([layer.feed_forward for layer in gated.encoders])
     xs, lens = batch()
     with torch.no_grad():
-        gated(xs, lens)
-    g = gated.last_gates
+        gated(xs, lens, record=rec)
+    g = rec.gates["encoder"]
     assert set(g.unique().tolist()) == {0.0, 1.0}
     assert attn["rows"] == int(g[..., 0].sum()) and ffn["rows"] == int(g[..., 1].sum())
     with torch.no_grad():
         first = g.clone()
-        gated(xs, lens)
-    assert torch.equal(first, gated.last_gates)  # eval gates are deterministic
+        gated(xs, lens, record=rec)
+    assert torch.equal(first, rec.gates["encoder"])  # eval gates are deterministic
 
 
 def test_local_predictor_reads_each_layers_input():
     """Layer l's local predictor pools the output of layer l-1 (I3D), so its
     decision follows what the earlier gates did for the utterance."""
+    rec = GateRecord()
     _, gated = build(gate_predictor="local")
     torch.manual_seed(5)
     for p in gated.gate_predictor.modules():
@@ -175,8 +179,8 @@ def test_local_predictor_reads_each_layers_input():
     xs, _ = batch()
     lens = torch.full((3,), xs.size(1))
     with torch.no_grad():
-        gated(xs, lens)
-        gates = gated.last_gates
+        gated(xs, lens, record=rec)
+        gates = rec.gates["encoder"]
         x, m = gated.embed(xs, ~torch.zeros(3, 1, 50, dtype=torch.bool))
         assert torch.equal(seen[0], x)
         for l in range(2):
@@ -188,15 +192,16 @@ def test_local_predictor_reads_each_layers_input():
 
 @pytest.mark.parametrize("predictor", PREDICTORS)
 def test_training_gradient_reaches_the_predictor(predictor):
+    rec = GateRecord()
     _, gated = build(gate_predictor=predictor, gate_context=["spk"], spk_embed_dim=8)
     gated.train()
     xs, lens = batch()
     ctx = GateContext(spk_embed=torch.randn(3, 8))
     torch.manual_seed(0)
-    out, _, _ = gated(xs, lens, context=ctx)
-    assert gated.last_gates.shape == (3, 3, 2) and gated.last_gates.requires_grad
-    assert set(gated.last_gates.unique().tolist()) <= {0.0, 1.0}
-    loss = out.pow(2).mean() + gated.last_gates.mean()
+    out, _, _ = gated(xs, lens, context=ctx, record=rec)
+    assert rec.gates["encoder"].shape == (3, 3, 2) and rec.gates["encoder"].requires_grad
+    assert set(rec.gates["encoder"].unique().tolist()) <= {0.0, 1.0}
+    loss = out.pow(2).mean() + rec.gates["encoder"].mean()
     loss.backward()
     grads = [p.grad for n, p in gated.gate_predictor.named_parameters() if "net" in n]
     assert all(g is not None and g.abs().sum() > 0 for g in grads)

@@ -5,7 +5,7 @@ import torch
 import whisper
 from whisper.model import ModelDimensions, Whisper
 
-from espnet_ext.gating import GateContext, force_gates, pin_gates
+from espnet_ext.gating import GateContext, GateRecord, force_gates, pin_gates
 from espnet_ext.nets.whisper_decoder_token_condition import WhisperDecoderTokenCondition
 from espnet_ext.nets.whisper_token_condition import WhisperTokenConditionEncoder
 from espnet_ext.s2t.lean_search import LeanBeamSearch
@@ -96,6 +96,7 @@ def test_padded_batch_equals_one_by_one():
 
 
 def test_gates_read_the_context_and_closed_units_do_not_run():
+    rec = GateRecord()
     _, enc, dec = build()
     x, lens = audio()
     ys = prompts()
@@ -107,15 +108,16 @@ def test_gates_read_the_context_and_closed_units_do_not_run():
     with torch.no_grad():
         # one utterance, told it is German ASR, then German-to-English ST
         same = x[:1].repeat(2, 1)
-        enc(same, lens[:1].repeat(2), context=GateContext(tokens=torch.tensor([[DE, TRANSCRIBE], [DE, TRANSLATE]])))
-        assert (enc.last_probs[0] - enc.last_probs[1]).abs().max() > 1e-4
-        enc(x, lens, context=ctx)
-        assert enc.last_gates.shape == (3, LAYERS, 2)
+        told = GateContext(tokens=torch.tensor([[DE, TRANSCRIBE], [DE, TRANSLATE]]))
+        enc(same, lens[:1].repeat(2), context=told, record=rec)
+        assert (rec.probs["encoder"][0] - rec.probs["encoder"][1]).abs().max() > 1e-4
+        enc(x, lens, context=ctx, record=rec)
+        assert rec.gates["encoder"].shape == (3, LAYERS, 2)
         assert dec.unit_names == ("self_attn", "src_attn", "ffn")
         assert calls == {"attn": 2 * LAYERS, "ffn": 2 * LAYERS}  # open at init (gate_init_bias)
         closed = torch.tensor([[[0.0, 1.0], [1.0, 0.0]]])
         with pin_gates(enc, closed):
-            enc(x, lens, context=ctx)
+            enc(x, lens, context=ctx, record=rec)
     assert calls == {"attn": 2 * LAYERS + 1, "ffn": 2 * LAYERS + 1}
 
 
@@ -148,14 +150,15 @@ def test_lean_search_batched_equals_one_by_one_with_mixed_gates():
 
 
 def test_training_gradient_reaches_both_predictors():
+    rec = GateRecord()
     _, enc, dec = build()
     enc.train(), dec.train()
     x, lens = audio()
     ys = prompts()
     ctx = GateContext(tokens=ys[:, 1:3])
-    out, olens, _ = enc(x, lens, context=ctx)
-    logits, _ = dec(out, olens, ys, torch.full((3,), ys.size(1)), context=ctx)
-    (logits.logsumexp(-1).mean() + enc.last_probs.sum() + dec.last_probs.sum()).backward()
+    out, olens, _ = enc(x, lens, context=ctx, record=rec)
+    logits, _ = dec(out, olens, ys, torch.full((3,), ys.size(1)), context=ctx, record=rec)
+    (logits.logsumexp(-1).mean() + rec.probs["encoder"].sum() + rec.probs["decoder"].sum()).backward()
     for m in (enc, dec):
         assert m.gate_predictor.net.weight.grad.abs().sum() > 0
         assert m.embed is not None

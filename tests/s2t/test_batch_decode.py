@@ -14,9 +14,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from espnet_ext.gating import force_gates, use_context
+from espnet_ext.gating import force_gates
 from espnet_ext.gating.gated import span_mask
-from espnet_ext.s2t.inference import Speech2TextGated
+from espnet_ext.s2t.inference import Speech2TextGated, fixed_length
 
 pytestmark = pytest.mark.slow
 
@@ -46,12 +46,13 @@ def diversify_decoder_gates(s2t, wavs, langs, tasks):
     decision is a near-tie."""
     model = s2t.s2t_model
     context = s2t._batch_context(langs, tasks, None, None)
-    wave = torch.stack([s2t._fixed_length(w) for w in wavs])
-    with torch.no_grad(), use_context(model, context):
-        enc, lens = model.encode(wave, torch.full((len(wavs),), wave.size(1)))
+    wave = torch.stack([fixed_length(s2t, w) for w in wavs])
+    lengths = torch.full((len(wavs),), wave.size(1))
+    # as decode_batch: the decoder's gates pool over the speech span of the context
+    ctx = model.speech_context(context, wave, lengths)
+    with torch.no_grad():
+        enc, lens = model.encode(wave, lengths, context=ctx)
         valid = torch.arange(enc.size(1))[None] < lens[:, None]
-        # as the decoder's compute_gates: the context encode() scoped, pooled over the speech span
-        ctx = model.decoder.scoped_context or context
         if ctx.speech_span is not None:
             valid = span_mask(valid, ctx.speech_span)
         logits = model.decoder.gate_predictor.logits(enc, valid, ctx)
