@@ -1,19 +1,22 @@
-# The shared recipe pipeline (as ESPnet's egs2/TEMPLATE/*/s2t.sh, but sourced): stage guards,
-# logging, .done files with input hashes, and the stages every recipe runs the same way:
-# audio formatting, context embeddings, the pre-trained model, stats, training (with the
-# static baselines), decoding, scoring, profiling and the gate-pattern plots.
-# A recipe's run.sh sets its options, sources this file and calls the stage functions; only
-# its corpus stages (data preparation, a model pre-trained from scratch) are its own.
+# The shared recipe pipeline (as ESPnet's egs2/TEMPLATE/*/s2t.sh, but sourced): its options
+# and their defaults, stage guards, logging, one up-to-date check (is_done), and the stages
+# every recipe runs the same way: audio formatting, context embeddings, the pre-trained model,
+# stats, training (with the static baselines), decoding, scoring, profiling, gate patterns.
+# A recipe's run.sh sets its own options, sources this file (which adds the pipeline's
+# options below), parses the command line, then calls pipeline_init and the stage functions
+# (owsm_stages: stages 3-9); only its corpus stages (data preparation) are its own.
 #
-#   . "${MAIN_ROOT}/egs2/TEMPLATE/pipeline.sh"
+#   . ./path.sh; . "${MAIN_ROOT}/egs2/TEMPLATE/pipeline.sh"; . scripts/parse_options.sh
+#   . ./cmd.sh; pipeline_init
 #   if stage_in 5; then stage_start 5 "Collect stats"; collect_stats ...; stage_end 5; fi
 #
 # Variables the stage functions read (set by run.sh; defaults below):
-#   expdir raw          exp dir; dump/raw (formatted sets, embeddings)
+#   expdir raw nj dumpdir exp dir; dump/raw (formatted sets, embeddings); audio jobs, dump dir
 #   models test_sets    what stages 6-9 train and evaluate; evaluation sets (test_<lang>_<task>)
 #   train_opts          s2t_train options every model and stage 5 share (token list, BPE)
 #   norm_opts           training only: normalisation by stats stage 5 may be making
 #   base_dir base_model the pre-trained model's dir (config.yaml) and the weights fine-tunes start from
+#   token_dir stats_dir stage 4's token list / BPE (the pre-trained model's: base_dir); stage 5's stats
 #   base_init           weights model "base" (pre-trained from scratch) starts from; empty: random
 #   ngpu num_nodes      GPUs per node, nodes (> 1 process: espnet2.bin.launch through ${cuda_cmd})
 #   cmd_backend train_cmd cuda_cmd decode_cmd   the job backend (s2t1/cmd.sh; default: local/run.pl)
@@ -21,31 +24,51 @@
 #   decode_parallel     models decoded side by side; inference_nj: jobs per set (decode.py --nj)
 #   inference_batch_size decode_config score_opts profile_num_utts profile_repeats profile_opts
 #   wer_norm            WER/CER text convention (check_wer_norm; run.sh adds --wer_norm to score_opts)
+#   s2t_args            appended to every training command (e.g. "--seed 1 --max_epoch 5")
+#   inference_args      appended to every decoding command's inference options (e.g. "--beam_size 10")
 #   config_prefix       training YAMLs: <prefix>{full,gated,l0,layerprune}.yaml (base_config: "base")
-# Every python command goes through `run`, which records it in ${expdir}/commands.sh.
+# Every command goes through `run` (or `run_job`), which records it in ${expdir}/commands.sh.
+# A $(...) whose command fails stops the run (inherit_errexit; values are computed into
+# variables first, `|| die` where a function runs in a subshell).
+shopt -s inherit_errexit
 
-python=${python:-python3}
+# The pipeline's options: settable on every run.sh command line (--name value), as the
+# recipe's own; a run.sh that sets one before sourcing this file gives it its own default.
+python=${python:-python3}              # the Python of every command
+nj=${nj:-4}                            # parallel processes: audio decoding
+dumpdir=${dumpdir:-dump}
 base_init=${base_init:-}
 num_nodes=${num_nodes:-1}
 train_nj=${train_nj:-1}
-threads=${threads:-${OMP_NUM_THREADS:-1}}
 decode_parallel=${decode_parallel:-1}
 inference_nj=${inference_nj:-1}
 inference_batch_size=${inference_batch_size:-1}
 decode_config=${decode_config:-conf/decode_s2t.yaml}
-score_opts=${score_opts:-}
+score_opts=${score_opts:-}             # extra scripts/score.py options (run.sh adds --wer_norm ...)
 wer_norm=${wer_norm:-ours}
 profile_opts=${profile_opts:-}
+s2t_args=${s2t_args:-}                 # extra training options (ESPnet's s2t.sh --s2t_args)
+inference_args=${inference_args:-}     # extra decoding options (ESPnet's s2t.sh --inference_args)
 # The job backend (egs2/TEMPLATE/s2t1/cmd.sh): check_init, training, decoding and profiling
 # run as its jobs. A recipe that does not source cmd.sh runs them with local/run.pl.
 cmd_backend=${cmd_backend:-local}
-train_cmd=${train_cmd:-${MAIN_ROOT}/egs2/TEMPLATE/s2t1/local/run.pl}
+pipeline_options="python nj dumpdir base_init num_nodes train_nj decode_parallel inference_nj inference_batch_size decode_config score_opts wer_norm profile_opts s2t_args inference_args cmd_backend"
+for __o in ${pipeline_options}; do  # --help lists them after the recipe's own
+    [[ " ${__options:-} " = *" ${__o} "* ]] || __options="${__options:-} ${__o}"
+done
+unset __o
+threads=${threads:-${OMP_NUM_THREADS:-1}}
+train_opts=${train_opts:-}
+norm_opts=${norm_opts:-}
+train_cmd=${train_cmd:-${MAIN_ROOT}/egs2/TEMPLATE/s2t1/local/run.pl}  # cmd.sh sets them
 cuda_cmd=${cuda_cmd:-${train_cmd}}
 decode_cmd=${decode_cmd:-${train_cmd}}
-if [ "${num_nodes}" -gt 1 ] && [ "${cmd_backend}" = local ]; then
-    echo "--num_nodes ${num_nodes} needs a cluster: --cmd_backend slurm (cmd.sh); local runs one node" >&2
-    exit 1
-fi
+pipeline_init() {  # after the command line is parsed (and cmd.sh sourced): the option checks
+    if [ "${num_nodes}" -gt 1 ] && [ "${cmd_backend}" = local ]; then
+        echo "--num_nodes ${num_nodes} needs a cluster: --cmd_backend slurm (cmd.sh); local runs one node" >&2
+        exit 1
+    fi
+}
 # Model names the pipeline knows (the gate context each reads: context_opts below).
 known_models="full gated gated_lang gated_frame gated_spk gated_event"
 
@@ -144,8 +167,9 @@ stage_end() {  # records the wall time of a stage that did any work (${expdir}/s
     fi
 }
 
-# A unit's .done file holds a hash of its inputs (options, configs, input tables, the
-# script): a rerun with the same inputs skips the unit, changed inputs redo it.
+# The one up-to-date check: a unit of work is finished when its .done file exists and, for a
+# unit whose inputs can change (options, configs, input tables, the script), holds the hash of
+# those inputs: a rerun with the same inputs skips the unit, changed inputs redo it.
 inputs_hash() {  # inputs_hash <file or literal>...: md5 of the files' contents and the literals
     local x
     for x in "$@"; do if [ -f "${x}" ]; then cat "${x}"; else echo "${x}"; fi; done \
@@ -160,7 +184,13 @@ audio_stamp() {  # audio_stamp <wav.scp>: path, size and mtime of each audio fil
         | xargs -r -d '\n' stat -c '%n %s %Y' 2>/dev/null || true
 }
 next_letter() { echo "$1" | tr 'a-y' 'b-z'; }  # stage labels: 6a, 6b, ...
-is_done() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }  # is_done <.done file> <hash>
+is_done() {  # is_done <.done file> [<hash>]: the file exists (and holds <hash>, when given)
+    [ -f "$1" ] || return 1
+    [ $# -lt 2 ] || [ "$(cat "$1")" = "$2" ]
+}
+mark_done() {  # mark_done <.done file> [<hash>]: the unit is finished (with these inputs)
+    if [ $# -ge 2 ]; then echo "$2" > "$1"; else touch "$1"; fi
+}
 # Background jobs: start one with `<command> & spawned`; wait_all waits on the PIDs recorded
 # that way. (`jobs -p` would miss a job that already finished, and its failure with it: bash
 # drops a finished job from its job table, but `wait <pid>` still returns its exit status.)
@@ -212,19 +242,20 @@ check_models() {  # check_models <allowed...>: ${models} only holds those, and f
 }
 
 # Data options of s2t_train for a set, as s2t.sh stages 10/11 pass them: the four S2T
-# tables, the shape files (collect_stats: the key list), the npy context inputs.
+# tables, the shape files (collect_stats: the key list), the npy context inputs. With
+# data_kind=asr (asr_train, as asr.sh): wav.scp and text, the key list wav.scp.
 data_opts() {  # data_opts <mode: train|valid> <dir> [<shape dir>] [npy names...]
-    local mode=$1 dir=$2 shapes=${3:-} name
-    echo "--${mode}_data_path_and_name_and_type ${dir}/wav.scp,speech,sound"
-    echo "--${mode}_data_path_and_name_and_type ${dir}/text.prev,text_prev,text"
-    echo "--${mode}_data_path_and_name_and_type ${dir}/text.ctc,text_ctc,text"
-    echo "--${mode}_data_path_and_name_and_type ${dir}/text,text,text"
+    local mode=$1 dir=$2 shapes=${3:-} name keys=speech_shape
+    local tables=(wav.scp,speech,sound text.prev,text_prev,text text.ctc,text_ctc,text text,text,text)
+    local shape_files=(speech_shape text_shape.bpe text_prev_shape.bpe text_ctc_shape.bpe)
+    if [ "${data_kind:-s2t}" = asr ]; then
+        tables=(wav.scp,speech,sound text,text,text); shape_files=(speech_shape text_shape.bpe); keys=wav.scp
+    fi
+    for name in "${tables[@]}"; do echo "--${mode}_data_path_and_name_and_type ${dir}/${name}"; done
     if [ -n "${shapes}" ]; then
-        for name in speech_shape text_shape.bpe text_prev_shape.bpe text_ctc_shape.bpe; do
-            echo "--${mode}_shape_file ${shapes}/${name}"
-        done
+        for name in "${shape_files[@]}"; do echo "--${mode}_shape_file ${shapes}/${name}"; done
     else
-        echo "--${mode}_shape_file ${dir}/speech_shape"
+        echo "--${mode}_shape_file ${dir}/${keys}"
     fi
     for name in "${@:4}"; do
         echo "--${mode}_data_path_and_name_and_type ${dir}/${name}.scp,${name},npy"
@@ -245,7 +276,7 @@ format_set() {  # format_set <kaldi dir> <set> <config: audio length limits> [fo
     run ${python} "${MAIN_ROOT}/scripts/validate_data_dir.py" --config "${config}" \
         $(printf '%s\n' "${@:4}" | grep -v -e --split_by_lang_task -e --skip_bad_utts -e --eval_set) \
         "${raw}/${dset}" $(ls -d "${raw}/${dset}"_*_* 2>/dev/null)
-    echo "${hash}" > "${raw}/${dset}/.done"
+    mark_done "${raw}/${dset}/.done" "${hash}"
 }
 
 # Stage 2 for audio in any format ffmpeg reads (long recordings + segments, other rates,
@@ -257,7 +288,7 @@ prepare_audio() {  # prepare_audio <kaldi dir> <set> <config> [format_data opts]
     if ! is_done "${raw}/org/${dset}/.done" "${hash}"; then
         run ${python} "${MAIN_ROOT}/scripts/segment_audio.py" --data_dir "${src}" \
             --out "${raw}/org/${dset}" --audio_dir "${dumpdir}/audio/${dset}" --nj "${nj}"
-        echo "${hash}" > "${raw}/org/${dset}/.done"
+        mark_done "${raw}/org/${dset}/.done" "${hash}"
     fi
     format_set "${raw}/org/${dset}" "${dset}" "${@:3}"
 }
@@ -276,20 +307,20 @@ extract_context() {  # extract_context <speaker|event> <extractor> <set dir...> 
     # than on 2 on the 2-core machine.
     run ${python} "${MAIN_ROOT}/scripts/context.py" extract --kind "${kind}" --model "${model}" \
         --num_threads 1 "${dirs[@]}" --subsets "${subsets[@]}"
-    echo "${hash}" > "${raw}/.done_${kind}"
+    mark_done "${raw}/.done_${kind}" "${hash}"
 }
 # Stage 3 (--event_model tagger:): a small event tagger, trained on the event labels
 # (utt2event) of <set dirs>, at most <max> recordings per event (0: all).
 train_tagger() {  # train_tagger <out dir> <max> "<train_event_tagger opts>" <set dir...>
     local out=$1 max=$2 opts=$3
-    [ -f "${out}/.done" ] && return 0
+    is_done "${out}/.done" && return 0
     log "Training the event tagger on ${*:4} (<= ${max} recordings per event)"
     run ${python} "${MAIN_ROOT}/scripts/context.py" recordings --out "${out}/data" \
         --max_per_event "${max}" "${@:4}"
     # shellcheck disable=SC2086
     run ${python} -m espnet_ext.bin.train_event_tagger --data_dir "${out}/data" \
         --out "${out}/tagger.pth" --num_threads 1 ${opts}
-    touch "${out}/.done"
+    mark_done "${out}/.done"
 }
 need_context() {  # need_context <speaker|event>: a model of ${models} reads it
     case $1 in speaker) [[ " ${models} " = *" gated_spk "* ]] ;; event) [[ " ${models} " = *" gated_event "* ]] ;; esac
@@ -308,7 +339,7 @@ prepare_base() {  # prepare_base <model> <out> <fine-tuning yaml> <special token
     for f in scores.json train_seconds; do  # what the base model scored and cost, if it says
         if [ -d "${model}" ] && [ -f "${model}/${f}" ]; then cp "${model}/${f}" "${out}/${f}"; fi
     done
-    echo "${hash}" > "${out}/.done"
+    mark_done "${out}/.done" "${hash}"
 }
 
 # Stage 4 (a model pre-trained from scratch): a unigram BPE with OWSM's special tokens.
@@ -317,13 +348,13 @@ make_token_list() {  # make_token_list <out> <vocab size> <set dir...>
     hash=$(inputs_hash "$2" $(for d in "${@:3}"; do echo "${d}/text" "${d}/text.ctc"; done))
     is_done "${out}/.done" "${hash}" && return 0
     run ${python} "${MAIN_ROOT}/scripts/make_token_list.py" --vocab_size "$2" --out "${out}" "${@:3}"
-    echo "${hash}" > "${out}/.done"
+    mark_done "${out}/.done" "${hash}"
 }
 
 # Stage 5: shapes (and feats_stats.npz) of a training set -> <out>/{train,valid}.
 collect_stats() {  # collect_stats <config> <train dir> <valid dir> <out> <token list>
     local config=$1 train=$2 valid=$3 out=$4 ntok mode f
-    [ -f "${out}/.done" ] && return 0
+    is_done "${out}/.done" && return 0
     ntok=$(wc -l < "$5")
     log "collect_stats: ${train##*/} (valid: ${valid##*/}) -> ${out} (log: ${out}.log)"
     stage_did_work=true
@@ -341,19 +372,23 @@ collect_stats() {  # collect_stats <config> <train dir> <valid dir> <out> <token
     done
     # ESPnet's unsorted sampler batches consecutive keys (one talk, one speaker): mix them
     run ${python} "${MAIN_ROOT}/scripts/shuffle_keys.py" "${out}/train/speech_shape"
-    touch "${out}/.done"
+    mark_done "${out}/.done"
 }
 
 # Gate context of each model, as overrides of its training YAML (model_config).
-context_opts() {  # context_opts <model>
-    local ctx="" side kv
+context_opts() {  # context_opts <model> (run in $(...): a failure exits non-zero, `|| return 1`)
+    local ctx="" side kv dim
     case $1 in
         gated_lang) ctx="gate_context=[lang]" ;;
         gated_frame) ctx="gate_pooling=attention" ;;
-        gated_spk) ctx="gate_context=[lang,task,spk] spk_embed_dim=$(${python} "${MAIN_ROOT}/scripts/context.py" dim "${raw}/train/spk_embed.scp")" ;;
-        gated_event) ctx="gate_context=[lang,task,event] event_embed_dim=$(${python} "${MAIN_ROOT}/scripts/context.py" dim "${raw}/train/event_embed.scp")" ;;
-        l0_train) echo "--model_conf target_flops=$(cat "${expdir}/baseline_target")" ;;
-        layerprune) cat "${expdir}/layerprune_init/train_opts" ;;
+        gated_spk|gated_event)
+            kv=spk; [ "$1" = gated_event ] && kv=event
+            dim=$(${python} "${MAIN_ROOT}/scripts/context.py" dim "${raw}/train/${kv}_embed.scp") \
+                || die "no ${kv} embeddings in ${raw}/train (stage 3)"
+            ctx="gate_context=[lang,task,${kv}] ${kv}_embed_dim=${dim}" ;;
+        l0_train) dim=$(cat "${expdir}/baseline_target") || die "no ${expdir}/baseline_target (stage 6)"
+            echo "--model_conf target_flops=${dim}" ;;
+        layerprune) cat "${expdir}/layerprune_init/train_opts" || die "no ${expdir}/layerprune_init/train_opts" ;;
     esac
     for side in encoder decoder; do
         for kv in ${ctx}; do echo "--${side}_conf ${kv}"; done
@@ -377,21 +412,29 @@ model_init() {  # the weights a model starts from
 
 # Stage 6: one model, trained on <set> (stats: ${stats_dir}/<set>), valid on dev; resumes.
 train_model() {  # train_model <model> <stage label, e.g. 6b> <torch threads> [<set>]
-    local model=$1 label=$2 threads=$3 dset=${4:-train} out=${expdir}/$1 names var_opts="" opts
+    local model=$1 label=$2 threads=$3 dset=${4:-train} out=${expdir}/$1 names config init ctx opts=() extra=()
     names=$(context_names "${model}")
-    [ -n "${names}" ] && var_opts="--allow_variable_data_keys true"
+    config=$(model_config "${model}")
+    init=$(model_init "${model}")
+    ctx=$(context_opts "${model}") || return 1
+    # the options of s2t_train (and of check_init, which builds the same model); the option
+    # strings (train_opts, norm_opts, s2t_args) split into words, as ESPnet's s2t.sh does
+    # shellcheck disable=SC2206
+    opts=(--config "${config}" ${train_opts} ${norm_opts} ${init} ${ctx})
+    [ -n "${names}" ] && opts+=(--allow_variable_data_keys true)
     # shellcheck disable=SC2046,SC2086
-    opts="--config $(model_config ${model}) ${train_opts} ${norm_opts:-} $(model_init ${model})
-        $(context_opts ${model}) ${var_opts} --output_dir ${out} --resume true
-        $(data_opts train "${raw}/${dset}" "${stats_dir}/${dset}/train" ${names})
-        $(data_opts valid "${raw}/dev" "${stats_dir}/${dset}/valid" ${names})"
+    opts+=(--output_dir "${out}" --resume true
+           $(data_opts train "${raw}/${dset}" "${stats_dir}/${dset}/train" ${names})
+           $(data_opts valid "${raw}/dev" "${stats_dir}/${dset}/valid" ${names}))
+    # shellcheck disable=SC2206
+    extra=(${s2t_args})  # --s2t_args: last, so they win (ESPnet's parser keeps the last value)
     mkdir -p "${out}"
     if [ "${model}" = full ] || [[ ${model} = gated* ]]; then
         log "Stage ${label}: checking that the pre-trained model initialises ${model} (only gate parameters new)"
         # shellcheck disable=SC2086
         rm -f "${out}/check_init.log"
         run_job "${train_cmd} --gpu 0" "${out}/check_init.log" ${python} "${MAIN_ROOT}/scripts/check_init.py" \
-            --init "${base_model}" -- ${opts} || { cat "${out}/check_init.log"; return 1; }
+            --init "${base_model}" -- "${opts[@]}" ${extra[@]+"${extra[@]}"} || { cat "${out}/check_init.log"; return 1; }
         grep "(check_init)" "${out}/check_init.log" | sed 's/^.*INFO: /  /'
     fi
     log "Stage ${label}: training ${model} on ${dset}, ngpu ${ngpu}, ${threads} thread(s) (log: ${out}/train.log)"
@@ -413,11 +456,11 @@ train_model() {  # train_model <model> <stage label, e.g. 6b> <torch threads> [<
     # MKL_NUM_THREADS too: with both set, torch follows it (path.sh exports both).
     # shellcheck disable=SC2086
     if [ ${#launcher[@]} -gt 0 ]; then
-        run "${launcher[@]}" ${python} -m espnet_ext.bin.s2t_train ${opts} --ngpu "${ngpu}" \
+        run "${launcher[@]}" ${python} -m espnet_ext.bin.s2t_train "${opts[@]}" --ngpu "${ngpu}" ${extra[@]+"${extra[@]}"} \
             || { tail -n 30 "${out}/train.log"; log "training ${model} failed"; return 1; }
         grep "epoch results" "${out}/train.log" | sed -E "s/^.*INFO: (.{0,200}).*$/  ${model} \1/" || true
     elif ! OMP_NUM_THREADS=${threads} MKL_NUM_THREADS=${threads} run ${python} -m espnet_ext.bin.s2t_train \
-            ${opts} --ngpu "${ngpu}" 2>&1 | tee -a "${out}/train.log" \
+            "${opts[@]}" --ngpu "${ngpu}" ${extra[@]+"${extra[@]}"} 2>&1 | tee -a "${out}/train.log" \
             | { grep --line-buffered "epoch results" \
                 | sed -u -E "s/^.*INFO: (.{0,200}).*$/  ${model} \1/" || true; }; then
         tail -n 30 "${out}/train.log"; log "training ${model} failed"; return 1
@@ -425,8 +468,8 @@ train_model() {  # train_model <model> <stage label, e.g. 6b> <torch threads> [<
     [ -e "${out}/valid.acc.ave.pth" ] || { tail -n 30 "${out}/train.log"; log "no ${out}/valid.acc.ave.pth"; return 1; }
     # the epochs' own time: a resumed run adds its epochs to the earlier runs' ones (read from
     # train.log and, after ESPnet's launcher, the renamed train.<N>.log of the earlier runs)
-    ${python} "${MAIN_ROOT}/scripts/train_seconds.py" "${out}/train.log" > "${out}/train_seconds"
-    touch "${out}/.done"
+    run ${python} "${MAIN_ROOT}/scripts/train_seconds.py" "${out}/train.log" > "${out}/train_seconds"
+    mark_done "${out}/.done"
 }
 
 # Stage 6: the fine-tunes of ${models} not trained yet, ${train_nj} at a time, labelled
@@ -435,8 +478,8 @@ train_model() {  # train_model <model> <stage label, e.g. 6b> <torch threads> [<
 train_models() {  # train_models <first label letter>
     local label=$1 todo=() running=0 i n model
     for model in ${models}; do
-        case ${model} in l0|layerprune|zeroshot) continue ;; esac  # exported, or not trained
-        [ -f "${expdir}/${model}/.done" ] || todo+=("${model}:6${label}")
+        case ${model} in base|l0|layerprune|zeroshot) continue ;; esac  # stage 6a, exported, or not trained
+        is_done "${expdir}/${model}/.done" || todo+=("${model}:6${label}")
         label=$(next_letter "${label}")
     done
     for (( i = 0; i < ${#todo[@]}; i++ )); do
@@ -454,9 +497,9 @@ train_models() {  # train_models <first label letter>
 # the FLOPs target (gated / full GFLOPs on dev), L0 masks with a Lagrangian (l0_train, then
 # exported to a stock ESPnet model in l0), and layer pruning by convexity (layerprune).
 train_baselines() {  # train_baselines <label letter of the target, e.g. f: 6f target, 6g L0, 6h layers>
-    local target=${expdir}/baseline_target init=${expdir}/layerprune_init lt=$1 l0l lpl model
+    local target=${expdir}/baseline_target init=${expdir}/layerprune_init lt=$1 l0l lpl model fraction
     l0l=$(next_letter "${lt}"); lpl=$(next_letter "${l0l}")
-    if [ ! -s "${target}" ]; then
+    if ! is_done "${target}"; then  # written last (mv): it is its own .done
         stage_did_work=true
         log "Stage 6${lt}: FLOPs target of the baselines = gated / full GFLOPs, measured on dev"
         run ${python} -m espnet_ext.bin.match_flops --reference "${expdir}/full" \
@@ -465,8 +508,9 @@ train_baselines() {  # train_baselines <label letter of the target, e.g. f: 6f t
             || { tail -n 30 "${target}.log"; return 1; }
         mv "${target}.tmp" "${target}"
     fi
-    log "  baselines' FLOPs target: $(cat "${target}") of the full model (${target}.json)"
-    if [ ! -f "${init}/.done" ]; then
+    fraction=$(cat "${target}")
+    log "  baselines' FLOPs target: ${fraction} of the full model (${target}.json)"
+    if ! is_done "${init}/.done"; then
         stage_did_work=true
         mkdir -p "${init}"
         log "Stage 6${lpl}: per-layer convexity of the pre-trained model on dev, layers to keep -> ${init}"
@@ -477,24 +521,24 @@ train_baselines() {  # train_baselines <label letter of the target, e.g. f: 6f t
         grep -v "Flash Attention" "${init}/convexity.txt" | sed 's/^/  /'
         run ${python} -m espnet_ext.bin.layer_prune --config "${base_dir}/config.yaml" \
             --model_file "${base_model}" --convexity "${init}/convexity.json" \
-            --target_fraction "$(cat "${target}")" --out_dir "${init}" 2> "${init}/layer_prune.log" \
+            --target_fraction "${fraction}" --out_dir "${init}" 2> "${init}/layer_prune.log" \
             | grep -v "Flash Attention" | sed 's/^/  /'
-        touch "${init}/.done"
+        mark_done "${init}/.done"
     fi
     for model in l0_train layerprune; do  # side by side
-        [ -f "${expdir}/${model}/.done" ] && continue
+        is_done "${expdir}/${model}/.done" && continue
         stage_did_work=true
         train_model ${model} "6$([ ${model} = l0_train ] && echo "${l0l}" || echo "${lpl}")" "${threads}" & spawned
     done
     wait_all
-    if [ ! -f "${expdir}/l0/.done" ]; then
+    if ! is_done "${expdir}/l0/.done"; then
         stage_did_work=true
         log "Stage 6${l0l}: removing the pruned units -> stock ESPnet model in ${expdir}/l0"
         run ${python} -m espnet_ext.bin.l0_export --config "${expdir}/l0_train/config.yaml" \
             --model_file "${expdir}/l0_train/valid.acc.ave.pth" --out_dir "${expdir}/l0" \
             2> "${expdir}/l0_train/export.log" | grep -v "Flash Attention" | sed 's/^/  /'
         cp "${expdir}/l0_train/train_seconds" "${expdir}/l0/train_seconds"
-        touch "${expdir}/l0/.done"
+        mark_done "${expdir}/l0/.done"
     fi
 }
 
@@ -523,7 +567,7 @@ decode_models() {
     for model in ${models}; do
         todo=()
         for tset in ${test_sets}; do
-            [ -f "${expdir}/${model}/decode_${tset}/.done" ] || todo+=("${tset}")
+            is_done "${expdir}/${model}/decode_${tset}/.done" || todo+=("${tset}")
         done
         [ ${#todo[@]} -gt 0 ] || continue
         stage_did_work=true
@@ -541,7 +585,7 @@ decode_models() {
                     $(context_names ${model} | sed 's/^./--npy &/') ${sets} -- \
                     --config "${decode_config}" --ngpu "${gpu}" --beam_size 5 \
                     --maxlenratio 0.0 --batch_size "${inference_batch_size}" --src_kv_cache false \
-                    >> "${dlog}" 2>&1 || { tail -n 30 "${dlog}"; log "decoding ${model} failed"; exit 1; }
+                    ${inference_args} >> "${dlog}" 2>&1 || { tail -n 30 "${dlog}"; log "decoding ${model} failed"; exit 1; }
                 grep -h "^decoded " "${dlog}" | sed 's/^/  /'
             ) & spawned
             running=$(( running + 1 ))
@@ -559,34 +603,33 @@ check_wer_norm() {
         *) die "--wer_norm ${wer_norm}: ours, raw, whisper_basic or whisper_english" ;; esac
 }
 
-# Stage 8: scores.json of every model, unless newer than all its decodings and scored with
-# the same ${score_opts} (--wer_norm, --st_normalise) and ${test_sets} (scores.opts).
+# Stage 8: scores.json of every model, unless scored with the same ${score_opts} (--wer_norm,
+# --st_normalise), ${test_sets} and decodings (their .done files' times) before (scores.opts).
 score_models() {
-    local model scores stamp
+    local model scores hash decoded
     for model in ${models}; do
         scores=${expdir}/${model}/scores.json
-        stamp="${score_opts} ${test_sets}"
-        if [ -f "${scores}" ] && is_done "${expdir}/${model}/scores.opts" "${stamp}" \
-            && [ -z "$(find "${expdir}/${model}" -path '*/decode_*/.done' -newer "${scores}")" ]; then
-            continue
-        fi
+        decoded=$(find "${expdir}/${model}" -path '*/decode_*/.done' -printf '%p %T@\n' | LC_ALL=C sort)
+        hash=$(inputs_hash "${score_opts} ${test_sets}" "${decoded}")
+        [ -f "${scores}" ] && is_done "${expdir}/${model}/scores.opts" "${hash}" && continue
         # shellcheck disable=SC2086
         run ${python} "${MAIN_ROOT}/scripts/score.py" --exp "${expdir}/${model}" --dump "${raw}" \
             ${score_opts} ${test_sets}
-        echo "${stamp}" > "${expdir}/${model}/scores.opts"
+        mark_done "${expdir}/${model}/scores.opts" "${hash}"
     done
 }
 
-# Stage 9: GFLOPs and wall-clock of every model on <set> (one JSON, redone when ${models}
-# changed); the row full@espnet is the full model once more with ESPnet's BatchBeamSearch.
+# Stage 9: GFLOPs and wall-clock of every model on <set> (one JSON, redone when the set of
+# ${models} changed: <out>.done); the row full@espnet is the full model once more with ESPnet's
+# BatchBeamSearch.
 profile_models() {  # profile_models <set> <lang> <task> <out json>
-    local eff=$4 opts="" model device=cpu
-    # shellcheck disable=SC2086
-    if [ -f "${eff}" ] && ! ${python} -c 'import json, sys; sys.exit({m for m in json.load(open(sys.argv[1]))["models"] if "@" not in m} != set(sys.argv[2:]))' "${eff}" ${models}; then
+    local eff=$4 opts="" model device=cpu hash
+    hash=$(inputs_hash "$(printf '%s\n' ${models} | LC_ALL=C sort -u)")
+    [ -f "${eff}" ] && is_done "${eff%.json}.done" "${hash}" && return 0
+    if [ -f "${eff}" ]; then
         log "Stage 9: ${eff} profiled other models than '${models}': profiling again"
         rm "${eff}"
     fi
-    [ -f "${eff}" ] && return 0
     mkdir -p "$(dirname "${eff}")"
     for model in ${models}; do
         opts="${opts} --model ${model}=${expdir}/${model}/config.yaml:${expdir}/${model}/valid.acc.ave.pth"
@@ -603,6 +646,7 @@ profile_models() {  # profile_models <set> <lang> <task> <out json>
         --threads "${OMP_NUM_THREADS}" --warmup 1 --repeats "${profile_repeats}" --beam_size 5 \
         --device "${device}" ${profile_opts} --out "${eff}" || { tail -n 30 "${plog}"; return 1; }
     sed -e 1d -e '/^# Started at /d' -e '/^# Ended (code /d' "${plog}"  # without run.pl's header
+    mark_done "${eff%.json}.done" "${hash}"
 }
 
 # Stage 9: gate patterns of each gated model per language, task, speaker and event (PNGs and
@@ -618,53 +662,118 @@ plot_gate_patterns() {
 }
 
 # Stages 3-9 of a recipe that fine-tunes a pre-trained OWSM-format model (Europarl-ST, your
-# own corpus), after its stages 1-2 made ${raw}/{<sets>} and the test subsets. Reads, besides
-# the variables above: sets (formatted sets), owsm_model, specials (<lang>/<task> tokens of
-# the data), spk_model, event_model, baselines (true|false), datadir, results, report_title.
+# own corpus, mini Europarl), after its stages 1-2 made ${raw}/{<sets>} and the test subsets.
+# Reads, besides the variables above: sets (formatted sets), owsm_model (the pre-trained model;
+# scratch: a base model pre-trained here, stage 6a), specials (<lang>/<task> tokens of the
+# data), spk_model, event_model, baselines (true|false), results, and optionally:
+#   train_sets          sets the base model / event tagger / token list see (default: train)
+#   stat_sets           sets stage 5 collects stats of (default: ${train_sets})
+#   nbpe                --owsm_model scratch: the BPE size of stage 4
+#   event_tagger_dir    set: stage 3 trains the event tagger there (on ${train_sets}) for gated_event
+#   first_label         letter of the first fine-tune in stage 6 (default a: 6a, 6b, ...)
+#   tradeoff_plot       true: stage 9 plots quality vs GFLOPs (${expdir}/plots/tradeoff.png)
+#   report_args         array: scripts/report.py options of the recipe (--title, --data, ...)
+# Defaults when the recipe has not set them: base_dir=token_dir=${expdir}/owsm, base_model,
+# stats_dir=${expdir}/s2t_stats, train_opts (the pre-trained model's, read after stage 4).
 owsm_stages() {
-    local kind extractor prof lang task eff
-    base_dir=${expdir}/owsm; base_model=${base_dir}/model.pth; stats_dir=${expdir}/s2t_stats
-    if stage_in 3 && ! { need_context speaker || need_context event; }; then
-        log "Stage 3: no model in --models uses speaker or event context: skipped"
-    elif stage_in 3; then
-        stage_start 3 "Context embeddings: speaker (${spk_model}) for gated_spk, event (${event_model:-none}) for gated_event"
-        for kind in speaker event; do
-            extractor=${spk_model}; [ ${kind} = event ] && extractor=${event_model}
-            # shellcheck disable=SC2046
-            need_context ${kind} && extract_context ${kind} "${extractor}" \
-                $(for d in ${sets}; do echo "${raw}/${d}"; done) -- $(for t in ${test_sets}; do echo "${raw}/${t}"; done)
-        done
-        stage_end 3
-    fi
-    run_stage 4 "Pre-trained model ${owsm_model}: BPE, token list, stats, weights -> ${base_dir}" \
-        prepare_base "${owsm_model}" "${base_dir}" "$(model_config gated)" "${specials}"
+    base_dir=${base_dir:-${expdir}/owsm}; base_model=${base_model:-${base_dir}/model.pth}
+    token_dir=${token_dir:-${base_dir}}; stats_dir=${stats_dir:-${expdir}/s2t_stats}
+    train_sets=${train_sets:-train}; stat_sets=${stat_sets:-${train_sets}}
+    [ -n "${report_args+x}" ] || report_args=(--data "${datadir}" ${report_title:+--title "${report_title}"})
+    context_stage
+    base_stage
     # The pre-trained model's token list, BPE and normalisation (stage 4's train_opts);
     # time_apply_prob=1.0: the texts carry <notimestamps> already (conf/train_s2t_ebf_gated.yaml).
-    train_opts="--use_preprocessor true $(cat "${base_dir}/train_opts" 2>/dev/null || true)
+    local base_opts
+    if [ -z "${train_opts}" ]; then
+        base_opts=$(cat "${base_dir}/train_opts" 2>/dev/null || true)  # none before stage 4
+        train_opts="--use_preprocessor true ${base_opts}
         --preprocessor_conf time_apply_prob=1.0 --use_tensorboard true --use_matplotlib false"
-    run_stage 5 "Collect stats (shapes; normalisation: the pre-trained model's global MVN)" \
-        collect_stats "$(model_config full)" "${raw}/train" "${raw}/dev" "${stats_dir}/train" "${base_dir}/tokens.txt"
-    if stage_in 6; then
-        stage_start 6 "Training from ${owsm_model}: ${models}"
-        train_models a
-        ${baselines} && train_baselines f
-        stage_end 6
     fi
+    run_stage 5 "Collect stats (shapes; feature statistics) of ${stat_sets}" stats_stage
+    run_stage 6 "Training from ${owsm_model}: ${models}" train_stage "${first_label:-a}"
     run_stage 7 "Decoding: beam 5, maxlenratio 0.0, every model x ${test_sets}, ${inference_nj} job(s) per set" decode_models
-    run_stage 8 "Scoring: BLEU/chrF (sacrebleu, cased, punctuated) for ST, WER/CER (jiwer) for ASR" score_models
-    if stage_in 9; then
-        stage_start 9 "Efficiency (GFLOPs, wall-clock; vs full), gate patterns, ${results}"
-        # profiled on the first ST set (else the first set): <set>_<lang>_<task>
-        prof=$(echo ${test_sets} | tr ' ' '\n' | grep _st_ | head -n 1 || true); prof=${prof:-${test_sets%% *}}
-        lang=$(echo "${prof}" | cut -d_ -f2); task=$(echo "${prof}" | cut -d_ -f3-)
-        eff=${expdir}/efficiency/${prof}.json
-        profile_models "${prof}" "${lang}" "${task}" "${eff}"
-        plot_gate_patterns
-        stage_end 9
-        # shellcheck disable=SC2086
-        run ${python} "${MAIN_ROOT}/scripts/report.py" --exp "${expdir}" --data "${datadir}" --dump "${raw}" \
-            --models ${models} --test_sets ${test_sets} --efficiency "${eff}" \
-            ${report_title:+--title "${report_title}"} --out "${results}"
-        log "Wrote ${results}"
+    run_stage 8 "Scoring: BLEU/chrF (sacrebleu) for ST, WER/CER (jiwer) for ASR (${score_opts})" score_models
+    report_stage
+}
+# Stage 3: speaker and event embeddings, for the models that read them.
+context_stage() {
+    local kind extractor
+    stage_in 3 || return 0
+    if ! { need_context speaker || need_context event; }; then
+        log "Stage 3: no model in --models uses speaker or event context: skipped"; return 0
     fi
+    stage_start 3 "Context embeddings: speaker (${spk_model}) for gated_spk, event (${event_tagger_dir:+tagger trained here, }${event_model:-none}) for gated_event"
+    if [ -n "${event_tagger_dir:-}" ] && need_context event; then
+        # shellcheck disable=SC2046
+        train_tagger "${event_tagger_dir}" "${tagger_clips_per_event}" "${tagger_opts}" \
+            $(for d in ${train_sets}; do echo "${raw}/${d}"; done)
+    fi
+    for kind in speaker event; do
+        extractor=${spk_model}; [ ${kind} = event ] && extractor=${event_model}
+        # shellcheck disable=SC2046
+        need_context ${kind} && extract_context ${kind} "${extractor}" \
+            $(for d in ${sets}; do echo "${raw}/${d}"; done) -- $(for t in ${test_sets}; do echo "${raw}/${t}"; done)
+    done
+    stage_end 3
+}
+# Stage 4: the pre-trained model (BPE, token list, stats, weights), or a new BPE (scratch).
+base_stage() {
+    if [ "${owsm_model}" = scratch ]; then
+        # shellcheck disable=SC2046
+        run_stage 4 "Token list: unigram BPE (${nbpe}) with OWSM special tokens -> ${token_dir}" \
+            make_token_list "${token_dir}" "${nbpe}" $(for d in ${train_sets}; do echo "${raw}/${d}"; done)
+    else
+        run_stage 4 "Pre-trained model ${owsm_model}: BPE, token list, stats, weights -> ${token_dir}" \
+            prepare_base "${owsm_model}" "${token_dir}" "$(model_config gated)" "${specials}"
+    fi
+}
+# Stage 5: stats of each of ${stat_sets} (side by side), valid on dev; the set "pretrain" (the
+# base model's) with its YAML, the others with the full model's.
+stats_stage() {
+    local dset config
+    for dset in ${stat_sets}; do
+        config=$(model_config full); [ "${dset}" = pretrain ] && config=$(model_config base)
+        is_done "${stats_dir}/${dset}/.done" || stage_did_work=true
+        collect_stats "${config}" "${raw}/${dset}" "${raw}/dev" "${stats_dir}/${dset}" "${token_dir}/tokens.txt" & spawned
+    done
+    wait_all
+}
+# Stage 6: the base model (owsm_model scratch: 6a, on pretrain), the zero-shot model (the
+# pre-trained model as it is), the fine-tunes (6<first>, ...) and the baselines (6f-6h).
+train_stage() {  # train_stage <first label letter>
+    if [ "${owsm_model}" = scratch ] && ! is_done "${expdir}/base/.done"; then
+        stage_did_work=true
+        train_model base 6a $(( threads * train_nj )) pretrain  # alone on the machine: all threads
+    fi
+    if [[ " ${models} " = *" zeroshot "* ]] && ! is_done "${expdir}/zeroshot/valid.acc.ave.pth"; then
+        mkdir -p "${expdir}/zeroshot"
+        cp "${base_dir}/config.yaml" "${expdir}/zeroshot/config.yaml"
+        ln -sf "$(cd "${base_dir}" && pwd)/model.pth" "${expdir}/zeroshot/valid.acc.ave.pth"
+    fi
+    train_models "$1"
+    if ${baselines}; then train_baselines f; fi
+}
+# Stage 9 (with a full model to compare with): efficiency on the first ST set (else the first
+# set), the trade-off plot (tradeoff_plot=true), the gate patterns, then ${results}.
+report_stage() {
+    local prof lang task eff
+    stage_in 9 && [[ " ${models} " = *" full "* ]] || return 0
+    stage_start 9 "Efficiency (GFLOPs, wall-clock; vs full), gate patterns, ${results}"
+    prof=$(echo ${test_sets} | tr ' ' '\n' | grep _st_ | head -n 1 || true); prof=${prof:-${test_sets%% *}}
+    lang=$(echo "${prof}" | cut -d_ -f2); task=$(echo "${prof}" | cut -d_ -f3-)
+    eff=${expdir}/efficiency/${prof}.json
+    profile_models "${prof}" "${lang}" "${task}" "${eff}"
+    if ${tradeoff_plot:-false}; then
+        # shellcheck disable=SC2086
+        run ${python} "${MAIN_ROOT}/scripts/plot_tradeoff.py" --exp "${expdir}" --models ${models} \
+            --test_sets ${test_sets} --out "${expdir}/plots/tradeoff.png"
+    fi
+    plot_gate_patterns
+    stage_end 9
+    # shellcheck disable=SC2086
+    run ${python} "${MAIN_ROOT}/scripts/report.py" --exp "${expdir}" --dump "${raw}" \
+        ${report_args[@]+"${report_args[@]}"} --models ${models} --test_sets ${test_sets} \
+        --efficiency "${eff}" --out "${results}"
+    log "Wrote ${results}"
 }

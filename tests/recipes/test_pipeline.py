@@ -141,3 +141,46 @@ def test_dirs_made_absolute_and_threads_shared(tmp_path):
     assert proc.returncode == 1 and "gated_event needs --event_model" in proc.stderr
     assert bash('models="full gated_event"; event_model=tagger:t.pt; check_event_model; echo ok',
                 tmp_path).stdout == "ok\n"
+
+
+def test_one_up_to_date_check_bare_or_with_the_inputs_hash(tmp_path):
+    out = bash("is_done a/.done || echo todo; mkdir a; mark_done a/.done; is_done a/.done && echo done; "
+               "is_done a/.done h1 || echo 'todo h1'; mark_done a/.done h1; is_done a/.done h1 && echo 'done h1'; "
+               "is_done a/.done h2 || echo 'todo h2'", tmp_path).stdout
+    assert out == "todo\ndone\ntodo h1\ndone h1\ntodo h2\n"
+
+
+def test_a_failing_command_substitution_stops_training(tmp_path):
+    # gated_spk's embedding size comes from stage 3's embeddings: none, so train_model fails
+    # before running anything (the failure inside $(context_opts) used to be dropped)
+    proc = bash("ngpu=0; base_model=b.pth; stats_dir=s; config_prefix=conf/train_; "
+                "train_model gated_spk 6c 1; echo unreachable", tmp_path, check=False)
+    assert proc.returncode != 0 and "unreachable" not in proc.stdout
+    assert "no spk embeddings in" in proc.stderr
+    assert not (tmp_path / "commands.sh").exists()
+    proc = bash("context_opts l0_train; echo unreachable", tmp_path, check=False)
+    assert proc.returncode == 1 and "no " + str(tmp_path / "baseline_target") in proc.stderr
+
+
+FAKE = """#!/usr/bin/env bash
+echo "$*" >> "$(dirname "$0")/py.rec"
+echo "INFO: (check_init) ok"; echo "decoded 1 utterances"
+"""
+
+
+def test_s2t_args_and_inference_args_come_last_and_every_command_is_recorded(tmp_path):
+    fake = tmp_path / "python"
+    fake.write_text(FAKE)
+    fake.chmod(0o755)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "valid.acc.ave.pth").write_text("")
+    bash(f"python={fake}; ngpu=0; base_model=b.pth; stats_dir=s; config_prefix=conf/train_; "
+         "s2t_args='--seed 7 --max_epoch 2'; inference_args='--beam_size 10'; "
+         'models=full; test_sets=test_deu_asr; train_model full 6a 1; decode_models', tmp_path)
+    rec = (tmp_path / "commands.sh").read_text().splitlines()
+    train = [c for c in rec if "espnet_ext.bin.s2t_train" in c]
+    assert len(train) == 1 and train[0].endswith("--ngpu 0 --seed 7 --max_epoch 2")
+    assert [c for c in rec if "check_init.py" in c][0].endswith("--seed 7 --max_epoch 2")
+    assert [c for c in rec if "train_seconds.py" in c]  # recorded too
+    decode = [c for c in rec if "decode.py" in c]
+    assert len(decode) == 1 and decode[0].endswith("--src_kv_cache false --beam_size 10")

@@ -174,7 +174,7 @@ def test_gpu_stages_submit_their_gpus_memory_and_logs(tmp_path):
     prof = [c for c in py if "espnet_ext.bin.profile" in c]
     assert len(prof) == 1 and "--device cuda" in prof[0]
 
-    proc = subprocess.run(["bash", "-c", f"set -euo pipefail; MAIN_ROOT={ROOT}; num_nodes=2; . {PIPELINE}"],
+    proc = subprocess.run(["bash", "-c", f"set -euo pipefail; MAIN_ROOT={ROOT}; num_nodes=2; . {PIPELINE}; pipeline_init"],
                           cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 1
     assert proc.stderr == "--num_nodes 2 needs a cluster: --cmd_backend slurm (cmd.sh); local runs one node\n"

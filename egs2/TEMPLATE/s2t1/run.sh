@@ -57,10 +57,11 @@ __options="stage stop_stage data_root owsm_model conf_dir models baselines spk_m
 caller=$(pwd); cli_args=("$@")
 cd "$(dirname "$0")"
 . ./path.sh
+. "${MAIN_ROOT}/egs2/TEMPLATE/pipeline.sh"  # + the pipeline's options (--s2t_args, --decode_config, ...)
 . scripts/parse_options.sh
 . ./cmd.sh  # the job backend (--cmd_backend)
-. "${MAIN_ROOT}/egs2/TEMPLATE/pipeline.sh"
-resolve_cli_paths "${caller}" "data_root datadir dumpdir expdir results" "owsm_model conf_dir spk_model event_model" \
+pipeline_init
+resolve_cli_paths "${caller}" "data_root datadir dumpdir expdir results" "owsm_model conf_dir spk_model event_model decode_config" \
     ${cli_args[@]+"${cli_args[@]}"}
 
 # Every option checked before stage 1, each error one line naming the fix.
@@ -97,7 +98,7 @@ if stage_in 1; then
     hash=$(inputs_hash local/data.sh "${data_root}" "${data_root}"/{train,dev,test}/{wav.scp,segments,text,text.ctc,text.prev,utt2spk})
     if ! is_done "${datadir}/.done" "${hash}"; then
         run local/data.sh --data_root "${data_root}" --out "${datadir}"
-        echo "${hash}" > "${datadir}/.done"
+        mark_done "${datadir}/.done" "${hash}"
     fi
     stage_end 1
 fi
@@ -117,7 +118,7 @@ fi
 test_sets=$(test_sets)
 
 specials=$(specials)
-score_opts="--st_normalise none --wer_norm ${wer_norm}"  # BLEU cased and punctuated, as sacrebleu's default
+score_opts="--st_normalise none --wer_norm ${wer_norm}${score_opts:+ ${score_opts}}"  # BLEU cased and punctuated, as sacrebleu's default
 report_title="$(basename "$(cd .. && pwd)") S2T, context-aware dynamic pruning of ${owsm_model##*/}"
 owsm_stages  # 3 contexts, 4 pre-trained model, 5 stats, 6 training, 7 decoding, 8 scoring, 9 report
 log "Finished stages ${stage}-${stop_stage}"

@@ -75,9 +75,10 @@ __options="stage stop_stage europarl_st_root download_dir src_langs tgt_lang asr
 caller=$(pwd); cli_args=("$@")  # exp/commands.sh records the invocation
 cd "$(dirname "$0")"
 . ./path.sh
+. "${MAIN_ROOT}/egs2/TEMPLATE/pipeline.sh"  # + the pipeline's options (--s2t_args, --decode_config, ...)
 . scripts/parse_options.sh
 . ./cmd.sh  # the job backend (--cmd_backend)
-. "${MAIN_ROOT}/egs2/TEMPLATE/pipeline.sh"
+pipeline_init
 
 # Options are checked before anything is written.
 check_models ${known_models}
@@ -123,11 +124,11 @@ for m in ${models}; do
 done
 raw=${dumpdir}/raw
 share_threads "${train_nj}"
-score_opts="--st_normalise none --wer_norm ${wer_norm}"  # BLEU cased and punctuated
+score_opts="--st_normalise none --wer_norm ${wer_norm}${score_opts:+ ${score_opts}}"  # BLEU cased and punctuated
 
 if stage_in 1; then
     stage_start 1 "Data preparation: Europarl-ST v1.1 (${src_langs} -> ${tgt_lang})$(${use_voxforge} && echo ' + Voxforge') -> ${datadir}"
-    if [ ! -f "${datadir}/.done" ]; then
+    if ! is_done "${datadir}/.done"; then
         run local/data.sh --out "${datadir}" --europarl_st_root "${europarl_st_root}" \
             --download_dir "${download_dir}" --src_langs "${src_langs}" --tgt_lang "${tgt_lang}" \
             --asr_pairs "${asr_pairs}" --text_prev "${text_prev}" --use_voxforge "${use_voxforge}" \
@@ -137,7 +138,7 @@ if stage_in 1; then
         for dset in ${sets}; do
             run ${python} scripts/validate_data_dir.py --langs "${langs3}" "${datadir}/${dset}"
         done
-        touch "${datadir}/.done"
+        mark_done "${datadir}/.done"
     fi
     stage_end 1
 fi

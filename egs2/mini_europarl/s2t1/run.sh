@@ -50,8 +50,9 @@ __options="stage stop_stage preset base base_out base_init nj ngpu datadir dumpd
 caller=$(pwd); cli_args=("$@")  # exp/commands.sh records the invocation
 cd "$(dirname "$0")"
 . ./path.sh
+. "${MAIN_ROOT}/egs2/TEMPLATE/pipeline.sh"  # + the pipeline's options (--s2t_args, --decode_config, ...)
 . scripts/parse_options.sh
-. "${MAIN_ROOT}/egs2/TEMPLATE/pipeline.sh"
+pipeline_init
 
 [ -f "conf/${preset}/preset.sh" ] || die "unknown --preset ${preset} (tiny, demo, bench, base, whisper)"
 . "conf/${preset}/preset.sh"
@@ -74,7 +75,7 @@ case ${zeroshot} in true) ${whisper} || die "--zeroshot true needs a Whisper bas
     models="zeroshot ${models}" ;; false) ;; *) die "--zeroshot ${zeroshot}: true or false" ;; esac
 check_models zeroshot full gated gated_spk gated_event
 check_wer_norm
-score_opts="--wer_norm ${wer_norm}"
+score_opts="--wer_norm ${wer_norm}${score_opts:+ ${score_opts}}"
 [[ " ${models} " = *" gated "* ]] || die "--gated_models must include gated (the baselines' budget, the gate plots)"
 [ "${baselines}" = auto ] && { baselines=false; [ "${preset}" = bench ] && baselines=true; }
 add_baselines
@@ -87,11 +88,13 @@ make_dirs datadir dumpdir expdir
 begin_commands "${caller}" "$0" ${cli_args[@]+"${cli_args[@]}"}  # a block of exp/commands.sh per invocation
 raw=${dumpdir}/raw
 # An exp dir holds one preset's models, fine-tuned from one base model (its files' md5).
+made_with="--preset ${preset} --base ${base}"
 if [ "${base}" = scratch ]; then
-    check_expdir "--preset ${preset} --base scratch${base_init:+ --base_init ${base_init}}"
-else
-    check_expdir "--preset ${preset} --base ${base}$(${whisper} || echo " ($(dir_md5 "${base}" | cut -c1-8))")"
+    made_with="${made_with}${base_init:+ --base_init ${base_init}}"
+elif ! ${whisper}; then
+    base_md5=$(dir_md5 "${base}"); made_with="${made_with} (${base_md5:0:8})"
 fi
+check_expdir "${made_with}"
 # The base model: pre-trained here (6a: its own BPE and stats), or a pre-trained model whose
 # BPE, token list and feature statistics every fine-tune reuses (as the Europarl recipe
 # does with OWSM v3.1).
@@ -131,7 +134,7 @@ if stage_in 1; then
         # shellcheck disable=SC2046
         run ${python} scripts/validate_data_dir.py --langs ${langs} --tasks ${tasks} \
             $(for d in ${train_sets} dev test; do echo "${datadir}/${d}"; done)
-        echo "${hash}" > "${datadir}/.done"
+        mark_done "${datadir}/.done" "${hash}"
     fi
     stage_end 1
 fi
@@ -147,81 +150,18 @@ if stage_in 2; then
     stage_end 2
 fi
 
-# Stage 3 serves the models with speaker or event context only.
-if stage_in 3 && { need_context speaker || need_context event; }; then
-    stage_start 3 "Context embeddings: speaker (resemblyzer), event (small tagger)"
-    # shellcheck disable=SC2046
-    need_context event && train_tagger "${expdir}/event_tagger" "${tagger_clips_per_event}" \
-        "${tagger_opts}" $(for d in ${train_sets}; do echo "${raw}/${d}"; done)
-    # only the fine-tuned models need context: train, dev and test (+ its subsets)
-    for kind in speaker event; do
-        model=resemblyzer; [ ${kind} = event ] && model=${expdir}/event_tagger/tagger.pth
-        # shellcheck disable=SC2046
-        need_context ${kind} && extract_context ${kind} "${model}" "${raw}"/{train,dev,test} \
-            -- $(for t in ${test_sets}; do echo "${raw}/${t}"; done)
-    done
-    stage_end 3
-fi
-
-if stage_in 4; then
-    if [ "${base}" = scratch ]; then
-        stage_start 4 "Token list: unigram BPE (${nbpe}) with OWSM special tokens -> ${token_dir}"
-        make_token_list "${token_dir}" "${nbpe}" "${raw}/pretrain" "${raw}/train"
-    else
-        stage_start 4 "Pre-trained base ${base}: BPE, token list, stats, weights -> ${token_dir}"
-        prepare_base "${base}" "${token_dir}" "${conf}/train_gated.yaml" "<eng> <deu> <fra> <ita> <asr> <st_eng>"
-    fi
-    stage_end 4
-fi
-
-if stage_in 5; then
-    stage_start 5 "Collect stats (shapes, feats_stats.npz for global_mvn)"
-    stat_sets=${train_sets}; [ "${preset}" = base ] && stat_sets=pretrain
-    for dset in ${stat_sets}; do  # side by side
-        config=${conf}/train_full.yaml; [ ${dset} = pretrain ] && config=${base_config}
-        [ -f "${stats_dir}/${dset}/.done" ] || stage_did_work=true
-        collect_stats "${config}" "${raw}/${dset}" "${raw}/dev" "${stats_dir}/${dset}" "${token_dir}/tokens.txt" & spawned
-    done
-    wait_all
-    stage_end 5
-fi
-
-if stage_in 6; then
-    stage_start 6 "Training: 6a base (pretrain), 6b full fine-tune, 6c-6e gated fine-tunes (train), 6f-6h baselines"
-    if [ "${base}" = scratch ] && [ ! -f "${expdir}/base/.done" ]; then
-        stage_did_work=true
-        train_model base 6a $(( threads * nj )) pretrain  # alone on the machine: all threads
-    fi
-    if ${zeroshot} && [ ! -f "${expdir}/zeroshot/valid.acc.ave.pth" ]; then  # 6a: Whisper as it is
-        mkdir -p "${expdir}/zeroshot"
-        cp "${base_dir}/config.yaml" "${expdir}/zeroshot/config.yaml"
-        ln -sf "$(cd "${base_dir}" && pwd)/model.pth" "${expdir}/zeroshot/valid.acc.ave.pth"
-    fi
-    [ "${preset}" = base ] || train_models b
-    ${baselines} && train_baselines f
-    stage_end 6
-fi
-
-run_stage 7 "Decoding: beam 5, maxlenratio 0.0, every model x every test subset" decode_models
-run_stage 8 "Scoring: BLEU/chrF (sacrebleu) for ST, WER/CER (jiwer) for ASR" score_models
-
-if stage_in 9 && [ "${preset}" != base ]; then
-    stage_start 9 "Efficiency (GFLOPs, wall-clock; pruned vs full) and ${results}"
-    profile_models test_deu_st_eng deu st_eng "${expdir}/efficiency/test_deu_st_eng.json"
-    stage_end 9
-    # Plots (PNG, ${expdir}/plots): quality vs measured GFLOPs of every model, and the gated
-    # models' gate patterns per language, task, speaker and event (RESULTS.md shows them).
-    # shellcheck disable=SC2086
-    ${python} scripts/plot_tradeoff.py --exp "${expdir}" --models ${models} \
-        --test_sets ${test_sets} --out "${expdir}/plots/tradeoff.png"
-    plot_gate_patterns
-    # shellcheck disable=SC2046,SC2086
-    ${python} scripts/report.py --exp "${expdir}" --dump "${raw}" --preset "${preset}" --title "mini Europarl S2T, preset \`${preset}\`" \
-        --stage_names "1=data preparation (corpus synthesis)" "4=token list" \
-        --models ${models} --test_sets ${test_sets} --out "${results}" \
-        $([ "${base}" = scratch ] || echo --base_scores "${token_dir}/scores.json" --base_name "$(basename "${base}")")
-    log "Wrote ${results}"
-fi
+# Stages 3-9 as every recipe fine-tuning a pre-trained model (pipeline.sh): 3 speaker
+# (resemblyzer) and event (a small tagger trained here) embeddings, 4 the base model's token
+# list (scratch: a new BPE), 5 stats, 6 training (6a the base model with --base scratch,
+# 6b full, 6c-6e gated, 6f-6h baselines), 7 decoding, 8 scoring, 9 efficiency + RESULTS.md.
+owsm_model=${base}; sets="train dev test"; specials="<eng> <deu> <fra> <ita> <asr> <st_eng>"
+spk_model=resemblyzer; event_tagger_dir=${expdir}/event_tagger; event_model=${event_tagger_dir}/tagger.pth
+[ "${preset}" = base ] && stat_sets=pretrain
+first_label=b; tradeoff_plot=true
+report_args=(--preset "${preset}" --title "mini Europarl S2T, preset \`${preset}\`"
+             --stage_names "1=data preparation (corpus synthesis)" "4=token list")
+[ "${base}" = scratch ] || report_args+=(--base_scores "${token_dir}/scores.json" --base_name "$(basename "${base}")")
+owsm_stages
 
 [ "${preset}" = base ] && run_stage 10 "Pack the base model (OWSM hub layout) -> ${base_out}" \
     run ${python} local/pack_base.py --exp "${expdir}/base" --stats "${stats_file}" --out "${base_out}"
