@@ -46,6 +46,8 @@ def load(path: Path) -> Dict[str, Any]:
         conf = yaml.load(path.read_text(encoding="utf-8"), Loader=LOADER) or {}
     except OSError as e:
         raise ConfigError(f"{path}: {e.strerror.lower()}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not YAML ({' '.join(str(e).split())})") from e
     if not isinstance(conf, dict):
         raise ConfigError(f"{path}: not a mapping of ESPnet options")
     return conf
@@ -158,24 +160,24 @@ def options(config: Path, variant: Optional[Path], embed_dir: Optional[Path]) ->
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    yamls = argparse.ArgumentParser(add_help=False)
+    yamls.add_argument("config", type=Path, help="The YAML given to --config (a full ESPnet config).")
+    yamls.add_argument("--variant", type=Path, help="The model's variant YAML (variant_of: <model>).")
     sub = p.add_subparsers(dest="cmd", required=True)
-    o = sub.add_parser("options", help="The s2t_train options a model adds to --config.")
-    o.add_argument("config", type=Path, help="The YAML given to --config (a full ESPnet config).")
-    o.add_argument("--variant", type=Path, help="The model's variant YAML (variant_of: <model>).")
+    o = sub.add_parser("options", parents=[yamls], help="The s2t_train options a model adds to --config.")
     o.add_argument("--embed_dir", type=Path, help="Where stage 3's <spk|event>_embed.scp are.")
-    i = sub.add_parser("inputs", help="The npy inputs a model reads.")
-    i.add_argument("config", type=Path, help="The YAML given to --config (a full ESPnet config).")
-    i.add_argument("--variant", type=Path, help="The model's variant YAML (variant_of: <model>).")
+    sub.add_parser("inputs", parents=[yamls], help="The npy inputs a model reads.")
     a = p.parse_args(argv)
     try:
         if a.cmd == "options":
             lines = options(a.config, a.variant, a.embed_dir)
         else:
             lines = inputs(merged(load(a.config), load(a.variant) if a.variant else {}))
-    except (ConfigError, ValueError) as e:
+    except ValueError as e:  # ConfigError; an empty embeddings scp
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
-    print("\n".join(lines)) if lines else None
+    if lines:
+        print("\n".join(lines))
     return 0
 
 

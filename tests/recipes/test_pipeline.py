@@ -61,9 +61,10 @@ def test_gate_context_overrides_and_configs_per_model(tmp_path):
     # the gate context, a null embedding size from stage 3's embeddings
     embeddings(tmp_path / "raw", spk=256, event=48)
     (tmp_path / "base.yaml").write_text("model: espnet\n")
-    out = bash('base_model=b.pth; base_config=base.yaml; for m in base full gated gated_lang gated_frame gated_spk gated_event '
-               'l0_train layerprune; do echo "$m|$(model_config $m)|$(context_opts $m | tr "\\n" " ")|'
-               '$(context_names $m | tr "\\n" " ")|$(model_init $m)"; done', tmp_path).stdout.splitlines()
+    out = bash('base_model=b.pth; base_config=base.yaml; for m in base full gated gated_lang gated_frame '
+               'gated_spk gated_event l0_train layerprune; do echo "$m|$(model_config $m)|'
+               '$(context_opts $m | tr "\\n" " ")|$(context_names $m | tr "\\n" " ")|$(model_init $m)"; done',
+               tmp_path).stdout.splitlines()
     c, init = f"{EP_CONF}/train_s2t_ebf_", "--init_param b.pth"
     spk = "--encoder_conf gate_context=[lang,task,spk] --encoder_conf spk_embed_dim=256 "
     event = "--encoder_conf gate_context=[lang,task,event] --encoder_conf event_embed_dim=48 "
@@ -71,7 +72,8 @@ def test_gate_context_overrides_and_configs_per_model(tmp_path):
         "base|base.yaml|||",  # no --base_init: random
         f"full|{c}full.yaml|||{init}", f"gated|{c}gated.yaml|||{init}",
         f"gated_lang|{c}gated.yaml|--encoder_conf gate_context=[lang] --decoder_conf gate_context=[lang] ||{init}",
-        f"gated_frame|{c}gated.yaml|--encoder_conf gate_pooling=attention --decoder_conf gate_pooling=attention ||{init}",
+        f"gated_frame|{c}gated.yaml|--encoder_conf gate_pooling=attention "
+        f"--decoder_conf gate_pooling=attention ||{init}",
         f"gated_spk|{c}gated.yaml|{spk}{spk.replace('encoder', 'decoder')}|spk_embed |{init}",
         f"gated_event|{c}gated.yaml|{event}{event.replace('encoder', 'decoder')}|event_embed |{init}",
         f"l0_train|{c}l0.yaml|||{init}", f"layerprune|{c}layerprune.yaml|||{init}"]
@@ -97,7 +99,7 @@ def test_a_new_variant_yaml_is_picked_up_and_its_errors_are_one_line(tmp_path):
         (conf / f"train_{m}.yaml").symlink_to(EP_CONF / "tiny" / f"train_s2t_ebf_{m}.yaml")
     wide = conf / "train_gated_wide.yaml"
     wide.write_text("variant_of: gated\nencoder_conf:\n    context_dim: 16\n    gate_context: [lang, spk]\n"
-                    "    spk_embed_dim: 256\nsparsity_end: 0.5\ngate_lr: 1.0e-3\n")
+                    "    spk_embed_dim: 256\nsparsity_end: 0.5\ngate_lr: 1.0e-5\n")
     embeddings(tmp_path / "raw", spk=256)
     fake = tmp_path / "python"
     fake.write_text(FAKE)
@@ -113,7 +115,8 @@ def test_a_new_variant_yaml_is_picked_up_and_its_errors_are_one_line(tmp_path):
     train = " ".join(shlex.split(train[0]))  # as recorded: quoted
     assert (f"--config {conf}/train_gated.yaml --init_param b.pth --encoder_conf context_dim=16 "
             "--encoder_conf gate_context=[lang,spk] --encoder_conf spk_embed_dim=256 --sparsity_end 0.5 "
-            "--gate_lr 0.001 --allow_variable_data_keys true") in train  # the decoder: [lang, task]
+            "--gate_lr 1.0e-05 --allow_variable_data_keys true") in train  # 1e-05: a YAML string
+    assert "--decoder_conf" not in train  # it reads [lang, task]: no speaker size
     assert f"--train_data_path_and_name_and_type {tmp_path}/raw/train/spk_embed.scp,spk_embed,npy" in train
     # one line each: a size that is not the embeddings', a variant of a model with no YAML, a
     # model with no YAML
@@ -125,7 +128,8 @@ def test_a_new_variant_yaml_is_picked_up_and_its_errors_are_one_line(tmp_path):
              f"spk embeddings in {tmp_path}/raw/train have 256 (stage 3): set it to 256, or null"),
             ("train_model gated_wide 6d 1", "set it to 256, or null"),
             ('models="full gated_typo"; check_models', f"no {conf}/train_gatd.yaml: the YAML of model gatd"),
-            ('models="full gated_nope"; check_models', f"--models: unknown gated_nope (no {conf}/train_gated_nope.yaml)")):
+            ('models="full gated_nope"; check_models',
+             f"--models: unknown gated_nope (no {conf}/train_gated_nope.yaml)")):
         proc = bash(setup + script + "; echo unreachable", tmp_path, check=False)
         assert proc.returncode == 1 and "unreachable" not in proc.stdout, script
         assert len(proc.stderr.strip().splitlines()) == 1 and error in proc.stderr, proc.stderr
