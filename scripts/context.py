@@ -16,8 +16,6 @@ Usage:
     # at most 40 per event
     python scripts/context.py recordings --out exp/event_tagger/data --max_per_event 40 \\
         dump/raw/pretrain dump/raw/train
-    # dimension of the vectors of an scp
-    python scripts/context.py dim dump/raw/train/event_embed.scp
 """
 
 import argparse
@@ -102,12 +100,13 @@ def cmd_extract(args) -> None:
         logging.info(f"wrote {name}.scp in {len(args.subsets)} subset dirs")
 
 
-def cmd_dim(args) -> None:
-    table = read_table(args.scp)
+def dim(scp: Path) -> int:
+    """The size of the vectors of an npy scp (its first); scripts/model_yaml.py: a model's
+    ``<spk|event>_embed_dim``."""
+    table = read_table(scp)
     if not table:
-        raise ValueError(f"{args.scp}: empty (rerun stage 3)")
-    first = next(iter(table.values()))
-    print(np.load(first).shape[0])
+        raise ValueError(f"{scp}: empty (rerun stage 3)")
+    return int(np.load(next(iter(table.values()))).shape[0])
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -131,9 +130,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="Seed of that sample.")
     p.add_argument("data_dirs", nargs="+", type=Path, help="Input data dirs.")
     p.set_defaults(func=cmd_recordings)
-    p = sub.add_parser("dim", help="Print the vector size of an npy scp.")
-    p.add_argument("scp", type=Path, help="An npy scp.")
-    p.set_defaults(func=cmd_dim)
     args = parser.parse_args(argv)
     logging.basicConfig(level="INFO", format=f"%(asctime)s ({PROG}) %(levelname)s: %(message)s")
     from espnet_ext.bin.extract_context import AUDIO_HINT

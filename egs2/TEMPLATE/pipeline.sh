@@ -26,7 +26,7 @@
 #   wer_norm            WER/CER text convention (check_wer_norm; run.sh adds --wer_norm to score_opts)
 #   s2t_args            appended to every training command (e.g. "--seed 1 --max_epoch 5")
 #   inference_args      appended to every decoding command's inference options (e.g. "--beam_size 10")
-#   config_prefix       training YAMLs: <prefix>{full,gated,l0,layerprune}.yaml (base_config: "base")
+#   config_prefix       the conf set: model <m> trains from <prefix><m>.yaml (base: base_config; model_yaml)
 # Every command goes through `run` (or `run_job`), which records it in ${expdir}/commands.sh.
 # A $(...) whose command fails stops the run (inherit_errexit; values are computed into
 # variables first, `|| die` where a function runs in a subshell).
@@ -69,8 +69,6 @@ pipeline_init() {  # after the command line is parsed (and cmd.sh sourced): the 
         exit 1
     fi
 }
-# Model names the pipeline knows (the gate context each reads: context_opts below).
-known_models="full gated gated_lang gated_frame gated_spk gated_event"
 
 log() {
     local fname=${BASH_SOURCE[1]##*/}
@@ -233,10 +231,16 @@ add_baselines() {  # --baselines true: + l0 and layerprune, at the gated model's
         *) die "--baselines must be true or false, got ${baselines}" ;;
     esac
 }
-check_models() {  # check_models <allowed...>: ${models} only holds those, and full
+check_models() {  # check_models [<allowed...>]: ${models} only holds those (none given: models
+    # with a YAML in the conf set, ${config_prefix}<model>.yaml), and full
     local m
     for m in ${models}; do
-        [[ " $* " = *" ${m} "* ]] || die "--models: unknown ${m} ($*)"
+        if [ $# -gt 0 ]; then
+            [[ " $* " = *" ${m} "* ]] || die "--models: unknown ${m} ($*)"
+        else
+            [ -f "$(model_yaml "${m}")" ] || die "--models: unknown ${m} (no $(model_yaml "${m}"))"
+            model_config "${m}" > /dev/null  # a variant's model too
+        fi
     done
     [[ " ${models} " = *" full "* ]] || die "--models must include full (the reference)"
 }
@@ -322,8 +326,15 @@ train_tagger() {  # train_tagger <out dir> <max> "<train_event_tagger opts>" <se
         --out "${out}/tagger.pth" --num_threads 1 ${opts}
     mark_done "${out}/.done"
 }
-need_context() {  # need_context <speaker|event>: a model of ${models} reads it
-    case $1 in speaker) [[ " ${models} " = *" gated_spk "* ]] ;; event) [[ " ${models} " = *" gated_event "* ]] ;; esac
+need_context() {  # need_context <speaker|event>: a model of ${models} reads it (context_names)
+    local m names npy=spk_embed
+    [ "$1" = event ] && npy=event_embed
+    for m in ${models}; do
+        [ "${m}" = zeroshot ] && continue  # the pre-trained model as it is: no YAML
+        names=$(context_names "${m}") || exit 1
+        [[ " ${names//$'\n'/ } " = *" ${npy} "* ]] && return 0
+    done
+    return 1
 }
 
 # Stage 4: a pre-trained model in OWSM's hub layout (hub tag or local dir) -> <out>: its
@@ -375,52 +386,51 @@ collect_stats() {  # collect_stats <config> <train dir> <valid dir> <out> <token
     mark_done "${out}/.done"
 }
 
-# Gate context of each model, as overrides of its training YAML (model_config).
-context_opts() {  # context_opts <model> (run in $(...): a failure exits non-zero, `|| return 1`)
-    local ctx="" side kv dim
-    case $1 in
-        gated_lang) ctx="gate_context=[lang]" ;;
-        gated_frame) ctx="gate_pooling=attention" ;;
-        gated_spk|gated_event)
-            kv=spk; [ "$1" = gated_event ] && kv=event
-            dim=$(${python} "${MAIN_ROOT}/scripts/context.py" dim "${raw}/train/${kv}_embed.scp") \
-                || die "no ${kv} embeddings in ${raw}/train (stage 3)"
-            ctx="gate_context=[lang,task,${kv}] ${kv}_embed_dim=${dim}" ;;
-        l0_train) dim=$(cat "${expdir}/baseline_target") || die "no ${expdir}/baseline_target (stage 6)"
-            echo "--model_conf target_flops=${dim}" ;;
-        layerprune) cat "${expdir}/layerprune_init/train_opts" || die "no ${expdir}/layerprune_init/train_opts" ;;
-    esac
-    for side in encoder decoder; do
-        for kv in ${ctx}; do echo "--${side}_conf ${kv}"; done
-    done
+# Stage 6: every model trains from one YAML of the recipe's conf set named after it,
+# ${config_prefix}<model>.yaml (base: ${base_config}; l0_train trains l0): a full ESPnet config,
+# or a variant, `variant_of: <model>` and the keys it changes, given to s2t_train as overrides
+# of that model's config (conf/tuning/, docs/design.md). scripts/model_yaml.py reads them: the
+# npy inputs come from the gate_context, a null <spk|event>_embed_dim from stage 3's embeddings.
+model_yaml() {  # model_yaml <model>: its file
+    case $1 in base) echo "${base_config}" ;; *) echo "${config_prefix}${1%_train}.yaml" ;; esac
 }
-model_config() {  # the training YAML of a model: ${config_prefix}<full|gated|l0|layerprune>.yaml
-    case $1 in base) echo "${base_config}" ;; full) echo "${config_prefix}full.yaml" ;;
-        l0_train) echo "${config_prefix}l0.yaml" ;; layerprune) echo "${config_prefix}layerprune.yaml" ;;
-        *) echo "${config_prefix}gated.yaml" ;; esac
+variant_of() {  # variant_of <yaml>: the model a variant changes (nothing: a full config)
+    sed -nE "s/^variant_of:[[:space:]]*([A-Za-z0-9_]+)[[:space:]]*(#.*)?$/\1/p" "$1"
 }
-context_names() {  # npy inputs a model reads
-    case $1 in gated_spk) echo spk_embed ;; gated_event) echo event_embed ;; *) echo ;; esac
+model_config() {  # model_config <model>: the YAML given to --config (a variant's: its model's)
+    local yaml of
+    yaml=$(model_yaml "$1")
+    [ -f "${yaml}" ] || die "no ${yaml}: the YAML of model $1 (a full ESPnet config, or variant_of: <model> and its changes)"
+    of=$(variant_of "${yaml}")
+    if [ -n "${of}" ]; then model_config "${of}"; else echo "${yaml}"; fi
 }
-model_init() {  # the weights a model starts from
-    case $1 in
-        base) [ -z "${base_init}" ] || echo "--init_param ${base_init}" ;;
-        layerprune) echo "--init_param ${expdir}/layerprune_init/model.pth" ;;
-        *) echo "--init_param ${base_model}" ;;
-    esac
+model_yaml_py() {  # model_yaml_py <inputs|options> <model> [<options>]: scripts/model_yaml.py on its YAMLs
+    local yaml config variant=()
+    yaml=$(model_yaml "$2") && config=$(model_config "$2") || return 1
+    [ -z "$(variant_of "${yaml}")" ] || variant=(--variant "${yaml}")
+    ${python} "${MAIN_ROOT}/scripts/model_yaml.py" "$1" "${config}" ${variant[@]+"${variant[@]}"} "${@:3}"
+}
+context_names() { model_yaml_py inputs "$1"; }  # the npy inputs a model reads
+context_opts() {  # a model's s2t_train options on top of --config: its variant's changes, embedding sizes
+    model_yaml_py options "$1" --embed_dir "${raw}/train"
+}
+model_init() {  # model_init <model>: the weights it starts from: base ${base_init} (none: random),
+    # the others the pre-trained model (an init computed in the run comes with train_model's options)
+    if [ "$1" = base ]; then echo ${base_init:+--init_param "${base_init}"}; else echo "--init_param ${base_model}"; fi
 }
 
 # Stage 6: one model, trained on <set> (stats: ${stats_dir}/<set>), valid on dev; resumes.
-train_model() {  # train_model <model> <stage label, e.g. 6b> <torch threads> [<set>]
+# <options>: what the run computed for it (train_baselines: l0's FLOPs target; layerprune's
+# layers and --init_param), after its YAML's.
+train_model() {  # train_model <model> <stage label, e.g. 6b> <torch threads> [<set> [<options>...]]
     local model=$1 label=$2 threads=$3 dset=${4:-train} out=${expdir}/$1 names config init ctx opts=() extra=()
-    names=$(context_names "${model}")
-    config=$(model_config "${model}")
-    init=$(model_init "${model}")
-    ctx=$(context_opts "${model}") || return 1
+    names=$(context_names "${model}") && config=$(model_config "${model}") && ctx=$(context_opts "${model}") \
+        && init=$(model_init "${model}") || return 1
+    [[ " ${*:5} " = *" --init_param "* ]] && init=""  # computed: instead of the pre-trained model
     # the options of s2t_train (and of check_init, which builds the same model); the option
     # strings (train_opts, norm_opts, s2t_args) split into words, as ESPnet's s2t.sh does
     # shellcheck disable=SC2206
-    opts=(--config "${config}" ${train_opts} ${norm_opts} ${init} ${ctx})
+    opts=(--config "${config}" ${train_opts} ${norm_opts} ${init} ${ctx} "${@:5}")
     [ -n "${names}" ] && opts+=(--allow_variable_data_keys true)
     # shellcheck disable=SC2046,SC2086
     opts+=(--output_dir "${out}" --resume true
@@ -497,7 +507,7 @@ train_models() {  # train_models <first label letter>
 # the FLOPs target (gated / full GFLOPs on dev), L0 masks with a Lagrangian (l0_train, then
 # exported to a stock ESPnet model in l0), and layer pruning by convexity (layerprune).
 train_baselines() {  # train_baselines <label letter of the target, e.g. f: 6f target, 6g L0, 6h layers>
-    local target=${expdir}/baseline_target init=${expdir}/layerprune_init lt=$1 l0l lpl model fraction
+    local target=${expdir}/baseline_target init=${expdir}/layerprune_init lt=$1 l0l lpl fraction keep
     l0l=$(next_letter "${lt}"); lpl=$(next_letter "${l0l}")
     if ! is_done "${target}"; then  # written last (mv): it is its own .done
         stage_did_work=true
@@ -525,11 +535,18 @@ train_baselines() {  # train_baselines <label letter of the target, e.g. f: 6f t
             | grep -v "Flash Attention" | sed 's/^/  /'
         mark_done "${init}/.done"
     fi
-    for model in l0_train layerprune; do  # side by side
-        is_done "${expdir}/${model}/.done" && continue
+    # side by side, each with what was computed for it: L0's FLOPs target; the layers kept
+    # (train_opts: num_blocks) and their weights
+    keep=$(cat "${init}/train_opts")
+    if ! is_done "${expdir}/l0_train/.done"; then
         stage_did_work=true
-        train_model ${model} "6$([ ${model} = l0_train ] && echo "${l0l}" || echo "${lpl}")" "${threads}" & spawned
-    done
+        train_model l0_train "6${l0l}" "${threads}" train --model_conf "target_flops=${fraction}" & spawned
+    fi
+    if ! is_done "${expdir}/layerprune/.done"; then
+        stage_did_work=true
+        # shellcheck disable=SC2086
+        train_model layerprune "6${lpl}" "${threads}" train --init_param "${init}/model.pth" ${keep} & spawned
+    fi
     wait_all
     if ! is_done "${expdir}/l0/.done"; then
         stage_did_work=true
@@ -555,7 +572,7 @@ train_baselines() {  # train_baselines <label letter of the target, e.g. f: 6f t
 # model, stock or gated. --src_kv_cache false matters only with --search espnet: the gated
 # decoders then recompute them at every step, as the stock one does (like for like).
 decode_models() {
-    local nmodels parts=1 running=0 model tset todo part sets i dlog dcmd=${decode_cmd} gpu=0 job submit runner
+    local nmodels parts=1 running=0 model tset todo part sets i dlog dcmd=${decode_cmd} gpu=0 job submit runner npy
     nmodels=$(echo ${models} | wc -w)
     [ "${ngpu}" -gt 0 ] && { dcmd=${cuda_cmd}; gpu=1; }
     if [ "${cmd_backend}" != local ] && [ "${inference_nj}" -gt 1 ]; then
@@ -570,6 +587,8 @@ decode_models() {
             is_done "${expdir}/${model}/decode_${tset}/.done" || todo+=("${tset}")
         done
         [ ${#todo[@]} -gt 0 ] || continue
+        # the npy inputs the trained model reads (its config.yaml; zeroshot, l0: none)
+        npy=$(${python} "${MAIN_ROOT}/scripts/model_yaml.py" inputs "${expdir}/${model}/config.yaml" | sed 's/^/--npy /')
         stage_did_work=true
         for (( part = 0; part < parts && part < ${#todo[@]}; part++ )); do
             sets=""; for (( i = part; i < ${#todo[@]}; i += parts )); do sets="${sets} ${todo[i]}"; done
@@ -582,7 +601,7 @@ decode_models() {
                 OMP_NUM_THREADS=${threads} MKL_NUM_THREADS=${threads} "${runner[@]}" \
                     ${python} "${MAIN_ROOT}/scripts/decode.py" ${submit[@]+"${submit[@]}"} \
                     --model_dir "${expdir}/${model}" --dump "${raw}" --nj "${inference_nj}" \
-                    $(context_names ${model} | sed 's/^./--npy &/') ${sets} -- \
+                    ${npy} ${sets} -- \
                     --config "${decode_config}" --ngpu "${gpu}" --beam_size 5 \
                     --maxlenratio 0.0 --batch_size "${inference_batch_size}" --src_kv_cache false \
                     ${inference_args} >> "${dlog}" 2>&1 || { tail -n 30 "${dlog}"; log "decoding ${model} failed"; exit 1; }

@@ -142,6 +142,9 @@ def test_wrong_options_stop_before_stage_1_with_one_line_naming_the_fix(own):
     err = one_line_error(tree, f"--data_root ../corpus {mini} --conf_dir egs2/TEMPLATE/s2t1/conf/tiny")
     assert "does not fit mini_owsm (encoder_conf.output_size: model 96, train_s2t_ebf_gated.yaml 32" in err
     assert err.endswith("use --conf_dir auto")
+    # a model is known by its YAML in the conf set (a variant: and its model's)
+    err = one_line_error(tree, f"--data_root ../corpus {mini} --models 'full gated_nope'")
+    assert err.endswith("conf/mini_owsm/train_gated_nope.yaml: no such file (the config of gated_nope)")
     err = one_line_error(tree, f"--data_root ../corpus {mini} --conf_dir egs2/mini_europarl/s2t1/conf/whisper")
     assert "encoder e_branchformer vs train_gated.yaml whisper_token_condition" in err
     for model in ("./pretrained/mini_owsm", "s2t1/pretrained/mini_owsm"):  # not the caller's paths

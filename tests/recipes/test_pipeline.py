@@ -1,29 +1,51 @@
 """egs2/TEMPLATE/pipeline.sh, function by function, in bash (fast): what every recipe's
 stages are built from. The end-to-end runs are the recipe tests."""
 
+import shlex
 import subprocess
+import sys
 from pathlib import Path
+
+import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINE = ROOT / "egs2" / "TEMPLATE" / "pipeline.sh"
+EP_CONF = ROOT / "egs2" / "europarl_st" / "s2t1" / "conf"  # a conf set (links to conf/, conf/tuning/)
+CONF_SETS = {  # every recipe conf set: its prefix
+    **{d: "train_s2t_ebf_" for d in (EP_CONF, EP_CONF / "tiny", ROOT / "conf", ROOT / "egs2/TEMPLATE/s2t1/conf")},
+    **{ROOT / "egs2/mini_europarl/s2t1/conf" / p: "train_" for p in ("tiny", "demo", "bench", "whisper")}}
+VARIANTS = ("gated_lang", "gated_frame", "gated_spk", "gated_event")
 
 
 def bash(script: str, tmp: Path, check: bool = True) -> subprocess.CompletedProcess:
     """Runs ``script`` after sourcing the pipeline, as run.sh does (set -euo pipefail)."""
-    prelude = (f"set -euo pipefail; MAIN_ROOT={ROOT}; expdir={tmp}; raw={tmp}/raw; "
-               f"stage=1; stop_stage=9; . {PIPELINE}\n")
+    prelude = (f"set -euo pipefail; MAIN_ROOT={ROOT}; expdir={tmp}; raw={tmp}/raw; python={sys.executable}; "
+               f"config_prefix={EP_CONF}/train_s2t_ebf_; stage=1; stop_stage=9; . {PIPELINE}\n")
     proc = subprocess.run(["bash", "-c", prelude + script], capture_output=True, text=True, cwd=tmp)
     if check:
         assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
 
 
+def embeddings(raw: Path, **dims) -> None:
+    """Stage 3's output in <raw>/train: <kind>_embed.scp (one npy) of each size given."""
+    (raw / "train").mkdir(parents=True, exist_ok=True)
+    for kind, dim in dims.items():
+        np.save(raw / "train" / f"{kind}.npy", np.zeros(dim, dtype=np.float32))
+        (raw / "train" / f"{kind}_embed.scp").write_text(f"utt1 {raw}/train/{kind}.npy\n")
+
+
 def test_models_are_checked_with_one_line_errors(tmp_path):
-    assert bash('models="full gated_spk"; check_models ${known_models}; echo ok', tmp_path).stdout == "ok\n"
-    for models, error in (("full gated_nope", "--models: unknown gated_nope (full gated"),
-                          ("gated", "--models must include full (the reference)")):
-        proc = bash(f'models="{models}"; check_models ${{known_models}}', tmp_path, check=False)
-        assert proc.returncode == 1 and error in proc.stderr
+    # the known models: those with a YAML in the conf set (${config_prefix}<model>.yaml)
+    assert bash('models="full gated_spk l0"; check_models; echo ok', tmp_path).stdout == "ok\n"
+    assert bash('models="full zeroshot"; check_models zeroshot full; echo ok', tmp_path).stdout == "ok\n"
+    for models, allowed, error in (
+            ("full gated_nope", "", f"--models: unknown gated_nope (no {EP_CONF}/train_s2t_ebf_gated_nope.yaml)"),
+            ("full gated_spk", "full gated", "--models: unknown gated_spk (full gated)"),
+            ("gated", "", "--models must include full (the reference)")):
+        proc = bash(f'models="{models}"; check_models {allowed}', tmp_path, check=False)
+        assert proc.returncode == 1 and proc.stderr.strip().endswith(error), proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
     out = bash('models="full gated"; baselines=true; add_baselines; echo "$models"', tmp_path).stdout
     assert out == "full gated l0 layerprune\n"
@@ -34,21 +56,83 @@ def test_models_are_checked_with_one_line_errors(tmp_path):
 
 
 def test_gate_context_overrides_and_configs_per_model(tmp_path):
-    out = bash('for m in full gated gated_lang gated_frame; do echo "$m: $(context_opts $m | tr "\\n" " ")"; done; '
-               'config_prefix=conf/train_s2t_ebf_; base_config=conf/base.yaml; '
-               'for m in base full gated gated_spk l0_train layerprune; do model_config $m; done; '
-               'context_names gated_spk; context_names gated_event; context_names gated',
+    # every model trains from its YAML in the conf set: a full config (--config), or a variant
+    # of gated (--config: the gated YAML, its keys as overrides); the npy inputs follow from
+    # the gate context, a null embedding size from stage 3's embeddings
+    embeddings(tmp_path / "raw", spk=256, event=48)
+    (tmp_path / "base.yaml").write_text("model: espnet\n")
+    out = bash('base_model=b.pth; base_config=base.yaml; for m in base full gated gated_lang gated_frame '
+               'gated_spk gated_event l0_train layerprune; do echo "$m|$(model_config $m)|'
+               '$(context_opts $m | tr "\\n" " ")|$(context_names $m | tr "\\n" " ")|$(model_init $m)"; done',
                tmp_path).stdout.splitlines()
-    assert out[:4] == [
-        "full: ", "gated: ",
-        "gated_lang: --encoder_conf gate_context=[lang] --decoder_conf gate_context=[lang] ",
-        "gated_frame: --encoder_conf gate_pooling=attention --decoder_conf gate_pooling=attention "]
-    assert out[4:10] == ["conf/base.yaml", "conf/train_s2t_ebf_full.yaml", "conf/train_s2t_ebf_gated.yaml",
-                         "conf/train_s2t_ebf_gated.yaml", "conf/train_s2t_ebf_l0.yaml",
-                         "conf/train_s2t_ebf_layerprune.yaml"]
-    assert out[10:] == ["spk_embed", "event_embed", ""]
-    (tmp_path / "baseline_target").write_text("0.84\n")
-    assert bash("context_opts l0_train", tmp_path).stdout == "--model_conf target_flops=0.84\n"
+    c, init = f"{EP_CONF}/train_s2t_ebf_", "--init_param b.pth"
+    spk = "--encoder_conf gate_context=[lang,task,spk] --encoder_conf spk_embed_dim=256 "
+    event = "--encoder_conf gate_context=[lang,task,event] --encoder_conf event_embed_dim=48 "
+    assert out == [
+        "base|base.yaml|||",  # no --base_init: random
+        f"full|{c}full.yaml|||{init}", f"gated|{c}gated.yaml|||{init}",
+        f"gated_lang|{c}gated.yaml|--encoder_conf gate_context=[lang] --decoder_conf gate_context=[lang] ||{init}",
+        f"gated_frame|{c}gated.yaml|--encoder_conf gate_pooling=attention "
+        f"--decoder_conf gate_pooling=attention ||{init}",
+        f"gated_spk|{c}gated.yaml|{spk}{spk.replace('encoder', 'decoder')}|spk_embed |{init}",
+        f"gated_event|{c}gated.yaml|{event}{event.replace('encoder', 'decoder')}|event_embed |{init}",
+        f"l0_train|{c}l0.yaml|||{init}", f"layerprune|{c}layerprune.yaml|||{init}"]
+    assert bash("base_init=w.pth; base_model=b.pth; model_init base; model_init gated_spk",
+                tmp_path).stdout == "--init_param w.pth\n--init_param b.pth\n"
+    # each conf set has the variants, one file each (conf/tuning/), of its own gated YAML
+    for d, prefix in CONF_SETS.items():
+        for m in VARIANTS:
+            y = d / f"{prefix}{m}.yaml"
+            assert y.resolve() == ROOT / "conf" / "tuning" / f"train_{m}.yaml", y
+        assert (d / f"{prefix}gated.yaml").is_file() and (d / f"{prefix}full.yaml").is_file(), d
+    # europarl_st's --gated_config: the gated model's YAML, so its variants' too
+    out = bash(f'eval "$(grep -E \'^(eval "pipeline_|model_config\\(\\) )\' {EP_CONF.parent}/run.sh)"; '
+               "gated_config=paper.yaml; for m in gated gated_spk full; do model_config $m; done",
+               tmp_path).stdout.splitlines()
+    assert out == ["paper.yaml", "paper.yaml", f"{c}full.yaml"]
+
+
+def test_a_new_variant_yaml_is_picked_up_and_its_errors_are_one_line(tmp_path):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    for m in ("full", "gated"):
+        (conf / f"train_{m}.yaml").symlink_to(EP_CONF / "tiny" / f"train_s2t_ebf_{m}.yaml")
+    wide = conf / "train_gated_wide.yaml"
+    wide.write_text("variant_of: gated\nencoder_conf:\n    context_dim: 16\n    gate_context: [lang, spk]\n"
+                    "    spk_embed_dim: 256\nsparsity_end: 0.5\ngate_lr: 1.0e-5\n")
+    embeddings(tmp_path / "raw", spk=256)
+    fake = tmp_path / "python"
+    fake.write_text(FAKE)
+    fake.chmod(0o755)
+    (tmp_path / "gated_wide").mkdir()
+    (tmp_path / "gated_wide" / "valid.acc.ave.pth").write_text("")  # what the fake training leaves
+    setup = f"config_prefix={conf}/train_; ngpu=0; base_model=b.pth; stats_dir=s; "
+    out = bash(setup + 'models="full gated gated_wide"; check_models; need_context speaker && echo spk; '
+               f"need_context event || echo no_event; python={fake}; train_model gated_wide 6d 1", tmp_path).stdout
+    assert out.startswith("spk\nno_event\n")
+    train = [c for c in (tmp_path / "commands.sh").read_text().splitlines() if "espnet_ext.bin.s2t_train" in c]
+    assert len(train) == 1
+    train = " ".join(shlex.split(train[0]))  # as recorded: quoted
+    assert (f"--config {conf}/train_gated.yaml --init_param b.pth --encoder_conf context_dim=16 "
+            "--encoder_conf gate_context=[lang,spk] --encoder_conf spk_embed_dim=256 --sparsity_end 0.5 "
+            "--gate_lr 1.0e-05 --allow_variable_data_keys true") in train  # 1e-05: a YAML string
+    assert "--decoder_conf" not in train  # it reads [lang, task]: no speaker size
+    assert f"--train_data_path_and_name_and_type {tmp_path}/raw/train/spk_embed.scp,spk_embed,npy" in train
+    # one line each: a size that is not the embeddings', a variant of a model with no YAML, a
+    # model with no YAML
+    wide.write_text("variant_of: gated\nencoder_conf:\n    gate_context: [lang, spk]\n    spk_embed_dim: 192\n")
+    broken = conf / "train_gated_typo.yaml"
+    broken.write_text("variant_of: gatd\n")
+    for script, error in (
+            ("context_opts gated_wide", f"model_yaml: error: {wide}: encoder_conf.spk_embed_dim is 192, but the "
+             f"spk embeddings in {tmp_path}/raw/train have 256 (stage 3): set it to 256, or null"),
+            ("train_model gated_wide 6d 1", "set it to 256, or null"),
+            ('models="full gated_typo"; check_models', f"no {conf}/train_gatd.yaml: the YAML of model gatd"),
+            ('models="full gated_nope"; check_models',
+             f"--models: unknown gated_nope (no {conf}/train_gated_nope.yaml)")):
+        proc = bash(setup + script + "; echo unreachable", tmp_path, check=False)
+        assert proc.returncode == 1 and "unreachable" not in proc.stdout, script
+        assert len(proc.stderr.strip().splitlines()) == 1 and error in proc.stderr, proc.stderr
 
 
 def test_data_opts_are_the_s2t_tables_shapes_and_npy_inputs(tmp_path):
@@ -153,16 +237,45 @@ def test_one_up_to_date_check_bare_or_with_the_inputs_hash(tmp_path):
 def test_a_failing_command_substitution_stops_training(tmp_path):
     # gated_spk's embedding size comes from stage 3's embeddings: none, so train_model fails
     # before running anything (the failure inside $(context_opts) used to be dropped)
-    proc = bash("ngpu=0; base_model=b.pth; stats_dir=s; config_prefix=conf/train_; "
+    proc = bash("ngpu=0; base_model=b.pth; stats_dir=s; "
                 "train_model gated_spk 6c 1; echo unreachable", tmp_path, check=False)
     assert proc.returncode != 0 and "unreachable" not in proc.stdout
     assert "no spk embeddings in" in proc.stderr
     assert not (tmp_path / "commands.sh").exists()
-    proc = bash("context_opts l0_train; echo unreachable", tmp_path, check=False)
-    assert proc.returncode == 1 and "no " + str(tmp_path / "baseline_target") in proc.stderr
 
 
-FAKE = """#!/usr/bin/env bash
+def test_baselines_train_with_what_the_run_computed(tmp_path):
+    # l0: the gated model's measured FLOPs target; layerprune: the layers kept and their weights
+    # (its init instead of the pre-trained model's); both after their YAMLs' options
+    fake = tmp_path / "python"
+    fake.write_text(FAKE)
+    fake.chmod(0o755)
+    (tmp_path / "baseline_target").write_text("0.84\n")
+    init = tmp_path / "layerprune_init"
+    init.mkdir()
+    (init / ".done").write_text("")
+    (tmp_path / "l0").mkdir()
+    (tmp_path / "l0" / ".done").write_text("")
+    script = (f"python={fake}; ngpu=0; base_model=b.pth; stats_dir=s; threads=1; "
+              "train_baselines f; echo finished")
+    proc = bash(script, tmp_path, check=False)  # no train_opts: nothing trains
+    assert proc.returncode == 1 and "finished" not in proc.stdout and not (tmp_path / "commands.sh").exists()
+    (init / "train_opts").write_text("--encoder_conf num_blocks=1 --decoder_conf num_blocks=2\n")
+    for m in ("l0_train", "layerprune"):
+        (tmp_path / m).mkdir()
+        (tmp_path / m / "valid.acc.ave.pth").write_text("")
+    assert bash(script, tmp_path).stdout.endswith("finished\n")
+    train = [" ".join(shlex.split(c)) for c in (tmp_path / "commands.sh").read_text().splitlines()
+             if "espnet_ext.bin.s2t_train" in c]
+    train = {c.split("--output_dir ")[1].split()[0]: c for c in train}
+    c = f"--config {EP_CONF}/train_s2t_ebf_"
+    assert f"{c}l0.yaml --init_param b.pth --model_conf target_flops=0.84 --output_dir" in train[f"{tmp_path}/l0_train"]
+    assert (f"{c}layerprune.yaml --init_param {init}/model.pth --encoder_conf num_blocks=1 --decoder_conf "
+            "num_blocks=2 --output_dir") in train[f"{tmp_path}/layerprune"]
+
+
+FAKE = f"""#!/usr/bin/env bash
+case "$1" in *model_yaml.py) exec {sys.executable} "$@" ;; esac  # what a model's YAML says
 echo "$*" >> "$(dirname "$0")/py.rec"
 echo "INFO: (check_init) ok"; echo "decoded 1 utterances"
 """
@@ -174,7 +287,8 @@ def test_s2t_args_and_inference_args_come_last_and_every_command_is_recorded(tmp
     fake.chmod(0o755)
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "valid.acc.ave.pth").write_text("")
-    bash(f"python={fake}; ngpu=0; base_model=b.pth; stats_dir=s; config_prefix=conf/train_; "
+    (tmp_path / "full" / "config.yaml").write_text(yaml.safe_dump({"encoder": "e_branchformer"}))
+    bash(f"python={fake}; ngpu=0; base_model=b.pth; stats_dir=s; "
          "s2t_args='--seed 7 --max_epoch 2'; inference_args='--beam_size 10'; "
          'models=full; test_sets=test_deu_asr; train_model full 6a 1; decode_models', tmp_path)
     rec = (tmp_path / "commands.sh").read_text().splitlines()

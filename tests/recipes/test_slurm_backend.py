@@ -106,11 +106,11 @@ def test_slurm_pl_maps_options_runs_arrays_and_fails_with_a_job(tmp_path):
 FAKE_PYTHON = r"""#!/usr/bin/env bash
 # stands in for python in the pipeline's commands: records them; ESPnet's launcher runs for real
 { printf python; printf ' %q' "$@"; echo; } >> "${FAKE_PY_LOG:?}"
-case " $* " in *" -m espnet2.bin.launch "*) exec "${REAL_PYTHON:?}" "$@" ;; esac
+case " $* " in *" -m espnet2.bin.launch "*|*/model_yaml.py\ *) exec "${REAL_PYTHON:?}" "$@" ;; esac
 case " $* " in *check_init.py*) echo "INFO: (check_init) ok" ;; *decode.py*) echo "decoded x" ;; esac
 args=("$@")
 for (( i = 0; i < ${#args[@]}; i++ )); do
-    if [ "${args[i]}" = --output_dir ]; then mkdir -p "${args[i+1]}"; touch "${args[i+1]}/valid.acc.ave.pth"; fi
+    if [ "${args[i]}" = --output_dir ]; then mkdir -p "${args[i+1]}"; touch "${args[i+1]}/"{valid.acc.ave.pth,config.yaml}; fi
 done
 """
 
@@ -131,7 +131,7 @@ def test_gpu_stages_submit_their_gpus_memory_and_logs(tmp_path):
               f'cmd_backend=slurm; train_cmd="{SLURM} --mem 16G"; cuda_cmd="{SLURM} --mem 64G"; '
               f'decode_cmd="{SLURM} --mem 16G"; python={fake}; ngpu=2; num_nodes=2\n'
               f". {PIPELINE}\n"
-              f"base_model={tmp_path}/base.pth; stats_dir={tmp_path}/stats; config_prefix=conf/train_; train_opts=''\n"
+              f"base_model={tmp_path}/base.pth; stats_dir={tmp_path}/stats; config_prefix={ROOT}/conf/train_s2t_ebf_; train_opts=''\n"
               "profile_num_utts=2; profile_repeats=1\n"
               "train_model gated 6b 1\n"
               "num_nodes=1; train_model gated_lang 6c 1\n"

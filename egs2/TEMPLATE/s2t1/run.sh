@@ -65,8 +65,6 @@ resolve_cli_paths "${caller}" "data_root datadir dumpdir expdir results" "owsm_m
     ${cli_args[@]+"${cli_args[@]}"}
 
 # Every option checked before stage 1, each error one line naming the fix.
-check_models ${known_models}
-check_event_model
 check_wer_norm
 add_baselines
 if stage_in 1 && [ -z "${data_root}" ]; then
@@ -83,6 +81,8 @@ setup=$(${python} local/check_setup.py --owsm_model "${owsm_model}" --conf_dir "
     --models "${models}" --texts ${texts} --ngpu "${ngpu}" --check_gpu ${check_gpu} \
     --decode_config "${decode_config}") || exit 1
 config_prefix=${setup%%$'\t'*}
+check_models  # each has its YAML in the conf set
+check_event_model
 make_dirs datadir dumpdir expdir
 begin_commands "${caller}" "$0" ${cli_args[@]+"${cli_args[@]}"}
 log "Training configs: ${setup#*$'\t'}"

@@ -81,20 +81,17 @@ cd "$(dirname "$0")"
 pipeline_init
 
 # Options are checked before anything is written.
-check_models ${known_models}
-check_event_model
-check_wer_norm
-add_baselines
 config_prefix=${conf_dir}/train_s2t_ebf_
 gated_config=${gated_config:-${config_prefix}gated.yaml}
 [ -f "${gated_config}" ] || die "--gated_config ${gated_config}: no such file"
-# The gated models (gated, gated_lang, ...) train with --gated_config, the others with
-# pipeline.sh's model_config (${config_prefix}<model>.yaml).
+# The gated model trains with --gated_config, and so do its variants (gated_lang, ...: their
+# YAMLs are variant_of: gated); the others with pipeline.sh's model_config (${config_prefix}<model>.yaml).
 eval "pipeline_$(declare -f model_config)"
-model_config() { case $1 in gated*) echo "${gated_config}" ;; *) pipeline_model_config "$1" ;; esac; }
-for m in ${models}; do
-    [ -f "$(model_config ${m})" ] || die "missing $(model_config ${m}) (--conf_dir)"
-done
+model_config() { if [ "$1" = gated ]; then echo "${gated_config}"; else pipeline_model_config "$1"; fi; }
+check_wer_norm
+add_baselines
+check_models  # each has its YAML in ${conf_dir}
+check_event_model
 iso3() {  # Europarl-ST language code -> OWSM v3.1 token (ISO 639-3)
     case $1 in de) echo deu ;; en) echo eng ;; es) echo spa ;; fr) echo fra ;; it) echo ita ;;
         nl) echo nld ;; pl) echo pol ;; pt) echo por ;; ro) echo ron ;;

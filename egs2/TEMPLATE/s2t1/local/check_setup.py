@@ -8,7 +8,8 @@
   ``scripts/owsm_model.py`` compares at stage 4); a given ``--conf_dir`` must fit it. A set is
   ``train_s2t_ebf_{full,gated,l0,layerprune}.yaml`` or ``train_{full,gated,...}.yaml``.
   A hub tag not downloaded yet cannot be read: ``conf/`` is taken and stage 4 checks it.
-- The YAML of every model of ``--models`` (``l0``/``layerprune``: ``--baselines true``) and
+- The YAML of every model of ``--models`` (``<prefix><model>.yaml``; ``l0``/``layerprune``:
+  ``--baselines true``), and for a variant (``variant_of: <model>``) that model's, and
   ``--decode_config`` exist.
 - The ``<lang>``/``<task>`` tokens of the data's ``text`` are in the model's token list.
 - ``--ngpu N`` against ``torch.cuda.device_count()`` (``--check_gpu true``: local runs).
@@ -35,7 +36,7 @@ import owsm_model as om  # noqa: E402  (scripts/owsm_model.py: stage 4)
 
 PROG = "check_setup"
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # a token list is 50k lines
-FILES = {"full": "full", "l0": "l0", "l0_train": "l0", "layerprune": "layerprune"}  # else gated
+BASELINES = ("l0", "layerprune")  # --baselines true adds them
 NOT_LANGS = {"<sos>", "<eos>", "<sop>", "<unk>", "<asr>", "<na>"}
 
 
@@ -128,6 +129,19 @@ def pick_configs(model_conf: Optional[dict], name: str, conf_dir: str) -> Tuple[
                      f"and decoder_conf (sets here: {', '.join(str(d) for d, _ in sets)})")
 
 
+def check_yaml(prefix: str, model: str, of: Optional[str] = None) -> None:
+    """The model's YAML exists, and for a variant the YAML of the model it changes
+    (pipeline.sh's model_yaml, model_config)."""
+    y = Path(f"{prefix}{model}.yaml")
+    if not y.is_file():
+        why = f"variant_of: {model} in {prefix}{of}.yaml" if of else f"the config of {model}" + (
+            ": --baselines false" if model in BASELINES else "")
+        raise SetupError(f"{y}: no such file ({why})")
+    base = load(y).get("variant_of")
+    if base is not None:
+        check_yaml(prefix, str(base), model)
+
+
 def token_list(model_conf: dict) -> List[str]:
     tokens = model_conf.get("token_list") or []
     if isinstance(tokens, str):
@@ -182,10 +196,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         conf, name = model_config(a.owsm_model)
         prefix, what = pick_configs(conf, name, a.conf_dir)
         for m in a.models.split():
-            y = Path(prefix + FILES.get(m, "gated") + ".yaml")
-            if not y.is_file():
-                raise SetupError(f"{y}: no such file (the config of {m}"
-                                 f"{': --baselines false' if m in FILES and m != 'full' else ''})")
+            check_yaml(prefix, m)
         if a.decode_config is not None and not a.decode_config.is_file():
             raise SetupError(f"--decode_config {a.decode_config}: no such file")
         if conf is not None:
