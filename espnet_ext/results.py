@@ -367,6 +367,17 @@ DESCRIPTIONS = {
 }
 
 
+def describe(model: str) -> str:
+    """What a model is; ``<known>_<suffix>`` (e.g. made by ``scripts/retrain.py``) a variant of it."""
+    if model in DESCRIPTIONS:
+        return DESCRIPTIONS[model]
+    known = [k for k in DESCRIPTIONS if model.startswith(k + "_")]
+    if not known:
+        return ""
+    return (f"variant of {max(known, key=len)} (another seed or options: "
+            f"`scripts/retrain.py`, the exp dir's `commands.sh`)")
+
+
 def fmt(x: Optional[float], digits: int = 2) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
@@ -740,7 +751,7 @@ def write_results(out: Path, exp: Path, models: List[str], subsets: List[str], t
     # the base row: a base trained here (exp/base) or scored when it was made (base_scores)
     for m in (["base"] if base or (exp / "base").is_dir() else []) + models:
         t = exp / m / "train_seconds"
-        md.append(f"| {m} | {DESCRIPTIONS.get(m, '')} | {train_config(exp / m)} | "
+        md.append(f"| {m} | {describe(m)} | {train_config(exp / m)} | "
                   f"{t.read_text().strip() if t.exists() else '-'} |")
     md += [""]
     md += score_tables(scores, models, subsets, base, base_name, utt_counts(dump, subsets))

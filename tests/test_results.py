@@ -291,3 +291,10 @@ def test_runs_section_lists_each_command_once_without_block_headers(tmp_path):
     md = results.runs_section(tmp_path, {"1": "data"}, None)
     block = md[md.index("```") + 1:-2]
     assert block == ["python3 b.py", "python3 a.py --x 1", "python3 c.py"]
+
+
+def test_a_retrained_variant_is_named_after_the_model_it_varies():
+    assert results.describe("gated") == "gated fine-tune, context lang+task"
+    assert results.describe("gated_spk_seed1").startswith("variant of gated_spk (")
+    assert results.describe("full_ft").startswith("variant of full (")
+    assert results.describe("mystery") == ""
