@@ -89,8 +89,8 @@ def test_stages_run_in_range_record_their_commands_and_times(tmp_path):
 
 def test_commands_sh_has_one_block_per_invocation_the_last_marked(tmp_path):
     (tmp_path / "commands.sh").write_text("echo old\n")  # recorded before invocations had blocks
-    bash("begin_commands /a ./run.sh --stage 7 --data_root 'my dir'; run echo one; exit 3", tmp_path, check=False)
-    bash("begin_commands /b ./run.sh; run echo two", tmp_path)
+    bash(r"begin_commands 'cd /a && ./run.sh --stage 7 --data_root my\ dir'; run echo one; exit 3", tmp_path, check=False)
+    bash("begin_commands 'cd /b && ./run.sh'; run echo two", tmp_path)
     lines = (tmp_path / "commands.sh").read_text().splitlines()
     assert lines[:2] == ["# ===== earlier runs (before run.sh recorded its invocations)", "echo old"]
     assert lines[2].startswith("# ===== run.sh invocation 1, ")
@@ -101,16 +101,37 @@ def test_commands_sh_has_one_block_per_invocation_the_last_marked(tmp_path):
 
 
 def test_command_line_paths_are_the_callers(tmp_path):
+    """scripts/parse_options.sh with __caller: path options made absolute against the caller's
+    dir, a name that is no path there (hub tag, auto) kept."""
     (tmp_path / "m").mkdir()
-    out = bash("data_root=d; expdir=../e; owsm_model=m; conf_dir=auto; spk_model=ecapa:m; event_model=beats:x.pt; "
-               "resolve_cli_paths /c/w 'data_root expdir' 'owsm_model conf_dir spk_model event_model' "
-               "--data_root d --expdir=../e --owsm_model m --conf_dir auto --spk_model ecapa:m --stage 1; "
-               "echo $data_root $expdir $owsm_model $conf_dir $spk_model $event_model; "
-               f"resolve_cli_paths {tmp_path} 'x' 'owsm_model spk_model' --owsm_model m --spk_model ecapa:m; "
+    parse = ROOT / "scripts" / "parse_options.sh"
+    out = bash("data_root=''; expdir=''; owsm_model=''; conf_dir=''; spk_model=''; event_model=beats:x.pt; "
+               "set -- --data_root d --expdir=../e --owsm_model m --conf_dir auto --spk_model ecapa:m --stage 2; "
+               "__caller=/c/w; __paths='data_root expdir'; __maybe_paths='owsm_model conf_dir spk_model event_model'; "
+               f". {parse}; echo $data_root $expdir $owsm_model $conf_dir $spk_model $event_model $stage; "
+               f"set -- --owsm_model m --spk_model ecapa:m; __caller={tmp_path}; . {parse}; "
                "echo $owsm_model $spk_model", tmp_path).stdout.splitlines()
     # a name that is no path here stays (hub tag, auto); --event_model was not given
-    assert out[0] == "/c/w/d /c/e m auto ecapa:m beats:x.pt"
+    assert out[0] == "/c/w/d /c/e m auto ecapa:m beats:x.pt 2"
     assert out[1] == f"{tmp_path}/m ecapa:{tmp_path}/m"
+
+
+def test_undeclared_options_go_to_the_pipeline_the_pipeline_rejects_unknown_ones(tmp_path):
+    """A run.sh that declares pipeline_args passes the options it does not declare on, in
+    their order (the last of an option wins in the pipeline); without it they are errors."""
+    parse = ROOT / "scripts" / "parse_options.sh"
+    out = bash("stage=1; __options=stage; pipeline_args=(); "
+               "set -- --stage 3 --s2t_args '--seed 1' --inference-batch-size=4; "
+               f". {parse}; echo $stage; printf '[%s]' \"${{pipeline_args[@]}}\"", tmp_path).stdout
+    assert out == "3\n[--s2t_args][--seed 1][--inference_batch_size][4]"
+    proc = bash(f"unset s2t_args; __options=stage; set -- --s2t_args x; . {parse}", tmp_path, check=False)
+    assert proc.returncode == 1 and proc.stderr.strip().endswith("unknown option --s2t_args")
+    (tmp_path / "path.sh").write_text(f"MAIN_ROOT={ROOT}\n")
+    proc = subprocess.run([str(PIPELINE), "--stage", "9", "--bogus", "1"], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stderr == f"{PIPELINE}: unknown option --bogus\n"
+    assert not (tmp_path / "exp").exists()
+    proc = subprocess.run([str(PIPELINE), "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0 and "  --inference_batch_size 1  # utterances per decoding pass\n" in proc.stdout
 
 
 def test_wait_all_waits_on_the_pids_it_started(tmp_path):
@@ -175,7 +196,7 @@ def test_s2t_args_and_inference_args_come_last_and_every_command_is_recorded(tmp
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "valid.acc.ave.pth").write_text("")
     bash(f"python={fake}; ngpu=0; base_model=b.pth; stats_dir=s; config_prefix=conf/train_; "
-         "s2t_args='--seed 7 --max_epoch 2'; inference_args='--beam_size 10'; "
+         "s2t_args='--seed 7 --max_epoch 2'; inference_args='--beam_size 10'; split_options; "
          'models=full; test_sets=test_deu_asr; train_model full 6a 1; decode_models', tmp_path)
     rec = (tmp_path / "commands.sh").read_text().splitlines()
     train = [c for c in rec if "espnet_ext.bin.s2t_train" in c]
