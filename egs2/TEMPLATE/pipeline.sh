@@ -94,7 +94,7 @@ option_names() { declare -f pipeline_options | sed -n 's/^ *\([a-z_0-9]*\)=.*/\1
 # The word lists of the string options, split once (report_args: at newlines only).
 split_options() {
     local v
-    for v in train_opts norm_opts s2t_args tagger_opts inference_args score_opts profile_opts; do
+    for v in local_data_opts format_opts train_opts norm_opts s2t_args tagger_opts inference_args score_opts profile_opts; do
         read -r -d '' -a "${v}" <<< "${!v}" || true
     done
     if [ -n "${report_args}" ]; then mapfile -t report_args <<< "${report_args}"; else report_args=(); fi
@@ -670,16 +670,21 @@ plot_gate_patterns() {
 # Stage 1: local/data.sh of the recipe -> ${datadir}/<set> Kaldi dirs, validated; redone when
 # local/data.sh, its options or the data it reads (${data_inputs}: a file, or a dir's files) change.
 data_stage() {
-    local inputs=() d hash check=()
+    local inputs=() d hash check=() dirs=()
     for d in ${data_inputs}; do
-        if [ -d "${d}" ]; then inputs+=($(find "${d}" -maxdepth 1 -type f | LC_ALL=C sort)); else inputs+=("${d}"); fi
+        if [ -d "${d}" ]; then
+            mapfile -t -O ${#inputs[@]} inputs < <(find "${d}" -maxdepth 1 -type f | LC_ALL=C sort)
+        else
+            inputs+=("${d}")
+        fi
     done
     hash=$(inputs_hash local/data.sh "${local_data_opts[*]}" "${inputs[@]}")
     is_done "${datadir}/.done" "${hash}" && return 0
     run local/data.sh --out "${datadir}" "${local_data_opts[@]}"
     [ -z "${langs}" ] || check+=(--langs "${langs}")
     [ -z "${tasks}" ] || check+=(--tasks "${tasks}")
-    run ${python} scripts/validate_data_dir.py "${check[@]}" $(for d in ${data_sets}; do echo "${datadir}/${d}"; done)
+    for d in ${data_sets}; do dirs+=("${datadir}/${d}"); done
+    run ${python} scripts/validate_data_dir.py "${check[@]}" "${dirs[@]}"
     mark_done "${datadir}/.done" "${hash}"
 }
 # Stage 2: every set -> ${raw}/<set>: checked (--audio_format 16k: format_set) or converted

@@ -294,7 +294,7 @@ def test_gated_config_reaches_stage6_training(recipe, tmp_path):
     with the one asked for."""
     tmp, _ = recipe
     proc = subprocess.run(["./run.sh", "--help"], cwd=RECIPE, capture_output=True, text=True)
-    assert "  --gated_config \n" in proc.stdout  # an option, default empty (the tuned YAML)
+    assert "  --gated_config   # the gated models' YAML" in proc.stdout  # default empty (the tuned YAML)
     proc = subprocess.run(["./run.sh", "--gated_config", "conf/nope.yaml", "--expdir",
                            str(tmp / "nothing")], cwd=RECIPE, capture_output=True, text=True)
     assert proc.returncode == 1 and not (tmp / "nothing").exists()

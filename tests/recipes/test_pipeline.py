@@ -205,3 +205,34 @@ def test_s2t_args_and_inference_args_come_last_and_every_command_is_recorded(tmp
     assert [c for c in rec if "train_seconds.py" in c]  # recorded too
     decode = [c for c in rec if "decode.py" in c]
     assert len(decode) == 1 and decode[0].endswith("--src_kv_cache false --beam_size 10")
+
+
+def test_run_sh_passes_pipeline_options_on_and_the_users_win_over_the_presets(tmp_path):
+    """egs2/mini_europarl/s2t1/run.sh --preset whisper (its preset.sh: inference_batch_size=8),
+    stage 7 with the commands faked: the pipeline decodes with the preset's batch size, with the
+    one given on run.sh's command line instead, and --inference_args last; an option neither
+    run.sh nor the pipeline knows is a one-line error before anything is written."""
+    recipe = ROOT / "egs2" / "mini_europarl" / "s2t1"
+    fake = tmp_path / "python"
+    fake.write_text(FAKE)
+    fake.chmod(0o755)
+
+    def decode(*extra: str) -> list[str]:
+        exp = tmp_path / f"exp{len(extra)}"
+        for m in ("zeroshot", "full", "gated"):  # trained (stage 6)
+            (exp / m).mkdir(parents=True)
+        proc = subprocess.run(["./run.sh", "--preset", "whisper", "--stage", "7", "--stop_stage", "7",
+                               "--expdir", str(exp), "--dumpdir", str(tmp_path / "dump"),
+                               "--python", str(fake), *extra], cwd=recipe, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return [c for c in (exp / "commands.sh").read_text().splitlines() if "decode.py" in c]
+
+    cmds = decode()
+    assert len(cmds) == 3 and all("--batch_size 8 " in c for c in cmds)  # zeroshot, full, gated
+    cmds = decode("--inference_batch_size", "4", "--inference_args", "--beam_size 3")
+    assert len(cmds) == 3 and all("--batch_size 4 " in c and c.endswith("--src_kv_cache false --beam_size 3")
+                                  for c in cmds)
+    proc = subprocess.run(["./run.sh", "--preset", "tiny", "--expdir", str(tmp_path / "nothing"), "--bogus", "1"],
+                          cwd=recipe, capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr == f"{ROOT}/egs2/TEMPLATE/pipeline.sh: unknown option --bogus\n"
+    assert not (tmp_path / "nothing").exists()
