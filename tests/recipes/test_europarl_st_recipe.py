@@ -78,7 +78,8 @@ def recipe(tmp_path_factory):
 def test_stage1_data_dirs(recipe):
     tmp, log = recipe
     data = tmp / "data"
-    assert "Stage 1: Data preparation: Europarl-ST v1.1 (de,fr,it -> en) + Voxforge" in log
+    (line,) = [ln for ln in log.splitlines() if "Stage 1: Data preparation: local/data.sh " in ln]
+    assert "--src_langs de,fr,it --tgt_lang en" in line and "--use_voxforge true" in line
     for dset, n in (("train", 18 + 12), ("dev", 18 + 6), ("test", 18), ("vftest", 6)):
         assert len(table(data / dset / "text")) == n, dset
         assert f"{data / dset}: {n} utterances, OK" in log  # validate_data_dir

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Your own corpus, S2T: context-aware dynamic pruning of a pre-trained OWSM model on Kaldi data
 # dirs you provide. Copy this directory to egs2/<corpus>/s2t1, replace local/data.sh with your
-# data preparation (or point --data_root at dirs made elsewhere), and run it; every stage after
-# the first is egs2/TEMPLATE/pipeline.sh, shared with the Europarl-ST and mini recipes.
+# data preparation (or point --data_root at dirs made elsewhere), and run it; the stages are
+# egs2/TEMPLATE/pipeline.sh (stage 1 runs local/data.sh), shared with the Europarl-ST and mini recipes.
 #
 # Usage (paths on the command line: absolute, or relative to where you run it):
 #   ./run.sh --data_root /data/mycorpus --owsm_model ../../mini_europarl/s2t1/pretrained/mini_owsm
