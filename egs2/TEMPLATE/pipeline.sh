@@ -1,68 +1,104 @@
-# The shared recipe pipeline (as ESPnet's egs2/TEMPLATE/*/s2t.sh, but sourced): its options
-# and their defaults, stage guards, logging, one up-to-date check (is_done), and the stages
-# every recipe runs the same way: audio formatting, context embeddings, the pre-trained model,
-# stats, training (with the static baselines), decoding, scoring, profiling, gate patterns.
-# A recipe's run.sh sets its own options, sources this file (which adds the pipeline's
-# options below), parses the command line, then calls pipeline_init and the stage functions
-# (owsm_stages: stages 3-9); only its corpus stages (data preparation) are its own.
+#!/usr/bin/env bash
+# The shared S2T recipe pipeline (as ESPnet's egs2/TEMPLATE/s2t1/s2t.sh): stages 1-10 of every
+# S2T recipe, run from the recipe's directory (path.sh, cmd.sh, local/data.sh, conf/):
+#   1 data (local/data.sh --out <datadir> <local_data_opts>; validated)
+#   2 audio (16 kHz check or conversion, segments, length filter; test split by language/task)
+#   3 context embeddings (speaker, event), 4 the pre-trained model (or a new BPE), 5 stats,
+#   6 training (the base model, the fine-tunes, the static baselines), 7 decoding, 8 scoring,
+#   9 efficiency, gate patterns, RESULTS.md, 10 (--base_out) pack the base model pre-trained here.
+# Each recipe's run.sh declares its own options, computes what they imply and calls it once,
+# the options its user gave that run.sh does not declare last (the last value of an option wins):
+#   "${MAIN_ROOT}/egs2/TEMPLATE/pipeline.sh" --models "full gated" ... "${pipeline_args[@]}"
+# Every unit of work leaves a .done file (with the hash of its inputs where they can change): a
+# rerun skips what is finished. Every command goes through `run` (or `run_job`), which records
+# it in ${expdir}/commands.sh; a $(...) whose command fails stops the run (inherit_errexit).
+# Sourced (`. pipeline.sh`: tests, egs2/librispeech_100), it defines the functions and the
+# defaults of the options the caller has not set, and runs nothing.
 #
-#   . ./path.sh; . "${MAIN_ROOT}/egs2/TEMPLATE/pipeline.sh"; . scripts/parse_options.sh
-#   . ./cmd.sh; pipeline_init
-#   if stage_in 5; then stage_start 5 "Collect stats"; collect_stats ...; stage_end 5; fi
-#
-# Variables the stage functions read (set by run.sh; defaults below):
-#   expdir raw nj dumpdir exp dir; dump/raw (formatted sets, embeddings); audio jobs, dump dir
-#   models test_sets    what stages 6-9 train and evaluate; evaluation sets (test_<lang>_<task>)
-#   train_opts          s2t_train options every model and stage 5 share (token list, BPE)
-#   norm_opts           training only: normalisation by stats stage 5 may be making
-#   base_dir base_model the pre-trained model's dir (config.yaml) and the weights fine-tunes start from
-#   token_dir stats_dir stage 4's token list / BPE (the pre-trained model's: base_dir); stage 5's stats
-#   base_init           weights model "base" (pre-trained from scratch) starts from; empty: random
-#   ngpu num_nodes      GPUs per node, nodes (> 1 process: espnet2.bin.launch through ${cuda_cmd})
-#   cmd_backend train_cmd cuda_cmd decode_cmd   the job backend (s2t1/cmd.sh; default: local/run.pl)
-#   train_nj threads    models trained side by side, torch threads of each job
-#   decode_parallel     models decoded side by side; inference_nj: jobs per set (decode.py --nj)
-#   inference_batch_size decode_config score_opts profile_num_utts profile_repeats profile_opts
-#   wer_norm            WER/CER text convention (check_wer_norm; run.sh adds --wer_norm to score_opts)
-#   s2t_args            appended to every training command (e.g. "--seed 1 --max_epoch 5")
-#   inference_args      appended to every decoding command's inference options (e.g. "--beam_size 10")
-#   config_prefix       the conf set: model <m> trains from <prefix><m>.yaml (base: base_config; model_yaml)
-# Every command goes through `run` (or `run_job`), which records it in ${expdir}/commands.sh.
-# A $(...) whose command fails stops the run (inherit_errexit; values are computed into
-# variables first, `|| die` where a function runs in a subshell).
+# Usage: cd egs2/<corpus>/s2t1 && "${MAIN_ROOT}/egs2/TEMPLATE/pipeline.sh" [--name value ...]
 shopt -s inherit_errexit
 
-# The pipeline's options: settable on every run.sh command line (--name value), as the
-# recipe's own; a run.sh that sets one before sourcing this file gives it its own default.
-python=${python:-python3}              # the Python of every command
-nj=${nj:-4}                            # parallel processes: audio decoding
-dumpdir=${dumpdir:-dump}
-base_init=${base_init:-}
-num_nodes=${num_nodes:-1}
-train_nj=${train_nj:-1}
-decode_parallel=${decode_parallel:-1}
-inference_nj=${inference_nj:-1}
-inference_batch_size=${inference_batch_size:-1}
-decode_config=${decode_config:-conf/decode_s2t.yaml}
-score_opts=${score_opts:-}             # extra scripts/score.py options (run.sh adds --wer_norm ...)
-wer_norm=${wer_norm:-ours}
-profile_opts=${profile_opts:-}
-s2t_args=${s2t_args:-}                 # extra training options (ESPnet's s2t.sh --s2t_args)
-inference_args=${inference_args:-}     # extra decoding options (ESPnet's s2t.sh --inference_args)
-# The job backend (egs2/TEMPLATE/s2t1/cmd.sh): check_init, training, decoding and profiling
-# run as its jobs. A recipe that does not source cmd.sh runs them with local/run.pl.
-cmd_backend=${cmd_backend:-local}
-pipeline_options="python nj dumpdir base_init num_nodes train_nj decode_parallel inference_nj inference_batch_size decode_config score_opts wer_norm profile_opts s2t_args inference_args cmd_backend"
-for __o in ${pipeline_options}; do  # --help lists them after the recipe's own
-    [[ " ${__options:-} " = *" ${__o} "* ]] || __options="${__options:-} ${__o}"
-done
-unset __o
-threads=${threads:-${OMP_NUM_THREADS:-1}}
-train_opts=${train_opts:-}
-norm_opts=${norm_opts:-}
-train_cmd=${train_cmd:-${MAIN_ROOT}/egs2/TEMPLATE/s2t1/local/run.pl}  # cmd.sh sets them
-cuda_cmd=${cuda_cmd:-${train_cmd}}
-decode_cmd=${decode_cmd:-${train_cmd}}
+# The options (--name value), with their defaults. Lists (models, sets, ...) are separated by
+# spaces; the *_opts/*_args options are split into words once, here (report_args: one per line).
+pipeline_options() {
+    stage=1                     # first stage to run
+    stop_stage=10               # last stage to run
+    datadir=data                # Kaldi dirs of stage 1 (made absolute)
+    dumpdir=dump                # formatted sets, embeddings: ${dumpdir}/raw (made absolute)
+    expdir=exp                  # models, decodings, scores, commands.sh (made absolute)
+    results=RESULTS.md          # the report stage 9 writes
+    invocation=""               # the command line commands.sh records (run.sh's); empty: this one's
+    python=python3              # the Python of every command
+    nj=4                        # parallel processes: audio conversion
+    ngpu=0                      # GPUs per node (0: CPU)
+    num_nodes=1                 # > 1: multi-node training through espnet2.bin.launch (cluster backend)
+    cmd_backend=${cmd_backend:-local}  # job backend (cmd.sh; or in the environment): local | slurm
+    # stage 1
+    local_data_opts=""          # options of local/data.sh (after --out ${datadir})
+    data_inputs=""              # files or dirs local/data.sh reads: stage 1 is redone when they change
+    langs=""                    # <lang> tokens stage 1 checks (scripts/validate_data_dir.py --langs; empty: any)
+    tasks=""                    # <task> tokens stage 1 checks (--tasks; empty: any)
+    # stage 2
+    audio_format=any            # any (ffmpeg: any format and rate, segments) | 16k (16 kHz mono wav.scp, checked)
+    length_config=""            # YAML with the audio length limits (speech_length); empty: the full model's
+    format_opts=""              # extra scripts/format_data.py options (e.g. --langs eng --tasks asr)
+    skip_bad_utts=false         # leave out utterances format_data.py cannot use (dump/raw/<set>/bad_utts)
+    sets="train dev test"       # Kaldi dirs formatted (with ${train_sets}) and given context embeddings
+    split_sets=test             # sets split by language and task into <set>_<lang>_<task> (dev: --eval_set)
+    # models and training
+    owsm_model=espnet/owsm_v3.1_ebf  # pre-trained model: hub tag | dir (hub layout) | whisper:<name> | scratch
+    models="full gated"         # full gated gated_lang gated_frame gated_spk gated_event zeroshot | base
+    baselines=false             # + l0 and layerprune at the gated model's measured GFLOPs (6f-6h)
+    config_prefix=conf/train_s2t_ebf_  # the conf set: model <m> trains from <prefix><m>.yaml (model_yaml)
+    gated_config=""             # the gated model's YAML (its variants follow); empty: <prefix>gated.yaml
+    base_config=""              # the YAML of model "base" (pre-trained here: --owsm_model scratch)
+    base_init=""                # weights model "base" starts from (empty: random)
+    base_dir=""                 # the pre-trained model's dir (config.yaml); empty: ${expdir}/owsm
+    base_model=""               # weights the fine-tunes start from; empty: ${base_dir}/model.pth
+    token_dir=""                # token list and BPE (stage 4); empty: ${base_dir}
+    stats_dir=""                # stage 5's shapes and stats; empty: ${expdir}/s2t_stats
+    nbpe=5000                   # --owsm_model scratch: the BPE size of stage 4
+    specials=""                 # <lang>/<task> tokens of the data; empty: those of ${datadir}/{sets}/text
+    train_sets=train            # sets the base model, event tagger and token list see
+    stat_sets=""                # sets stage 5 collects stats of; empty: ${train_sets}
+    first_label=a               # letter of the first fine-tune in stage 6 (6a, 6b, ...)
+    train_opts=""               # s2t_train options of every model and stage 5; empty: the pre-trained model's
+    norm_opts=""                # training only: feature normalisation (stats of stage 5)
+    s2t_args=""                 # appended to every training command (e.g. "--seed 1 --max_epoch 5")
+    train_nj=1                  # models trained side by side (CPU runs)
+    made_with=""                # how ${expdir}'s models are made: another setting is refused (empty: no check)
+    # context
+    spk_model=resemblyzer       # gated_spk's speaker encoder: resemblyzer | ecapa | ecapa:<dir>
+    event_model=""              # gated_event's: beats:<BEATs .pt> | tagger:<.pt> | a tagger trained here
+    event_tagger_dir=""         # set: stage 3 trains the event tagger there (on ${train_sets})
+    tagger_clips_per_event=0    # its training clips per event (0: all)
+    tagger_opts=""              # espnet_ext.bin.train_event_tagger options
+    # decoding, scoring, report
+    test_sets=""                # evaluation sets (<set>_<lang>_<task>); empty: those stage 2 made
+    decode_config=conf/decode_s2t.yaml  # decoding YAML
+    inference_args=""           # appended to every decoding command (e.g. "--beam_size 10")
+    decode_parallel=1           # models decoded side by side
+    inference_nj=1              # decoding jobs per set (split, then merged; as s2t.sh)
+    inference_batch_size=1      # utterances per decoding pass
+    wer_norm=ours               # WER/CER text: ours | raw (as is) | whisper_basic | whisper_english
+    st_normalise=""             # scripts/score.py --st_normalise (empty: its default)
+    score_opts=""               # extra scripts/score.py options
+    profile_num_utts=20         # utterances profiled in stage 9
+    profile_repeats=3           # timing repeats of each
+    profile_opts=""             # extra espnet_ext.bin.profile options (e.g. --no_memory)
+    tradeoff_plot=false         # true: stage 9 plots quality vs GFLOPs (${expdir}/plots/tradeoff.png)
+    report_args=""              # scripts/report.py options, one word per line; empty: --data ${datadir}
+    base_out=""                 # stage 10: pack the base model (--owsm_model scratch) here (local/pack_base.py)
+}
+option_names() { declare -f pipeline_options | sed -n 's/^ *\([a-z_0-9]*\)=.*/\1/p'; }
+# The word lists of the string options, split once (report_args: at newlines only).
+split_options() {
+    local v
+    for v in local_data_opts format_opts train_opts norm_opts s2t_args tagger_opts inference_args score_opts profile_opts; do
+        read -r -d '' -a "${v}" <<< "${!v}" || true
+    done
+    if [ -n "${report_args}" ]; then mapfile -t report_args <<< "${report_args}"; else report_args=(); fi
+}
 pipeline_init() {  # after the command line is parsed (and cmd.sh sourced): the option checks
     if [ "${num_nodes}" -gt 1 ] && [ "${cmd_backend}" = local ]; then
         echo "--num_nodes ${num_nodes} needs a cluster: --cmd_backend slurm (cmd.sh); local runs one node" >&2
@@ -91,7 +127,7 @@ stage_did_work=false
 # (the date, and the command line as "cd <where it ran> && <run.sh ...>"), the newest marked
 # "(last run)", then what `run`/`run_job` ran, closed by the invocation's exit status. A rerun
 # skips finished work, so the results can rest on commands of earlier blocks.
-begin_commands() {  # begin_commands <caller dir> <run.sh> <its arguments...>: opens a block
+begin_commands() {  # begin_commands "cd <dir> && <command line, quoted>": opens a block
     local f=${expdir}/commands.sh n=1
     if [ -s "${f}" ]; then
         n=$(( $(grep -c '^# ===== run.sh invocation ' "${f}" || true) + 1 ))
@@ -100,8 +136,7 @@ begin_commands() {  # begin_commands <caller dir> <run.sh> <its arguments...>: o
         fi
         sed -i 's/^\(# ===== run.sh invocation [0-9]*\) (last run),/\1,/' "${f}"
     fi
-    { printf '# ===== run.sh invocation %d (last run), %s: cd %q && ' "${n}" "$(date '+%Y-%m-%dT%H:%M:%S')" "$1"
-      printf '%q ' "${@:2}" | sed 's/ $/\n/'; } >> "${f}"
+    printf '# ===== run.sh invocation %d (last run), %s: %s\n' "${n}" "$(date '+%Y-%m-%dT%H:%M:%S')" "$1" >> "${f}"
     commands_block=${n}
     trap 'end_commands $?' EXIT
 }
@@ -109,31 +144,6 @@ end_commands() {  # closes the block of begin_commands with the exit status
     local how="finished"
     [ "$1" -eq 0 ] || how="failed (exit status $1)"
     echo "# ===== end of invocation ${commands_block}: ${how}" >> "${expdir}/commands.sh"
-}
-# Paths on run.sh's command line are the caller's: run.sh changes to its own directory, so
-# the relative ones are made absolute against the directory it was started from.
-caller_path() {  # caller_path <caller dir> <value> <always|if_exists>: the value, resolved
-    local dir=$1 v=$2 kind=""
-    case ${v} in whisper:*|beats:*|tagger:*|ecapa:*) kind=${v%%:*}:; v=${v#*:} ;; esac
-    # a hub tag (espnet/owsm_v3.1_ebf) or a name (whisper:base) stays, unless such a path exists
-    if [ -n "${v}" ] && [[ ${v} != /* ]] && { [ "$3" = always ] || [ -e "${dir}/${v}" ] \
-            || [[ ${v} = ./* ]] || [[ ${v} = ../* ]]; }; then
-        v=$(realpath -m -s "${dir}/${v}")
-    fi
-    echo "${kind}${v}"
-}
-resolve_cli_paths() {  # resolve_cli_paths <caller dir> "<path options>" "<model options>" <run.sh args...>
-    local dir=$1 paths=$2 maybe=$3 a how
-    shift 3
-    for a in "$@"; do
-        [[ ${a} = --* ]] || continue
-        a=${a#--}; a=${a%%=*}; a=${a//-/_}
-        how=""
-        [[ " ${paths} " = *" ${a} "* ]] && how=always
-        [[ " ${maybe} " = *" ${a} "* ]] && how=if_exists
-        [ -n "${how}" ] && printf -v "${a}" '%s' "$(caller_path "${dir}" "${!a}" ${how})"
-    done
-    true
 }
 run() {  # records the command in ${expdir}/commands.sh (RESULTS.md cites them), then runs it
     printf '%q ' "$@" | sed 's/ $/\n/' >> "${expdir}/commands.sh"
@@ -237,7 +247,7 @@ check_models() {  # check_models [<allowed...>]: ${models} only holds those (non
     for m in ${models}; do
         if [ $# -gt 0 ]; then
             [[ " $* " = *" ${m} "* ]] || die "--models: unknown ${m} ($*)"
-        else
+        elif [ "${m}" != zeroshot ]; then  # zeroshot: the pre-trained model as it is, no YAML
             [ -f "$(model_yaml "${m}")" ] || die "--models: unknown ${m} (no $(model_yaml "${m}"))"
             model_config "${m}" > /dev/null  # a variant's model too
         fi
@@ -313,17 +323,16 @@ extract_context() {  # extract_context <speaker|event> <extractor> <set dir...> 
         --num_threads 1 "${dirs[@]}" --subsets "${subsets[@]}"
     mark_done "${raw}/.done_${kind}" "${hash}"
 }
-# Stage 3 (--event_model tagger:): a small event tagger, trained on the event labels
-# (utt2event) of <set dirs>, at most <max> recordings per event (0: all).
-train_tagger() {  # train_tagger <out dir> <max> "<train_event_tagger opts>" <set dir...>
-    local out=$1 max=$2 opts=$3
+# Stage 3 (--event_tagger_dir): a small event tagger, trained on the event labels (utt2event)
+# of <set dirs>, at most <max> recordings per event (0: all), with the options ${tagger_opts[@]}.
+train_tagger() {  # train_tagger <out dir> <max> <set dir...>
+    local out=$1 max=$2
     is_done "${out}/.done" && return 0
-    log "Training the event tagger on ${*:4} (<= ${max} recordings per event)"
+    log "Training the event tagger on ${*:3} (<= ${max} recordings per event)"
     run ${python} "${MAIN_ROOT}/scripts/context.py" recordings --out "${out}/data" \
-        --max_per_event "${max}" "${@:4}"
-    # shellcheck disable=SC2086
+        --max_per_event "${max}" "${@:3}"
     run ${python} -m espnet_ext.bin.train_event_tagger --data_dir "${out}/data" \
-        --out "${out}/tagger.pth" --num_threads 1 ${opts}
+        --out "${out}/tagger.pth" --num_threads 1 "${tagger_opts[@]}"
     mark_done "${out}/.done"
 }
 need_context() {  # need_context <speaker|event>: a model of ${models} reads it (context_names)
@@ -370,9 +379,9 @@ collect_stats() {  # collect_stats <config> <train dir> <valid dir> <out> <token
     log "collect_stats: ${train##*/} (valid: ${valid##*/}) -> ${out} (log: ${out}.log)"
     stage_did_work=true
     mkdir -p "$(dirname "${out}")"
-    # shellcheck disable=SC2046,SC2086
+    # shellcheck disable=SC2046
     run ${python} -m espnet_ext.bin.s2t_train --collect_stats true --ngpu 0 \
-        --config "${config}" ${train_opts} --output_dir "${out}" \
+        --config "${config}" "${train_opts[@]}" --output_dir "${out}" \
         $(data_opts train "${train}") $(data_opts valid "${valid}") \
         > "${out}.log" 2>&1 || { tail -n 30 "${out}.log"; return 1; }
     for mode in train valid; do  # as s2t.sh stage 10: token shapes get the vocab size
@@ -427,17 +436,15 @@ train_model() {  # train_model <model> <stage label, e.g. 6b> <torch threads> [<
     names=$(context_names "${model}") && config=$(model_config "${model}") && ctx=$(context_opts "${model}") \
         && init=$(model_init "${model}") || return 1
     [[ " ${*:5} " = *" --init_param "* ]] && init=""  # computed: instead of the pre-trained model
-    # the options of s2t_train (and of check_init, which builds the same model); the option
-    # strings (train_opts, norm_opts, s2t_args) split into words, as ESPnet's s2t.sh does
+    # the options of s2t_train (and of check_init, which builds the same model)
     # shellcheck disable=SC2206
-    opts=(--config "${config}" ${train_opts} ${norm_opts} ${init} ${ctx} "${@:5}")
+    opts=(--config "${config}" "${train_opts[@]}" "${norm_opts[@]}" ${init} ${ctx} "${@:5}")
     [ -n "${names}" ] && opts+=(--allow_variable_data_keys true)
     # shellcheck disable=SC2046,SC2086
     opts+=(--output_dir "${out}" --resume true
            $(data_opts train "${raw}/${dset}" "${stats_dir}/${dset}/train" ${names})
            $(data_opts valid "${raw}/dev" "${stats_dir}/${dset}/valid" ${names}))
-    # shellcheck disable=SC2206
-    extra=(${s2t_args})  # --s2t_args: last, so they win (ESPnet's parser keeps the last value)
+    extra=("${s2t_args[@]}")  # --s2t_args: last, so they win (ESPnet's parser keeps the last value)
     mkdir -p "${out}"
     if [ "${model}" = full ] || [[ ${model} = gated* ]]; then
         log "Stage ${label}: checking that the pre-trained model initialises ${model} (only gate parameters new)"
@@ -604,7 +611,7 @@ decode_models() {
                     ${npy} ${sets} -- \
                     --config "${decode_config}" --ngpu "${gpu}" --beam_size 5 \
                     --maxlenratio 0.0 --batch_size "${inference_batch_size}" --src_kv_cache false \
-                    ${inference_args} >> "${dlog}" 2>&1 || { tail -n 30 "${dlog}"; log "decoding ${model} failed"; exit 1; }
+                    "${inference_args[@]}" >> "${dlog}" 2>&1 || { tail -n 30 "${dlog}"; log "decoding ${model} failed"; exit 1; }
                 grep -h "^decoded " "${dlog}" | sed 's/^/  /'
             ) & spawned
             running=$(( running + 1 ))
@@ -629,11 +636,11 @@ score_models() {
     for model in ${models}; do
         scores=${expdir}/${model}/scores.json
         decoded=$(find "${expdir}/${model}" -path '*/decode_*/.done' -printf '%p %T@\n' | LC_ALL=C sort)
-        hash=$(inputs_hash "${score_opts} ${test_sets}" "${decoded}")
+        hash=$(inputs_hash "${score_opts[*]} ${test_sets}" "${decoded}")
         [ -f "${scores}" ] && is_done "${expdir}/${model}/scores.opts" "${hash}" && continue
         # shellcheck disable=SC2086
         run ${python} "${MAIN_ROOT}/scripts/score.py" --exp "${expdir}/${model}" --dump "${raw}" \
-            ${score_opts} ${test_sets}
+            "${score_opts[@]}" ${test_sets}
         mark_done "${expdir}/${model}/scores.opts" "${hash}"
     done
 }
@@ -642,7 +649,7 @@ score_models() {
 # ${models} changed: <out>.done); the row full@espnet is the full model once more with ESPnet's
 # BatchBeamSearch.
 profile_models() {  # profile_models <set> <lang> <task> <out json>
-    local eff=$4 opts="" model device=cpu hash
+    local eff=$4 opts=() model device=cpu hash
     hash=$(inputs_hash "$(printf '%s\n' ${models} | LC_ALL=C sort -u)")
     [ -f "${eff}" ] && is_done "${eff%.json}.done" "${hash}" && return 0
     if [ -f "${eff}" ]; then
@@ -651,7 +658,7 @@ profile_models() {  # profile_models <set> <lang> <task> <out json>
     fi
     mkdir -p "$(dirname "${eff}")"
     for model in ${models}; do
-        opts="${opts} --model ${model}=${expdir}/${model}/config.yaml:${expdir}/${model}/valid.acc.ave.pth"
+        opts+=(--model "${model}=${expdir}/${model}/config.yaml:${expdir}/${model}/valid.acc.ave.pth")
     done
     [ "${ngpu}" -gt 0 ] && device=cuda
     # a job of the backend: ${cuda_cmd} --gpu 1 on a GPU node, else ${decode_cmd}; log <out>.log
@@ -659,11 +666,11 @@ profile_models() {  # profile_models <set> <lang> <task> <out json>
     [ "${device}" = cuda ] && job="${cuda_cmd} --gpu 1"
     rm -f "${plog}"
     # shellcheck disable=SC2086
-    run_job "${job} --num_threads ${OMP_NUM_THREADS}" "${plog}" ${python} -m espnet_ext.bin.profile ${opts} \
+    run_job "${job} --num_threads ${OMP_NUM_THREADS}" "${plog}" ${python} -m espnet_ext.bin.profile "${opts[@]}" \
         --reference full --espnet_reference \
         --data_dir "${raw}/$1" --lang_sym "$2" --task_sym "$3" --num_utts "${profile_num_utts}" \
         --threads "${OMP_NUM_THREADS}" --warmup 1 --repeats "${profile_repeats}" --beam_size 5 \
-        --device "${device}" ${profile_opts} --out "${eff}" || { tail -n 30 "${plog}"; return 1; }
+        --device "${device}" "${profile_opts[@]}" --out "${eff}" || { tail -n 30 "${plog}"; return 1; }
     sed -e 1d -e '/^# Started at /d' -e '/^# Ended (code /d' "${plog}"  # without run.pl's header
     mark_done "${eff%.json}.done" "${hash}"
 }
@@ -679,40 +686,56 @@ plot_gate_patterns() {
             --dump "${raw}" --test_sets ${test_sets} --out_dir "${expdir}/plots" | sed 's/^/  /'
     done
 }
-
-# Stages 3-9 of a recipe that fine-tunes a pre-trained OWSM-format model (Europarl-ST, your
-# own corpus, mini Europarl), after its stages 1-2 made ${raw}/{<sets>} and the test subsets.
-# Reads, besides the variables above: sets (formatted sets), owsm_model (the pre-trained model;
-# scratch: a base model pre-trained here, stage 6a), specials (<lang>/<task> tokens of the
-# data), spk_model, event_model, baselines (true|false), results, and optionally:
-#   train_sets          sets the base model / event tagger / token list see (default: train)
-#   stat_sets           sets stage 5 collects stats of (default: ${train_sets})
-#   nbpe                --owsm_model scratch: the BPE size of stage 4
-#   event_tagger_dir    set: stage 3 trains the event tagger there (on ${train_sets}) for gated_event
-#   first_label         letter of the first fine-tune in stage 6 (default a: 6a, 6b, ...)
-#   tradeoff_plot       true: stage 9 plots quality vs GFLOPs (${expdir}/plots/tradeoff.png)
-#   report_args         array: scripts/report.py options of the recipe (--title, --data, ...)
-# Defaults when the recipe has not set them: base_dir=token_dir=${expdir}/owsm, base_model,
-# stats_dir=${expdir}/s2t_stats, train_opts (the pre-trained model's, read after stage 4).
+# Stage 1: local/data.sh of the recipe -> ${datadir}/<set> Kaldi dirs, validated; redone when
+# local/data.sh, its options or the data it reads (${data_inputs}: a file, or a dir's files) change.
+data_stage() {
+    local inputs=() d hash check=() dirs=()
+    for d in ${data_inputs}; do
+        if [ -d "${d}" ]; then
+            mapfile -t -O ${#inputs[@]} inputs < <(find "${d}" -maxdepth 1 -type f | LC_ALL=C sort)
+        else
+            inputs+=("${d}")
+        fi
+    done
+    hash=$(inputs_hash local/data.sh "${local_data_opts[*]}" "${inputs[@]}")
+    is_done "${datadir}/.done" "${hash}" && return 0
+    run local/data.sh --out "${datadir}" "${local_data_opts[@]}"
+    [ -z "${langs}" ] || check+=(--langs "${langs}")
+    [ -z "${tasks}" ] || check+=(--tasks "${tasks}")
+    for d in ${data_sets}; do dirs+=("${datadir}/${d}"); done
+    run ${python} scripts/validate_data_dir.py "${check[@]}" "${dirs[@]}"
+    mark_done "${datadir}/.done" "${hash}"
+}
+# Stage 2: every set -> ${raw}/<set>: checked (--audio_format 16k: format_set) or converted
+# (any: prepare_audio); ${split_sets} also split by language and task; dev keeps every utterance.
+audio_stage() {
+    local dset opts prep=prepare_audio
+    [ "${audio_format}" = 16k ] && prep=format_set
+    for dset in ${data_sets}; do
+        opts=("${format_opts[@]}")
+        [[ " ${split_sets} " = *" ${dset} "* ]] && opts+=(--split_by_lang_task)
+        [ "${dset}" = dev ] && opts+=(--eval_set)
+        ${skip_bad_utts} && opts+=(--skip_bad_utts)
+        ${prep} "${datadir}/${dset}" "${dset}" "${length_config}" "${opts[@]}"
+    done
+}
+# Stages 3-9 of a recipe that fine-tunes a pre-trained OWSM-format model, on ${raw}/{<sets>}
+# and the test subsets of stage 2.
 owsm_stages() {
-    base_dir=${base_dir:-${expdir}/owsm}; base_model=${base_model:-${base_dir}/model.pth}
-    token_dir=${token_dir:-${base_dir}}; stats_dir=${stats_dir:-${expdir}/s2t_stats}
-    train_sets=${train_sets:-train}; stat_sets=${stat_sets:-${train_sets}}
-    [ -n "${report_args+x}" ] || report_args=(--data "${datadir}" ${report_title:+--title "${report_title}"})
     context_stage
     base_stage
     # The pre-trained model's token list, BPE and normalisation (stage 4's train_opts);
     # time_apply_prob=1.0: the texts carry <notimestamps> already (conf/train_s2t_ebf_gated.yaml).
-    local base_opts
-    if [ -z "${train_opts}" ]; then
-        base_opts=$(cat "${base_dir}/train_opts" 2>/dev/null || true)  # none before stage 4
-        train_opts="--use_preprocessor true ${base_opts}
-        --preprocessor_conf time_apply_prob=1.0 --use_tensorboard true --use_matplotlib false"
+    local base_opts=()
+    if [ ${#train_opts[@]} -eq 0 ]; then
+        [ ! -f "${base_dir}/train_opts" ] || read -r -d '' -a base_opts < "${base_dir}/train_opts" || true  # none before stage 4
+        train_opts=(--use_preprocessor true "${base_opts[@]}"
+                    --preprocessor_conf time_apply_prob=1.0 --use_tensorboard true --use_matplotlib false)
     fi
     run_stage 5 "Collect stats (shapes; feature statistics) of ${stat_sets}" stats_stage
-    run_stage 6 "Training from ${owsm_model}: ${models}" train_stage "${first_label:-a}"
+    run_stage 6 "Training from ${owsm_model}: ${models}" train_stage "${first_label}"
     run_stage 7 "Decoding: beam 5, maxlenratio 0.0, every model x ${test_sets}, ${inference_nj} job(s) per set" decode_models
-    run_stage 8 "Scoring: BLEU/chrF (sacrebleu) for ST, WER/CER (jiwer) for ASR (${score_opts})" score_models
+    run_stage 8 "Scoring: BLEU/chrF (sacrebleu) for ST, WER/CER (jiwer) for ASR (${score_opts[*]})" score_models
     report_stage
 }
 # Stage 3: speaker and event embeddings, for the models that read them.
@@ -725,7 +748,7 @@ context_stage() {
     stage_start 3 "Context embeddings: speaker (${spk_model}) for gated_spk, event (${event_tagger_dir:+tagger trained here, }${event_model:-none}) for gated_event"
     if [ -n "${event_tagger_dir:-}" ] && need_context event; then
         # shellcheck disable=SC2046
-        train_tagger "${event_tagger_dir}" "${tagger_clips_per_event}" "${tagger_opts}" \
+        train_tagger "${event_tagger_dir}" "${tagger_clips_per_event}" \
             $(for d in ${train_sets}; do echo "${raw}/${d}"; done)
     fi
     for kind in speaker event; do
@@ -796,3 +819,94 @@ report_stage() {
         --efficiency "${eff}" --out "${results}"
     log "Wrote ${results}"
 }
+
+# Stage 10 (--base_out): the base model pre-trained here (--owsm_model scratch), in OWSM's hub
+# layout, with the feature statistics of its pretrain set.
+pack_stage() {
+    [ -n "${base_out}" ] || return 0
+    run_stage 10 "Pack the base model (OWSM hub layout) -> ${base_out}" \
+        run ${python} local/pack_base.py --exp "${expdir}/base" \
+            --stats "${stats_dir}/pretrain/train/feats_stats.npz" --out "${base_out}"
+}
+
+# The options' checks, each a one-line error before anything is written.
+check_options() {
+    local m c want
+    case ${audio_format} in any|16k) ;; *) die "--audio_format ${audio_format}: any or 16k" ;; esac
+    case ${skip_bad_utts} in true|false) ;; *) die "--skip_bad_utts ${skip_bad_utts}: true or false" ;; esac
+    case ${tradeoff_plot} in true|false) ;; *) die "--tradeoff_plot ${tradeoff_plot}: true or false" ;; esac
+    if [ "${models}" != base ]; then check_models; fi
+    check_event_model
+    check_wer_norm
+    add_baselines
+    if [ -n "${gated_config}" ]; then  # the gated model's YAML instead of <prefix>gated.yaml; its
+        # variants (gated_lang, ...: variant_of: gated) follow it
+        [ -f "${gated_config}" ] || die "--gated_config ${gated_config}: no such file"
+        eval "pipeline_$(declare -f model_config)"
+        model_config() { if [ "$1" = gated ]; then echo "${gated_config}"; else pipeline_model_config "$1"; fi; }
+    fi
+    # A gated model already in ${expdir} was trained with the YAML its config.yaml names (ESPnet
+    # records --config there); resumed or skipped with another, it would be reported as this one.
+    for m in ${models}; do
+        [[ ${m} = gated* ]] && [ -f "${expdir}/${m}/config.yaml" ] || continue
+        c=$(sed -n 's/^config: //p' "${expdir}/${m}/config.yaml")
+        want=$(model_config "${m}")
+        [ "$(realpath -m "${c}")" = "$(realpath -m "${want}")" ] \
+            || die "$(cd "${expdir}" && pwd)/${m} was trained with ${c}, not ${gated_config:+--gated_config }${want}; use another --expdir"
+    done
+}
+
+main() {
+    local args=("$@")
+    set -euo pipefail
+    [ -f path.sh ] || { echo "$0: run it from a recipe dir (egs2/<corpus>/s2t1: path.sh, conf/, local/data.sh)" >&2; exit 1; }
+    . ./path.sh
+    pipeline_options
+    __options=$(option_names | tr '\n' ' ')
+    . "${MAIN_ROOT}/scripts/parse_options.sh"
+    [ $# -eq 0 ] || die "unexpected argument $1 (options are --name value)"
+    split_options
+    [ ! -f cmd.sh ] || . ./cmd.sh  # the job backend (--cmd_backend)
+    backend_defaults
+    pipeline_init
+    check_options
+    make_dirs datadir dumpdir expdir
+    [ -n "${invocation}" ] || invocation="cd $(printf %q "${PWD}") &&$(printf ' %q' "$0" ${args[@]+"${args[@]}"})"
+    begin_commands "${invocation}"  # a block of ${expdir}/commands.sh per invocation
+    [ -z "${made_with}" ] || check_expdir "${made_with}$([ -d "${owsm_model}" ] && echo " ($(dir_md5 "${owsm_model}" | cut -c1-8))")"
+    raw=${dumpdir}/raw
+    share_threads "${train_nj}"
+    base_dir=${base_dir:-${expdir}/owsm}; base_model=${base_model:-${base_dir}/model.pth}
+    token_dir=${token_dir:-${base_dir}}; stats_dir=${stats_dir:-${expdir}/s2t_stats}
+    stat_sets=${stat_sets:-${train_sets}}
+    length_config=${length_config:-$(model_config full)}
+    [ ${#report_args[@]} -gt 0 ] || report_args=(--data "${datadir}")
+    score_opts=(${st_normalise:+--st_normalise "${st_normalise}"} --wer_norm "${wer_norm}" "${score_opts[@]}")
+    # the sets of stages 1-2: ${train_sets}, then ${sets}
+    data_sets=$(printf '%s\n' ${train_sets} ${sets} | awk '!seen[$0]++' | tr '\n' ' ')
+
+    run_stage 1 "Data preparation: local/data.sh ${local_data_opts[*]} -> ${datadir}" data_stage
+    run_stage 2 "Audio ($([ "${audio_format}" = 16k ] && echo '16 kHz mono check' || echo 'decoded, 16 kHz mono, segments cut')), length filter, speech_shape -> ${raw}" audio_stage
+    # the test subsets stage 2 made, and the <lang>/<task> tokens of the data, unless given
+    [ -n "${test_sets}" ] || test_sets=$(cd "${raw}" 2>/dev/null && for s in ${split_sets}; do ls -d "${s}"_*_* 2>/dev/null; done | tr '\n' ' ' || true)
+    [ -n "${specials}" ] || specials=$({ for s in ${sets}; do cut -d' ' -f2 "${datadir}/${s}/text" 2>/dev/null; done | grep -o '^<[a-z_]*><[a-z_]*>' || true; } | sed 's/></> </' | tr ' ' '\n' | sort -u | tr '\n' ' ')
+    owsm_stages
+    pack_stage
+    log "Finished stages ${stage}-${stop_stage}"
+}
+backend_defaults() {  # the job backend when cmd.sh sets none; torch threads per job
+    train_cmd=${train_cmd:-${MAIN_ROOT}/egs2/TEMPLATE/s2t1/local/run.pl}
+    cuda_cmd=${cuda_cmd:-${train_cmd}}
+    decode_cmd=${decode_cmd:-${train_cmd}}
+    threads=${threads:-${OMP_NUM_THREADS:-1}}
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    main "$@"
+else  # sourced: the defaults of the options the caller has not set (its own values stay)
+    __unset=()
+    for __o in $(option_names); do declare -p "${__o}" &>/dev/null || __unset+=("${__o}"); done
+    [ ${#__unset[@]} -eq 0 ] || . <(pipeline_options; declare -p "${__unset[@]}")
+    backend_defaults
+    unset __o __unset
+fi

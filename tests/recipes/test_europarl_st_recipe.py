@@ -78,7 +78,8 @@ def recipe(tmp_path_factory):
 def test_stage1_data_dirs(recipe):
     tmp, log = recipe
     data = tmp / "data"
-    assert "Stage 1: Data preparation: Europarl-ST v1.1 (de,fr,it -> en) + Voxforge" in log
+    (line,) = [ln for ln in log.splitlines() if "Stage 1: Data preparation: local/data.sh " in ln]
+    assert "--src_langs de,fr,it --tgt_lang en" in line and "--use_voxforge true" in line
     for dset, n in (("train", 18 + 12), ("dev", 18 + 6), ("test", 18), ("vftest", 6)):
         assert len(table(data / dset / "text")) == n, dset
         assert f"{data / dset}: {n} utterances, OK" in log  # validate_data_dir
@@ -294,7 +295,7 @@ def test_gated_config_reaches_stage6_training(recipe, tmp_path):
     with the one asked for."""
     tmp, _ = recipe
     proc = subprocess.run(["./run.sh", "--help"], cwd=RECIPE, capture_output=True, text=True)
-    assert "  --gated_config \n" in proc.stdout  # an option, default empty (the tuned YAML)
+    assert "  --gated_config   # the gated models' YAML" in proc.stdout  # default empty (the tuned YAML)
     proc = subprocess.run(["./run.sh", "--gated_config", "conf/nope.yaml", "--expdir",
                            str(tmp / "nothing")], cwd=RECIPE, capture_output=True, text=True)
     assert proc.returncode == 1 and not (tmp / "nothing").exists()

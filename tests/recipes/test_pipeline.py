@@ -86,9 +86,9 @@ def test_gate_context_overrides_and_configs_per_model(tmp_path):
             assert y.resolve() == ROOT / "conf" / "tuning" / f"train_{m}.yaml", y
         assert (d / f"{prefix}gated.yaml").is_file() and (d / f"{prefix}full.yaml").is_file(), d
     # europarl_st's --gated_config: the gated model's YAML, so its variants' too
-    out = bash(f'eval "$(grep -E \'^(eval "pipeline_|model_config\\(\\) )\' {EP_CONF.parent}/run.sh)"; '
-               "gated_config=paper.yaml; for m in gated gated_spk full; do model_config $m; done",
-               tmp_path).stdout.splitlines()
+    (tmp_path / "paper.yaml").write_text("encoder: e_branchformer_token_condition\n")
+    out = bash("gated_config=paper.yaml; models='full gated gated_spk'; check_options; "
+               "for m in gated gated_spk full; do model_config $m; done", tmp_path).stdout.splitlines()
     assert out == ["paper.yaml", "paper.yaml", f"{c}full.yaml"]
 
 
@@ -106,7 +106,7 @@ def test_a_new_variant_yaml_is_picked_up_and_its_errors_are_one_line(tmp_path):
     fake.chmod(0o755)
     (tmp_path / "gated_wide").mkdir()
     (tmp_path / "gated_wide" / "valid.acc.ave.pth").write_text("")  # what the fake training leaves
-    setup = f"config_prefix={conf}/train_; ngpu=0; base_model=b.pth; stats_dir=s; "
+    setup = f"config_prefix={conf}/train_; ngpu=0; base_model=b.pth; stats_dir=s; split_options; "
     out = bash(setup + 'models="full gated gated_wide"; check_models; need_context speaker && echo spk; '
                f"need_context event || echo no_event; python={fake}; train_model gated_wide 6d 1", tmp_path).stdout
     assert out.startswith("spk\nno_event\n")
@@ -173,8 +173,8 @@ def test_stages_run_in_range_record_their_commands_and_times(tmp_path):
 
 def test_commands_sh_has_one_block_per_invocation_the_last_marked(tmp_path):
     (tmp_path / "commands.sh").write_text("echo old\n")  # recorded before invocations had blocks
-    bash("begin_commands /a ./run.sh --stage 7 --data_root 'my dir'; run echo one; exit 3", tmp_path, check=False)
-    bash("begin_commands /b ./run.sh; run echo two", tmp_path)
+    bash(r"begin_commands 'cd /a && ./run.sh --stage 7 --data_root my\ dir'; run echo one; exit 3", tmp_path, check=False)
+    bash("begin_commands 'cd /b && ./run.sh'; run echo two", tmp_path)
     lines = (tmp_path / "commands.sh").read_text().splitlines()
     assert lines[:2] == ["# ===== earlier runs (before run.sh recorded its invocations)", "echo old"]
     assert lines[2].startswith("# ===== run.sh invocation 1, ")
@@ -185,16 +185,37 @@ def test_commands_sh_has_one_block_per_invocation_the_last_marked(tmp_path):
 
 
 def test_command_line_paths_are_the_callers(tmp_path):
+    """scripts/parse_options.sh with __caller: path options made absolute against the caller's
+    dir, a name that is no path there (hub tag, auto) kept."""
     (tmp_path / "m").mkdir()
-    out = bash("data_root=d; expdir=../e; owsm_model=m; conf_dir=auto; spk_model=ecapa:m; event_model=beats:x.pt; "
-               "resolve_cli_paths /c/w 'data_root expdir' 'owsm_model conf_dir spk_model event_model' "
-               "--data_root d --expdir=../e --owsm_model m --conf_dir auto --spk_model ecapa:m --stage 1; "
-               "echo $data_root $expdir $owsm_model $conf_dir $spk_model $event_model; "
-               f"resolve_cli_paths {tmp_path} 'x' 'owsm_model spk_model' --owsm_model m --spk_model ecapa:m; "
+    parse = ROOT / "scripts" / "parse_options.sh"
+    out = bash("data_root=''; expdir=''; owsm_model=''; conf_dir=''; spk_model=''; event_model=beats:x.pt; "
+               "set -- --data_root d --expdir=../e --owsm_model m --conf_dir auto --spk_model ecapa:m --stage 2; "
+               "__caller=/c/w; __paths='data_root expdir'; __maybe_paths='owsm_model conf_dir spk_model event_model'; "
+               f". {parse}; echo $data_root $expdir $owsm_model $conf_dir $spk_model $event_model $stage; "
+               f"set -- --owsm_model m --spk_model ecapa:m; __caller={tmp_path}; . {parse}; "
                "echo $owsm_model $spk_model", tmp_path).stdout.splitlines()
     # a name that is no path here stays (hub tag, auto); --event_model was not given
-    assert out[0] == "/c/w/d /c/e m auto ecapa:m beats:x.pt"
+    assert out[0] == "/c/w/d /c/e m auto ecapa:m beats:x.pt 2"
     assert out[1] == f"{tmp_path}/m ecapa:{tmp_path}/m"
+
+
+def test_undeclared_options_go_to_the_pipeline_the_pipeline_rejects_unknown_ones(tmp_path):
+    """A run.sh that declares pipeline_args passes the options it does not declare on, in
+    their order (the last of an option wins in the pipeline); without it they are errors."""
+    parse = ROOT / "scripts" / "parse_options.sh"
+    out = bash("stage=1; __options=stage; pipeline_args=(); "
+               "set -- --stage 3 --s2t_args '--seed 1' --inference-batch-size=4; "
+               f". {parse}; echo $stage; printf '[%s]' \"${{pipeline_args[@]}}\"", tmp_path).stdout
+    assert out == "3\n[--s2t_args][--seed 1][--inference_batch_size][4]"
+    proc = bash(f"unset s2t_args; __options=stage; set -- --s2t_args x; . {parse}", tmp_path, check=False)
+    assert proc.returncode == 1 and proc.stderr.strip().endswith("unknown option --s2t_args")
+    (tmp_path / "path.sh").write_text(f"MAIN_ROOT={ROOT}\n")
+    proc = subprocess.run([str(PIPELINE), "--stage", "9", "--bogus", "1"], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stderr == f"{PIPELINE}: unknown option --bogus\n"
+    assert not (tmp_path / "exp").exists()
+    proc = subprocess.run([str(PIPELINE), "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0 and "  --inference_batch_size 1  # utterances per decoding pass\n" in proc.stdout
 
 
 def test_wait_all_waits_on_the_pids_it_started(tmp_path):
@@ -256,7 +277,7 @@ def test_baselines_train_with_what_the_run_computed(tmp_path):
     (init / ".done").write_text("")
     (tmp_path / "l0").mkdir()
     (tmp_path / "l0" / ".done").write_text("")
-    script = (f"python={fake}; ngpu=0; base_model=b.pth; stats_dir=s; threads=1; "
+    script = (f"python={fake}; ngpu=0; base_model=b.pth; stats_dir=s; threads=1; split_options; "
               "train_baselines f; echo finished")
     proc = bash(script, tmp_path, check=False)  # no train_opts: nothing trains
     assert proc.returncode == 1 and "finished" not in proc.stdout and not (tmp_path / "commands.sh").exists()
@@ -289,7 +310,7 @@ def test_s2t_args_and_inference_args_come_last_and_every_command_is_recorded(tmp
     (tmp_path / "full" / "valid.acc.ave.pth").write_text("")
     (tmp_path / "full" / "config.yaml").write_text(yaml.safe_dump({"encoder": "e_branchformer"}))
     bash(f"python={fake}; ngpu=0; base_model=b.pth; stats_dir=s; "
-         "s2t_args='--seed 7 --max_epoch 2'; inference_args='--beam_size 10'; "
+         "s2t_args='--seed 7 --max_epoch 2'; inference_args='--beam_size 10'; split_options; "
          'models=full; test_sets=test_deu_asr; train_model full 6a 1; decode_models', tmp_path)
     rec = (tmp_path / "commands.sh").read_text().splitlines()
     train = [c for c in rec if "espnet_ext.bin.s2t_train" in c]
@@ -298,3 +319,36 @@ def test_s2t_args_and_inference_args_come_last_and_every_command_is_recorded(tmp
     assert [c for c in rec if "train_seconds.py" in c]  # recorded too
     decode = [c for c in rec if "decode.py" in c]
     assert len(decode) == 1 and decode[0].endswith("--src_kv_cache false --beam_size 10")
+
+
+def test_run_sh_passes_pipeline_options_on_and_the_users_win_over_the_presets(tmp_path):
+    """egs2/mini_europarl/s2t1/run.sh --preset whisper (its preset.sh: inference_batch_size=8),
+    stage 7 with the commands faked: the pipeline decodes with the preset's batch size, with the
+    one given on run.sh's command line instead, and --inference_args last; an option neither
+    run.sh nor the pipeline knows is a one-line error before anything is written."""
+    recipe = ROOT / "egs2" / "mini_europarl" / "s2t1"
+    fake = tmp_path / "python"
+    fake.write_text(FAKE)
+    fake.chmod(0o755)
+
+    def decode(*extra: str) -> list[str]:
+        exp = tmp_path / f"exp{len(extra)}"
+        for m in ("zeroshot", "full", "gated"):  # trained (stage 6): config.yaml names the npy inputs
+            (exp / m).mkdir(parents=True)
+            (exp / m / "config.yaml").write_text(f"config: conf/whisper/train_{m}.yaml\n"
+                                                 "encoder: whisper_token_condition\n")
+        proc = subprocess.run(["./run.sh", "--preset", "whisper", "--stage", "7", "--stop_stage", "7",
+                               "--expdir", str(exp), "--dumpdir", str(tmp_path / "dump"),
+                               "--python", str(fake), *extra], cwd=recipe, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return [c for c in (exp / "commands.sh").read_text().splitlines() if "decode.py" in c]
+
+    cmds = decode()
+    assert len(cmds) == 3 and all("--batch_size 8 " in c for c in cmds)  # zeroshot, full, gated
+    cmds = decode("--inference_batch_size", "4", "--inference_args", "--beam_size 3")
+    assert len(cmds) == 3 and all("--batch_size 4 " in c and c.endswith("--src_kv_cache false --beam_size 3")
+                                  for c in cmds)
+    proc = subprocess.run(["./run.sh", "--preset", "tiny", "--expdir", str(tmp_path / "nothing"), "--bogus", "1"],
+                          cwd=recipe, capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr == f"{ROOT}/egs2/TEMPLATE/pipeline.sh: unknown option --bogus\n"
+    assert not (tmp_path / "nothing").exists()

@@ -131,7 +131,7 @@ def test_gpu_stages_submit_their_gpus_memory_and_logs(tmp_path):
               f'cmd_backend=slurm; train_cmd="{SLURM} --mem 16G"; cuda_cmd="{SLURM} --mem 64G"; '
               f'decode_cmd="{SLURM} --mem 16G"; python={fake}; ngpu=2; num_nodes=2\n'
               f". {PIPELINE}\n"
-              f"base_model={tmp_path}/base.pth; stats_dir={tmp_path}/stats; config_prefix={ROOT}/conf/train_s2t_ebf_; train_opts=''\n"
+              f"base_model={tmp_path}/base.pth; stats_dir={tmp_path}/stats; config_prefix={ROOT}/conf/train_s2t_ebf_; train_opts=''; split_options\n"
               "profile_num_utts=2; profile_repeats=1\n"
               "train_model gated 6b 1\n"
               "num_nodes=1; train_model gated_lang 6c 1\n"

@@ -2,7 +2,7 @@
 Kaldi dirs as a user would bring them (long German recordings at 44.1 kHz stereo with a
 segments file, ASR and ST utterances sharing segments; English recordings at 22.05 kHz
 mono, one utterance each) and a miniature OWSM-format model (tests/europarl_fixture.py).
-Stages 1-9 with conf/tiny: the recipe is options + stage 1 over egs2/TEMPLATE/pipeline.sh."""
+Stages 1-9 with conf/tiny: the recipe is options + one call of egs2/TEMPLATE/pipeline.sh."""
 
 import json
 import math

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Your own corpus, S2T: context-aware dynamic pruning of a pre-trained OWSM model on Kaldi data
 # dirs you provide. Copy this directory to egs2/<corpus>/s2t1, replace local/data.sh with your
-# data preparation (or point --data_root at dirs made elsewhere), and run it; every stage after
-# the first is egs2/TEMPLATE/pipeline.sh, shared with the Europarl-ST and mini recipes.
+# data preparation (or point --data_root at dirs made elsewhere), and run it; the stages are
+# egs2/TEMPLATE/pipeline.sh (stage 1 runs local/data.sh), shared with the Europarl-ST and mini recipes.
 #
 # Usage (paths on the command line: absolute, or relative to where you run it):
 #   ./run.sh --data_root /data/mycorpus --owsm_model ../../mini_europarl/s2t1/pretrained/mini_owsm
@@ -11,6 +11,7 @@
 #   ./run.sh --data_root /data/mycorpus --owsm_model /models/owsm_v3.1_ebf --models "full gated gated_spk"
 #   ./run.sh --stage 7 --stop_stage 8                    # decode and score again
 #   ./run.sh --stage 8 --stop_stage 9 --wer_norm whisper_english   # WER as Whisper/OWSM papers
+#   ./run.sh --data_root /data/mycorpus --s2t_args "--seed 1" --inference_nj 4   # pipeline options
 #
 # Each of <data_root>/{train,dev,test} is a Kaldi dir (README.md, "Your own corpus"):
 #   wav.scp     <rec> <audio file>        any format ffmpeg reads, any rate, mono or stereo
@@ -22,9 +23,10 @@
 #   split by language and task), 3 context embeddings (gated_spk, gated_event), 4 pre-trained model,
 #   5 stats, 6 training (6a, 6b, ... per model; --baselines true: L0 and layer pruning at the
 #   gated model's budget), 7 decoding, 8 scoring, 9 efficiency + gate patterns + RESULTS.md.
+#   `egs2/TEMPLATE/pipeline.sh --help` lists the options run.sh passes on (--baselines, --nj, ...).
 set -euo pipefail
 
-# Options (--name value).
+# Options (--name value); the pipeline's (egs2/TEMPLATE/pipeline.sh --help) are passed on.
 stage=1
 stop_stage=9
 data_root=""                 # Kaldi dirs train, dev, test (local/data.sh checks and copies them)
@@ -32,93 +34,49 @@ owsm_model=espnet/owsm_v3.1_ebf   # pre-trained model: hub tag, local dir (hub l
 conf_dir=auto                # training YAMLs (train_s2t_ebf_* or train_*{full,gated,l0,layerprune}.yaml);
                              # auto: the set of conf/ or conf/<name>/ that fits --owsm_model
 models="full gated"          # + gated_lang gated_frame gated_spk gated_event
-baselines=false              # + l0 and layerprune at the gated model's measured GFLOPs
-spk_model=resemblyzer        # gated_spk: resemblyzer | ecapa | ecapa:<local dir>
-event_model=""               # gated_event: beats:<BEATs .pt> | tagger:<event tagger .pt>
-ngpu=0
-num_nodes=1
-nj=4                         # audio processes
-train_nj=1                   # models trained side by side (CPU)
-inference_nj=1               # decoding jobs per test set
-inference_batch_size=1
-profile_num_utts=20
-profile_repeats=3
-profile_opts=""
-wer_norm=ours                # WER/CER text: ours (lower case, no punctuation) | raw (ESPnet's
-                             # s2t.sh: as is) | whisper_basic | whisper_english (Whisper's
-                             # normalisers; non-English sets: basic); named beside every WER
+ngpu=0                       # GPUs per node (0: CPU)
 datadir=data
-dumpdir=dump
-expdir=exp
-results=RESULTS.md
+decode_config=conf/decode_s2t.yaml
 cmd_backend=${cmd_backend:-local}  # job backend (cmd.sh): local (local/run.pl) | slurm (local/slurm.pl)
-__options="stage stop_stage data_root owsm_model conf_dir models baselines spk_model event_model ngpu num_nodes nj train_nj inference_nj inference_batch_size profile_num_utts profile_repeats profile_opts wer_norm datadir dumpdir expdir results cmd_backend"
+__options="stage stop_stage data_root owsm_model conf_dir models ngpu datadir decode_config cmd_backend"
 
-caller=$(pwd); cli_args=("$@")
+invocation="cd $(printf %q "${PWD}") &&$(printf ' %q' "$0" "$@")"  # exp/commands.sh records it
+__caller=${PWD}  # paths on the command line are the caller's (parse_options.sh)
+__paths="data_root datadir dumpdir expdir results"
+__maybe_paths="owsm_model conf_dir spk_model event_model decode_config"
 cd "$(dirname "$0")"
 . ./path.sh
-. "${MAIN_ROOT}/egs2/TEMPLATE/pipeline.sh"  # + the pipeline's options (--s2t_args, --decode_config, ...)
+pipeline_args=()  # the options this file does not declare: the pipeline's
 . scripts/parse_options.sh
-. ./cmd.sh  # the job backend (--cmd_backend)
-pipeline_init
-resolve_cli_paths "${caller}" "data_root datadir dumpdir expdir results" "owsm_model conf_dir spk_model event_model decode_config" \
-    ${cli_args[@]+"${cli_args[@]}"}
 
-# Every option checked before stage 1, each error one line naming the fix.
-check_wer_norm
-add_baselines
-if stage_in 1 && [ -z "${data_root}" ]; then
-    die "--data_root is empty: the dir holding your train, dev, test Kaldi dirs"
+# Every option checked before stage 1, each error one line naming the fix: the configs that
+# fit the pre-trained model, the --ngpu GPUs (local runs), the <lang>/<task> tokens of the
+# data in the model's token list (local/check_setup.py); the pipeline checks the others.
+if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
+    [ -n "${data_root}" ] || { echo "$0: --data_root is empty: the dir holding your train, dev, test Kaldi dirs" >&2; exit 1; }
+    texts=("${data_root}"/{train,dev,test}/text)
+else
+    texts=("${datadir}"/{train,dev,test}/text)
 fi
-# the configs that fit the pre-trained model, the --ngpu GPUs (local runs), the <lang>/<task>
-# tokens of the data in the model's token list (local/check_setup.py)
-texts=$(for d in train dev test; do
-    if [ -n "${data_root}" ] && stage_in 1; then echo "${data_root}/${d}/text"; else echo "${datadir}/${d}/text"; fi
-done)
-check_gpu=false; [ "${cmd_backend}" = local ] && { stage_in 6 || stage_in 7 || stage_in 9; } && check_gpu=true
-# shellcheck disable=SC2086
-setup=$(${python} local/check_setup.py --owsm_model "${owsm_model}" --conf_dir "${conf_dir}" \
-    --models "${models}" --texts ${texts} --ngpu "${ngpu}" --check_gpu ${check_gpu} \
+check_gpu=false  # local runs of stage 6, 7 or 9
+for k in 6 7 9; do [ "${cmd_backend}" = local ] && [ "${stage}" -le ${k} ] && [ "${stop_stage}" -ge ${k} ] && check_gpu=true; done
+setup=$(python3 local/check_setup.py --owsm_model "${owsm_model}" --conf_dir "${conf_dir}" \
+    --models "${models}" --texts "${texts[@]}" --ngpu "${ngpu}" --check_gpu ${check_gpu} \
     --decode_config "${decode_config}") || exit 1
 config_prefix=${setup%%$'\t'*}
-check_models  # each has its YAML in the conf set
-check_event_model
-make_dirs datadir dumpdir expdir
-begin_commands "${caller}" "$0" ${cli_args[@]+"${cli_args[@]}"}
-log "Training configs: ${setup#*$'\t'}"
-raw=${dumpdir}/raw
-share_threads "${train_nj}"
-sets="train dev test"
-# The test subsets (test_<lang>_<task>, from stage 2) and the <lang>/<task> tokens of the data.
-test_sets() { (cd "${raw}" 2>/dev/null && ls -d test_*_* 2>/dev/null || true) | tr '\n' ' '; }
-specials() { { cut -d' ' -f2 "${datadir}"/{train,dev,test}/text 2>/dev/null | grep -o '^<[a-z_]*><[a-z_]*>' || true; } | sed 's/></> </' | tr ' ' '\n' | sort -u | tr '\n' ' '; }
+echo "Training configs: ${setup#*$'\t'}"
 
-if stage_in 1; then
-    stage_start 1 "Data: local/data.sh --data_root ${data_root} -> ${datadir}"
-    hash=$(inputs_hash local/data.sh "${data_root}" "${data_root}"/{train,dev,test}/{wav.scp,segments,text,text.ctc,text.prev,utt2spk})
-    if ! is_done "${datadir}/.done" "${hash}"; then
-        run local/data.sh --data_root "${data_root}" --out "${datadir}"
-        mark_done "${datadir}/.done" "${hash}"
-    fi
-    stage_end 1
-fi
-
-if stage_in 2; then
-    stage_start 2 "Audio: 16 kHz mono segments, length filter (train only), test split by language and task -> ${raw}"
-    for dset in ${sets}; do
-        # dev and test keep every utterance (--eval_set; --split_by_lang_task implies it): one
-        # longer than speech_length is decoded on its first speech_length seconds, as ESPnet's
-        # Speech2Text does (counts: dump/raw/<set>/utt_counts.json)
-        # shellcheck disable=SC2046
-        prepare_audio "${datadir}/${dset}" ${dset} "$(model_config gated)" \
-            $(case ${dset} in test) echo --split_by_lang_task ;; dev) echo --eval_set ;; esac)
-    done
-    stage_end 2
-fi
-test_sets=$(test_sets)
-
-specials=$(specials)
-score_opts="--st_normalise none --wer_norm ${wer_norm}${score_opts:+ ${score_opts}}"  # BLEU cased and punctuated, as sacrebleu's default
-report_title="$(basename "$(cd .. && pwd)") S2T, context-aware dynamic pruning of ${owsm_model##*/}"
-owsm_stages  # 3 contexts, 4 pre-trained model, 5 stats, 6 training, 7 decoding, 8 scoring, 9 report
-log "Finished stages ${stage}-${stop_stage}"
+# Stages 1-9 (egs2/TEMPLATE/pipeline.sh): 1 local/data.sh (redone when the tables of
+# <data_root>/{train,dev,test} change), 2 audio (16 kHz mono segments, length filter of train;
+# dev and test keep every utterance, one longer than speech_length decoded on its first
+# speech_length seconds as ESPnet's Speech2Text does), test split by language and task (the
+# test sets), 3-9 as every recipe; BLEU cased and punctuated (--st_normalise none), as sacrebleu's default.
+"${MAIN_ROOT}/egs2/TEMPLATE/pipeline.sh" --invocation "${invocation}" --stage "${stage}" --stop_stage "${stop_stage}" \
+    --datadir "${datadir}" --local_data_opts "--data_root ${data_root}" \
+    --data_inputs "${data_root:+${data_root}/train ${data_root}/dev ${data_root}/test}" \
+    --owsm_model "${owsm_model}" --models "${models}" --config_prefix "${config_prefix}" \
+    --length_config "${config_prefix}gated.yaml" --ngpu "${ngpu}" --decode_config "${decode_config}" \
+    --cmd_backend "${cmd_backend}" --st_normalise none \
+    --report_args "$(printf '%s\n' --data "${datadir}" \
+        --title "$(basename "$(cd .. && pwd)") S2T, context-aware dynamic pruning of ${owsm_model##*/}")" \
+    "${pipeline_args[@]}"
