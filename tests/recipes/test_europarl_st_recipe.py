@@ -290,12 +290,12 @@ def test_static_baselines_at_the_gated_budget(recipe):
 
 
 def test_gated_config_reaches_stage6_training(recipe, tmp_path):
-    """Item 5: --gated_config picks the gated models' YAML (default: the tuned one): a missing
+    """Item 5: --gated_config picks the gated model's YAML (default: the tuned one): a missing
     file is a one-line error, an exp trained with another YAML is refused, and stage 6 trains
     with the one asked for."""
     tmp, _ = recipe
     proc = subprocess.run(["./run.sh", "--help"], cwd=RECIPE, capture_output=True, text=True)
-    assert "  --gated_config   # the gated models' YAML" in proc.stdout  # default empty (the tuned YAML)
+    assert "  --gated_config   # the gated model's YAML (its variants follow)" in proc.stdout  # default: the tuned YAML
     proc = subprocess.run(["./run.sh", "--gated_config", "conf/nope.yaml", "--expdir",
                            str(tmp / "nothing")], cwd=RECIPE, capture_output=True, text=True)
     assert proc.returncode == 1 and not (tmp / "nothing").exists()
