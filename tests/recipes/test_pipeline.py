@@ -40,10 +40,11 @@ def test_models_are_checked_with_one_line_errors(tmp_path):
     # the known models: those with a YAML in the conf set (${config_prefix}<model>.yaml)
     assert bash('models="full gated_spk l0"; check_models; echo ok', tmp_path).stdout == "ok\n"
     assert bash('models="full zeroshot"; check_models zeroshot full; echo ok', tmp_path).stdout == "ok\n"
+    assert bash('models="base gated"; reference=base; check_models base gated; echo ok', tmp_path).stdout == "ok\n"
     for models, allowed, error in (
             ("full gated_nope", "", f"--models: unknown gated_nope (no {EP_CONF}/train_s2t_ebf_gated_nope.yaml)"),
             ("full gated_spk", "full gated", "--models: unknown gated_spk (full gated)"),
-            ("gated", "", "--models must include full (the reference)")):
+            ("gated", "", "--models must include full (--reference: the model the others are compared with)")):
         proc = bash(f'models="{models}"; check_models {allowed}', tmp_path, check=False)
         assert proc.returncode == 1 and proc.stderr.strip().endswith(error), proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
@@ -145,6 +146,12 @@ def test_data_opts_are_the_s2t_tables_shapes_and_npy_inputs(tmp_path):
     assert out[8] == "--train_data_path_and_name_and_type /d/train/spk_embed.scp,spk_embed,npy"
     # collect_stats: no shape dir yet, the key list is the data dir's speech_shape
     assert bash("data_opts valid /d/dev", tmp_path).stdout.split("\n")[4] == "--valid_shape_file /d/dev/speech_shape"
+    # --task asr (asr_train, as asr.sh): wav.scp and text; collect_stats keys on wav.scp
+    assert bash("task=asr; data_opts train /d/train /s/train", tmp_path).stdout.split("\n")[:4] == [
+        "--train_data_path_and_name_and_type /d/train/wav.scp,speech,sound",
+        "--train_data_path_and_name_and_type /d/train/text,text,text",
+        "--train_shape_file /s/train/speech_shape", "--train_shape_file /s/train/text_shape.bpe"]
+    assert bash("task=asr; data_opts valid /d/dev", tmp_path).stdout.split("\n")[2] == "--valid_shape_file /d/dev/wav.scp"
 
 
 def test_input_hashes_redo_a_unit_when_an_input_changes(tmp_path):
