@@ -416,7 +416,10 @@ model_config() {  # model_config <model>: the YAML given to --config (a variant'
     yaml=$(model_yaml "$1")
     [ -f "${yaml}" ] || die "no ${yaml}: the YAML of model $1 (a full ESPnet config, or variant_of: <model> and its changes)"
     of=$(variant_of "${yaml}")
-    if [ -n "${of}" ]; then model_config "${of}"; else echo "${yaml}"; fi
+    [ -n "${of}" ] || { echo "${yaml}"; return 0; }
+    # a variant changes a full config: one of a variant would lose that variant's keys (or loop)
+    [ -z "$(variant_of "$(model_yaml "${of}")" 2>/dev/null)" ] || die "${yaml}: variant_of ${of}, itself a variant: name the model ${of} varies"
+    model_config "${of}"
 }
 model_yaml_py() {  # model_yaml_py <inputs|options> <model> [<options>]: scripts/model_yaml.py on its YAMLs
     local yaml config variant=()

@@ -124,11 +124,17 @@ def test_a_new_variant_yaml_is_picked_up_and_its_errors_are_one_line(tmp_path):
     wide.write_text("variant_of: gated\nencoder_conf:\n    gate_context: [lang, spk]\n    spk_embed_dim: 192\n")
     broken = conf / "train_gated_typo.yaml"
     broken.write_text("variant_of: gatd\n")
+    (conf / "train_gated_loop.yaml").write_text("variant_of: gated_loop\n")
+    (conf / "train_gated_wider.yaml").write_text("variant_of: gated_wide\nsparsity_end: 0.6\n")
     for script, error in (
             ("context_opts gated_wide", f"model_yaml: error: {wide}: encoder_conf.spk_embed_dim is 192, but the "
              f"spk embeddings in {tmp_path}/raw/train have 256 (stage 3): set it to 256, or null"),
             ("train_model gated_wide 6d 1", "set it to 256, or null"),
             ('models="full gated_typo"; check_models', f"no {conf}/train_gatd.yaml: the YAML of model gatd"),
+            ('models="full gated_loop"; check_models', f"{conf}/train_gated_loop.yaml: variant_of gated_loop, "
+             "itself a variant: name the model gated_loop varies"),
+            ('models="full gated_wider"; check_models', f"{conf}/train_gated_wider.yaml: variant_of gated_wide, "
+             "itself a variant: name the model gated_wide varies"),
             ('models="full gated_nope"; check_models',
              f"--models: unknown gated_nope (no {conf}/train_gated_nope.yaml)")):
         proc = bash(setup + script + "; echo unreachable", tmp_path, check=False)
