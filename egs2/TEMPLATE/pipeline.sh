@@ -421,13 +421,14 @@ model_config() {  # model_config <model>: the YAML given to --config (a variant'
     [ -z "$(variant_of "$(model_yaml "${of}")" 2>/dev/null)" ] || die "${yaml}: variant_of ${of}, itself a variant: name the model ${of} varies"
     model_config "${of}"
 }
-model_yaml_py() {  # model_yaml_py <inputs|options> <model> [<options>]: scripts/model_yaml.py on its YAMLs
+model_yaml_py() {  # model_yaml_py <inputs|options|model> <model> [<options>]: scripts/model_yaml.py on its YAMLs
     local yaml config variant=()
     yaml=$(model_yaml "$2") && config=$(model_config "$2") || return 1
     [ -z "$(variant_of "${yaml}")" ] || variant=(--variant "${yaml}")
     ${python} "${MAIN_ROOT}/scripts/model_yaml.py" "$1" "${config}" ${variant[@]+"${variant[@]}"} "${@:3}"
 }
 context_names() { model_yaml_py inputs "$1"; }  # the npy inputs a model reads
+trained_gated() { grep -qx 'model: espnet_gated' "${expdir}/$1/config.yaml" 2>/dev/null; }  # a gated model in ${expdir}
 context_opts() {  # a model's <task>_train options on top of --config: its variant's changes, embedding sizes
     model_yaml_py options "$1" --embed_dir "${raw}/train"
 }
@@ -441,9 +442,9 @@ model_init() {  # model_init <model>: the weights it starts from: base ${base_in
 # <options>: what the run computed for it (train_baselines: l0's FLOPs target; layerprune's
 # layers and --init_param), after its YAML's.
 train_model() {  # train_model <model> <stage label, e.g. 6b> <torch threads> [<set> [<options>...]]
-    local model=$1 label=$2 threads=$3 dset=${4:-${finetune_set}} out=${expdir}/$1 names config init ctx opts=() extra=()
+    local model=$1 label=$2 threads=$3 dset=${4:-${finetune_set}} out=${expdir}/$1 names config init ctx cls opts=() extra=()
     names=$(context_names "${model}") && config=$(model_config "${model}") && ctx=$(context_opts "${model}") \
-        && init=$(model_init "${model}") || return 1
+        && init=$(model_init "${model}") && cls=$(model_yaml_py model "${model}") || return 1
     [[ " ${*:5} " = *" --init_param "* ]] && init=""  # computed: instead of the pre-trained model
     # the options of <task>_train (and of check_init, which builds the same model)
     # shellcheck disable=SC2206
@@ -455,7 +456,9 @@ train_model() {  # train_model <model> <stage label, e.g. 6b> <torch threads> [<
            $(data_opts valid "${raw}/dev" "${stats_dir}/${dset}/valid" ${names}))
     extra=("${s2t_args[@]}")  # --s2t_args: last, so they win (ESPnet's parser keeps the last value)
     mkdir -p "${out}"
-    if [ "${model}" = full ] || [[ ${model} = gated* ]]; then
+    # A model that starts from the pre-trained weights has no new parameter but its gates (L0's
+    # masks are new too: espnet_l0 is not checked).
+    if [ "${init}" = "--init_param ${base_model}" ] && [ "${cls}" != espnet_l0 ]; then
         log "Stage ${label}: checking that the pre-trained model initialises ${model} (only gate parameters new)"
         # shellcheck disable=SC2086
         rm -f "${out}/check_init.log"
@@ -688,7 +691,7 @@ profile_models() {  # profile_models <set> <lang> <task> <out json>
 plot_gate_patterns() {
     local model
     for model in ${models}; do
-        [[ ${model} = gated* ]] || continue
+        trained_gated "${model}" || continue
         # shellcheck disable=SC2086
         run ${python} "${MAIN_ROOT}/scripts/plot_gates.py" --exp "${expdir}" --model "${model}" \
             --dump "${raw}" --test_sets ${test_sets} --out_dir "${expdir}/plots" | sed 's/^/  /'
@@ -864,7 +867,7 @@ check_options() {
     # A gated model already in ${expdir} was trained with the YAML its config.yaml names (ESPnet
     # records --config there); resumed or skipped with another, it would be reported as this one.
     for m in ${models}; do
-        [[ ${m} = gated* ]] && [ -f "${expdir}/${m}/config.yaml" ] || continue
+        trained_gated "${m}" || continue
         c=$(sed -n 's/^config: //p' "${expdir}/${m}/config.yaml")
         want=$(model_config "${m}")
         [ "$(realpath -m "${c}")" = "$(realpath -m "${want}")" ] \

@@ -365,3 +365,39 @@ def test_run_sh_passes_pipeline_options_on_and_the_users_win_over_the_presets(tm
                           cwd=recipe, capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stderr == f"{ROOT}/egs2/TEMPLATE/pipeline.sh: unknown option --bogus\n"
     assert not (tmp_path / "nothing").exists()
+
+
+def test_task_asr_runs_the_asr_tools_from_the_same_stages(tmp_path):
+    """--task asr (LibriSpeech): the same train_model/decode_models/score_models with ESPnet's
+    ASR task: asr_train, check_init --task asr for the models from the base weights (gated and its
+    variant gated_local, by their YAML's model class; not base), the ASR decoder with the search of
+    the decoding YAML (no S2T beam 5), every set scored as ASR."""
+    ls_conf = ROOT / "egs2/librispeech_100/asr1/conf/tiny"
+    fake = tmp_path / "python"
+    fake.write_text(FAKE)
+    fake.chmod(0o755)
+    for m in ("base", "gated", "gated_local"):
+        (tmp_path / m).mkdir()
+        (tmp_path / m / "valid.acc.ave.pth").write_text("")
+        (tmp_path / m / "config.yaml").write_text(yaml.safe_dump({"model": "espnet"}))
+    bash(f"python={fake}; ngpu=0; task=asr; base_model={tmp_path}/base/valid.acc.ave.pth; stats_dir=s; "
+         f"config_prefix={ls_conf}/train_asr_transformer_; base_config={ls_conf}/train_asr_transformer.yaml; "
+         "reference=base; finetune_set=train_clean_100; split_options; "
+         'models="base gated gated_local"; check_models; test_sets="test_clean test_other"; '
+         "train_model base 6a 1 train_clean_100; train_model gated 6b 1; train_model gated_local 6c 1; "
+         "decode_models; score_models", tmp_path)
+    rec = [" ".join(shlex.split(c)) for c in (tmp_path / "commands.sh").read_text().splitlines()]
+    train = {c.split("--output_dir ")[1].split()[0]: c for c in rec if "-m espnet_ext.bin.asr_train" in c}
+    assert sorted(train) == [str(tmp_path / m) for m in ("base", "gated", "gated_local")]
+    assert not [c for c in rec if "s2t_train" in c]
+    assert (f"--config {ls_conf}/train_asr_transformer_gated.yaml --init_param {tmp_path}/base/valid.acc.ave.pth "
+            "--encoder_conf gate_predictor=local") in train[str(tmp_path / "gated_local")]
+    assert f"--train_data_path_and_name_and_type {tmp_path}/raw/train_clean_100/text,text,text" in train[str(tmp_path / "gated")]
+    checks = [c for c in rec if "check_init.py" in c]
+    assert len(checks) == 2 and all(" --task asr --init " in c for c in checks)
+    assert [c.split("--output_dir ")[1].split()[0] for c in checks] == [str(tmp_path / m) for m in ("gated", "gated_local")]
+    decode = [c for c in rec if "decode.py" in c]
+    assert len(decode) == 3 and all(" --task asr " in c for c in decode)
+    assert decode[0].endswith("test_clean test_other -- --config conf/decode_s2t.yaml --ngpu 0")  # the YAML's search
+    score = [c for c in rec if "score.py" in c]
+    assert len(score) == 3 and all(" --task asr " in c and c.endswith(" test_clean test_other") for c in score)
