@@ -1,4 +1,4 @@
-"""LibriSpeech data preparation, BPE and scoring (local/librispeech/) on a miniature tree."""
+"""LibriSpeech data preparation and scoring (local/librispeech/) on a miniature tree."""
 
 import json
 import shutil
@@ -17,7 +17,7 @@ def load(name):
     return load_file(ROOT / "local/librispeech" / f"{name}.py")
 
 
-prepare, bpe, score, make_mini = (load(n) for n in ("prepare", "bpe", "score", "make_mini"))
+prepare, score, make_mini = (load(n) for n in ("prepare", "score", "make_mini"))
 
 
 @pytest.fixture(scope="module")
@@ -94,20 +94,6 @@ def test_prepare_fails_clearly_on_a_missing_part(mini, tmp_path, caplog):
     assert "test-other: missing" in caplog.text
     with pytest.raises(FileNotFoundError, match="no LibriSpeech parts"):
         prepare.find_root(tmp_path / "d")
-
-
-def test_bpe_writes_an_espnet_asr_token_list(tmp_path):
-    text = tmp_path / "text"
-    text.write_text("".join(f"u{i} THE CAT SAT ON THE MAT NUMBER {i % 7}\n" for i in range(50)))
-    assert bpe.main(["--vocab_size", "40", "--out", str(tmp_path / "bpe"), str(text)]) == 0
-    tokens = (tmp_path / "bpe/tokens.txt").read_text().split("\n")[:-1]
-    assert tokens[:2] == ["<blank>", "<unk>"] and tokens[-1] == "<sos/eos>"
-    import sentencepiece as spm
-
-    sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "bpe/bpe.model"))
-    # <unk> <s> </s> of sentencepiece -> <blank> <unk> ... <sos/eos>
-    assert tokens[2:-1] == [sp.id_to_piece(i) for i in range(3, sp.get_piece_size())]
-    assert len(set(tokens)) == len(tokens) <= 40
 
 
 def test_score_counts_wer_and_writes_the_table(tmp_path):
