@@ -420,7 +420,8 @@ def counted(s: str, n: int, counts: Dict[str, dict]) -> str:
     c = counts.get(s)
     if not c:
         return f"{s} {n}"
-    long = f", {c['long']} longer than {c['speech_length']} s (decoded trimmed)" if c.get("long") else ""
+    how = "decoded whole" if c.get("long_utts") == "whole" else "decoded trimmed"  # whole: ASR task
+    long = f", {c['long']} longer than {c['speech_length']} s ({how})" if c.get("long") else ""
     return f"{s} {n} of {c['official']} official{long}"
 
 
