@@ -3,9 +3,9 @@
 One place for what stages 7-9 leave on disk and what RESULTS.md says about it:
 
 - ``read_decode``: one decoding dir (``exp/<model>/decode_<set>``) as written by
-  ``espnet_ext.bin.s2t_inference`` (``1best_recog/text``, ``gates/{units,encoder,decoder}``,
-  ``gflops``, ``decode_seconds``) or by ``espnet_ext.asr.inference`` (one ``gates`` table of
-  the encoder); ``decode_stats`` and ``gate_patterns`` summarise several of them.
+  ``espnet_ext.bin.s2t_inference`` for S2T and ASR alike (``1best_recog/text``,
+  ``gates/{units,encoder,decoder}``, ``gflops``, ``decode_seconds``); ``decode_stats`` and
+  ``gate_patterns`` summarise several of them.
 - ``listen_check`` / ``mismatch_warnings``: whether a score means anything (stage 8).
 - ``paired_bootstrap_wer`` / ``paired_bootstrap_bleu`` and ``compare``: is a model's corpus
   score different from the reference model's (Koehn 2004)?
@@ -68,23 +68,20 @@ class Decode:
 
 
 def read_decode(path: PathLike) -> Decode:
-    """Reads a decoding dir of ``espnet_ext.bin.s2t_inference`` or ``espnet_ext.asr.inference``.
+    """Reads a decoding dir of ``espnet_ext.bin.s2t_inference`` (S2T or ASR).
 
     Args:
         path: ``exp/<model>/decode_<set>``; missing tables read as empty (a stock model has
             no gates, an unfinished decode no hypotheses).
     """
     path = Path(path)
-    gates, units = {}, {}
-    if (path / "gates").is_file():  # espnet_ext.asr.inference: the encoder's gates only
-        gates["encoder"] = dict(read_table(path / "gates"))
-    else:
-        for side in ("encoder", "decoder"):
-            table = read_table(path / "gates" / side, missing_ok=True)
-            if table:
-                gates[side] = dict(table)
-        units = {side: names.split() for side, names
-                 in read_table(path / "gates" / "units", missing_ok=True).items()}
+    gates = {}
+    for side in ("encoder", "decoder"):
+        table = read_table(path / "gates" / side, missing_ok=True)
+        if table:
+            gates[side] = dict(table)
+    units = {side: names.split() for side, names
+             in read_table(path / "gates" / "units", missing_ok=True).items()}
     floats = lambda name: {k: float(v) for k, v in read_table(path / name, missing_ok=True).items()}  # noqa: E731
     return Decode(hyps=dict(read_table(path / "1best_recog" / "text", allow_empty=True, missing_ok=True)),
                   gates=gates, units={s: units.get(s, DEFAULT_UNITS[s]) for s in gates},
