@@ -98,3 +98,46 @@ def test_asr_two_jobs_equal_one(model_dir, dump, capsys, tmp_path):  # noqa: F81
         outs.append(texts(model / "decode_test_clean"))
     assert "2 jobs of: python -m espnet_ext.asr.inference" in out
     assert outs[0] == outs[1] and len(outs[0]["1best_recog/text"].splitlines()) == 3
+
+
+def test_asr_speaker_embeddings_reach_the_gates(dump, capsys, tmp_path):
+    """--npy spk_embed: each utterance decoded with its own speaker's gates, as the class does."""
+    import torch
+    import yaml
+    from espnet2.tasks.asr import ASRTask
+
+    from gate_spy import sharpen
+    from test_asr_inference import CONF, TOKENS, s2t
+
+    dump, conf = dump
+    model = tmp_path / "gated_spk"
+    model.mkdir()
+    args = ASRTask.get_parser().parse_args([
+        "--config", str(CONF / "train_asr_transformer_gated.yaml"), "--token_list", ",".join(TOKENS),
+        "--output_dir", str(model)])
+    args.token_list, args.token_type = list(TOKENS), "char"
+    args.encoder_conf.update(gate_context=["spk"], spk_embed_dim=8)
+    torch.manual_seed(0)
+    net = ASRTask.build_model(args)
+    sharpen(net)  # gates far from 0.5: the speaker decides them
+    (model / "config.yaml").write_text(yaml.safe_dump(vars(args)))
+    torch.save(net.state_dict(), model / "model.pth")
+    d = dump / "test_clean"
+    embeds = {}
+    for i, line in enumerate((d / "wav.scp").read_text().splitlines()):
+        key = line.split()[0]
+        embeds[key] = 3 * np.random.default_rng(10 + i).standard_normal(8).astype("float32")
+        np.save(d / f"{key}.npy", embeds[key])
+    (d / "spk_embed.scp").write_text("".join(f"{k} {d / k}.npy\n" for k in embeds))
+    run(model, dump, conf, capsys, "--npy", "spk_embed", sets=("test_clean",))
+    dec = read_decode(model / "decode_test_clean")
+    ref = s2t(model, beam_size=2, ctc_weight=0.0, lm_weight=0.0, maxlenratio=0.3)  # the saved weights
+    token_int = dict(line.split(maxsplit=1) for line in
+                     (model / "decode_test_clean/1best_recog/token_int").read_text().splitlines())
+    for i, (key, embed) in enumerate(embeds.items()):
+        speech, _ = soundfile.read(d / f"{key}.flac", dtype="float32")
+        results = ref(speech, spk_embed=embed)
+        assert token_int[key] == " ".join(map(str, results[0][2]))
+        assert dec.gates["encoder"][key] == " ".join(
+            "".join(str(int(v)) for v in row) for row in ref.gates["encoder"].int().tolist())
+    assert len(set(dec.gates["encoder"].values())) >= 2  # the speakers' gates differ

@@ -77,7 +77,11 @@ def test_cli_writes_the_s2t_layout(model_dir, tmp_path):
     argv = ["--asr_train_config", str(model_dir / "config.yaml"), "--asr_model_file",
             str(model_dir / "model.pth"), "--config", str(conf), "--ngpu", "0",
             "--data_path_and_name_and_type", f"{d / 'wav.scp'},speech,sound", "--output_dir", str(out)]
-    summary = main(argv + ["--beam_size", "1"])  # an option after --config overrides it
+    from espnet_ext.bin.s2t_inference import get_parser
+
+    args = get_parser("asr").parse_args(argv + ["--beam_size", "1"])  # options override the YAML
+    assert (args.beam_size, args.ctc_weight, args.maxlenratio) == (1, 0.3, 0.3)
+    summary = main(argv + ["--beam_size", "1"])
     assert summary["utts"] == 3
     keys = ["c0", "c1", "c2"]
     for name in ("text", "token", "token_int", "score", "text_nospecial"):
