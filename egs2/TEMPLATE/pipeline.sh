@@ -776,7 +776,7 @@ context_stage() {
 base_stage() {
     if [ "${owsm_model}" = scratch ]; then
         # shellcheck disable=SC2046
-        run_stage 4 "Token list: unigram BPE (${nbpe}) with OWSM special tokens -> ${token_dir}" \
+        run_stage 4 "Token list: unigram BPE (${nbpe})$([ "${task}" = asr ] || echo ' with OWSM special tokens') -> ${token_dir}" \
             make_token_list "${token_dir}" "${nbpe}" $(for d in ${train_sets}; do echo "${raw}/${d}"; done)
     else
         run_stage 4 "Pre-trained model ${owsm_model}: BPE, token list, stats, weights -> ${token_dir}" \

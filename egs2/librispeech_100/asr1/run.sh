@@ -56,5 +56,6 @@ data_opts="--download_dir ${download_dir}${librispeech_root:+ --librispeech_root
     --train_opts "--use_preprocessor true --token_type bpe --bpemodel ${token_dir}/bpe.model --token_list ${token_dir}/tokens.txt" \
     --norm_opts "--normalize global_mvn --normalize_conf stats_file=${stats_dir}/train_clean_100/train/feats_stats.npz" \
     --test_sets "test_clean test_other" --decode_config conf/decode_asr.yaml --wer_norm raw \
-    --report_args "$(printf '%s\n' --title "LibriSpeech 100 h: Transformer, base vs gated (I3D-style dynamic depth)")" \
+    --report_args "$(printf '%s\n' --title "LibriSpeech 100 h: Transformer, base vs gated (I3D-style dynamic depth)" \
+        --stage_names "4=token list" "9=report")" \
     "${pipeline_args[@]}"
