@@ -46,7 +46,7 @@ data_opts="--download_dir ${download_dir}${librispeech_root:+ --librispeech_root
 
 "${MAIN_ROOT}/egs2/TEMPLATE/pipeline.sh" --task asr --invocation "${invocation}" \
     --stage "${stage}" --stop_stage "${stop_stage}" --datadir "${datadir}" --expdir "${expdir}" \
-    --local_data_opts "${data_opts}" --audio_format 16k \
+    --local_data_opts "${data_opts}" --audio_format 16k --format_opts "--max_wav_duration 35" \
     --train_sets train_clean_100 --sets "dev test_clean test_other" --split_sets "" \
     --owsm_model scratch --models "base gated gated_local" --reference base --first_label b \
     --config_prefix "${conf}/train_asr_transformer_" --base_config "${conf}/train_asr_transformer.yaml" \
