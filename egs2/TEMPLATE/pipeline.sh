@@ -283,16 +283,20 @@ data_opts() {  # data_opts <mode: train|valid> <dir> [<shape dir>] [npy names...
 # Stage 2: one Kaldi dir -> ${raw}/<set> (16 kHz mono check, length filter, speech_shape;
 # test sets also split into test_<lang>_<task>), validated.
 format_set() {  # format_set <kaldi dir> <set> <config: audio length limits> [format_data opts]
-    local src=$1 dset=$2 config=$3 hash
+    local src=$1 dset=$2 config=$3 hash check=()
     hash=$(inputs_hash "${*:4}" "${config}" "${MAIN_ROOT}/scripts/format_data.py" \
         "${src}"/{wav.scp,text,text.ctc,text.prev,utt2spk,utt2lang,utt2task} \
         "$(audio_stamp "${src}/wav.scp")")
     is_done "${raw}/${dset}/.done" "${hash}" && return 0
     run ${python} "${MAIN_ROOT}/scripts/format_data.py" --data_dir "${src}" \
         --out "${raw}/${dset}" --config "${config}" "${@:4}"
+    set -- "${@:4}"
+    while [ $# -gt 0 ]; do  # the options of format_data.py that validate_data_dir.py takes too
+        case $1 in --asr) check+=("$1") ;; --langs|--tasks) check+=("$1" "$2"); shift ;; esac
+        shift
+    done
     # shellcheck disable=SC2046
-    run ${python} "${MAIN_ROOT}/scripts/validate_data_dir.py" --config "${config}" \
-        $(printf '%s\n' "${@:4}" | grep -v -e --split_by_lang_task -e --skip_bad_utts -e --eval_set) \
+    run ${python} "${MAIN_ROOT}/scripts/validate_data_dir.py" --config "${config}" ${check[@]+"${check[@]}"} \
         "${raw}/${dset}" $(ls -d "${raw}/${dset}"_*_* 2>/dev/null)
     mark_done "${raw}/${dset}/.done" "${hash}"
 }
