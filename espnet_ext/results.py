@@ -3,9 +3,9 @@
 One place for what stages 7-9 leave on disk and what RESULTS.md says about it:
 
 - ``read_decode``: one decoding dir (``exp/<model>/decode_<set>``) as written by
-  ``espnet_ext.bin.s2t_inference`` (``1best_recog/text``, ``gates/{units,encoder,decoder}``,
-  ``gflops``, ``decode_seconds``) or by ``espnet_ext.asr.inference`` (one ``gates`` table of
-  the encoder); ``decode_stats`` and ``gate_patterns`` summarise several of them.
+  ``espnet_ext.bin.s2t_inference`` for S2T and ASR alike (``1best_recog/text``,
+  ``gates/{units,encoder,decoder}``, ``gflops``, ``decode_seconds``); ``decode_stats`` and
+  ``gate_patterns`` summarise several of them.
 - ``listen_check`` / ``mismatch_warnings``: whether a score means anything (stage 8).
 - ``paired_bootstrap_wer`` / ``paired_bootstrap_bleu`` and ``compare``: is a model's corpus
   score different from the reference model's (Koehn 2004)?
@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import platform
+import re
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from espnet_ext import wer_norm as wn
 from espnet_ext.kaldi import read_table
 
 PathLike = Union[str, Path]
+LANG_TASK = re.compile(r"test_[a-z]{2,3}_(asr|st_[a-z]{2,3})")  # an S2T test subset's name
 
 # The input guard of stage 8: a model that listens to its input gives about as many distinct
 # hypotheses as there are distinct references, stops near the reference length, and scores
@@ -68,23 +70,20 @@ class Decode:
 
 
 def read_decode(path: PathLike) -> Decode:
-    """Reads a decoding dir of ``espnet_ext.bin.s2t_inference`` or ``espnet_ext.asr.inference``.
+    """Reads a decoding dir of ``espnet_ext.bin.s2t_inference`` (S2T or ASR).
 
     Args:
         path: ``exp/<model>/decode_<set>``; missing tables read as empty (a stock model has
             no gates, an unfinished decode no hypotheses).
     """
     path = Path(path)
-    gates, units = {}, {}
-    if (path / "gates").is_file():  # espnet_ext.asr.inference: the encoder's gates only
-        gates["encoder"] = dict(read_table(path / "gates"))
-    else:
-        for side in ("encoder", "decoder"):
-            table = read_table(path / "gates" / side, missing_ok=True)
-            if table:
-                gates[side] = dict(table)
-        units = {side: names.split() for side, names
-                 in read_table(path / "gates" / "units", missing_ok=True).items()}
+    gates = {}
+    for side in ("encoder", "decoder"):
+        table = read_table(path / "gates" / side, missing_ok=True)
+        if table:
+            gates[side] = dict(table)
+    units = {side: names.split() for side, names
+             in read_table(path / "gates" / "units", missing_ok=True).items()}
     floats = lambda name: {k: float(v) for k, v in read_table(path / name, missing_ok=True).items()}  # noqa: E731
     return Decode(hyps=dict(read_table(path / "1best_recog" / "text", allow_empty=True, missing_ok=True)),
                   gates=gates, units={s: units.get(s, DEFAULT_UNITS[s]) for s in gates},
@@ -300,8 +299,10 @@ def paired_bootstrap_bleu(hyps_a: Sequence[str], hyps_b: Sequence[str], refs: Se
 
 
 def compare(exp: Path, models: List[str], reference: str, subsets: List[str],
-            n: int = 1000, seed: int = 0) -> dict:
+            n: int = 1000, seed: int = 0, tasks: Optional[Dict[str, str]] = None) -> dict:
     """Paired bootstrap of each model vs ``reference`` per subset (BLEU for ST, WER for ASR).
+
+    ``tasks``: subset -> task (``set_tasks``); default: from the subset names.
 
     Reads stage 8's ``<exp>/<model>/decode_<subset>/per_utt.json`` (a model or set without
     one is left out, with a warning). WERs of a model and the reference computed on different
@@ -313,6 +314,7 @@ def compare(exp: Path, models: List[str], reference: str, subsets: List[str],
     """
     out = {"reference": reference, "n_resamples": n, "seed": seed, "models": {}}
     for s in subsets:
+        st = (tasks or {}).get(s, set_task(s)).startswith("st_")
         path = exp / reference / f"decode_{s}" / "per_utt.json"
         if not path.exists():
             logging.warning(f"no {path} (rerun stage 8): no comparison on {s}")
@@ -331,18 +333,18 @@ def compare(exp: Path, models: List[str], reference: str, subsets: List[str],
             utts = per_utt["utts"]
             if sorted(utts) != keys:
                 raise ValueError(f"{path}: other utterances than {reference}'s")
-            if "_st_" not in s and per_utt.get("wer_norm", "ours") != ref_norm:
+            if not st and per_utt.get("wer_norm", "ours") != ref_norm:
                 raise ValueError(f"{path}: WER on --wer_norm {per_utt.get('wer_norm', 'ours')} text, "
                                  f"{reference}'s on {ref_norm}: score both the same way (stage 8)")
-            if "_st_" in s:
+            if st:
                 r = paired_bootstrap_bleu([utts[k]["hyp"] for k in keys], [ref[k]["hyp"] for k in keys],
                                           [ref[k]["ref"] for k in keys], n, seed)
             else:
                 r = paired_bootstrap_wer([utts[k]["errors"] for k in keys], [ref[k]["words"] for k in keys],
                                          [ref[k]["errors"] for k in keys], n, seed)
-            out["models"].setdefault(m, {})[s] = {"metric": "bleu" if "_st_" in s else "wer",
+            out["models"].setdefault(m, {})[s] = {"metric": "bleu" if st else "wer",
                                                   "num_utts": len(keys), **r}
-            if "_st_" not in s:
+            if not st:
                 out["models"][m][s]["wer_norm"] = ref_norm
     return out
 
@@ -367,11 +369,23 @@ DESCRIPTIONS = {
 }
 
 
-def describe(model: str) -> str:
-    """What a model is; ``<known>_<suffix>`` (e.g. made by ``scripts/retrain.py``) a variant of it."""
-    if model in DESCRIPTIONS:
-        return DESCRIPTIONS[model]
-    known = [k for k in DESCRIPTIONS if model.startswith(k + "_")]
+# An ASR-task experiment's models (egs2/librispeech_100/asr1: base trained here, gated from it).
+ASR_DESCRIPTIONS = {
+    "base": "ESPnet ASR model trained from scratch (stock modules)",
+    "gated": "gated fine-tune of base, global gate predictor (I3D-style dynamic depth)",
+    "gated_local": "gated fine-tune of base, local gate predictor (one per layer)",
+}
+
+
+def describe(model: str, descriptions: Optional[Dict[str, str]] = None) -> str:
+    """What a model is; ``<known>_<suffix>`` (e.g. made by ``scripts/retrain.py``) a variant of it.
+
+    ``descriptions``: the known models (default ``DESCRIPTIONS``, the S2T recipes').
+    """
+    descriptions = DESCRIPTIONS if descriptions is None else descriptions
+    if model in descriptions:
+        return descriptions[model]
+    known = [k for k in descriptions if model.startswith(k + "_")]
     if not known:
         return ""
     return (f"variant of {max(known, key=len)} (another seed or options: "
@@ -383,15 +397,31 @@ def fmt(x: Optional[float], digits: int = 2) -> str:
 
 
 def short(subset: str) -> str:
-    """Column name of a test set: ``test_deu_asr`` -> ``deu_asr`` (other prefixes kept)."""
-    return subset[len("test_"):] if subset.startswith("test_") else subset
+    """Column name of a test set: ``test_deu_asr`` -> ``deu_asr`` (other prefixes kept, and
+    names without ``<lang>_<task>``, ``test_clean``, as they are)."""
+    return subset[len("test_"):] if LANG_TASK.fullmatch(subset) else subset
+
+
+def set_task(subset: str, scores: Optional[dict] = None) -> str:
+    """A test set's task (``asr``, ``st_eng``): as its ``scores.json`` records it, else from its
+    name ``<set>_<lang>_<task>`` ('' if it has none); ``scripts/score.py --task asr`` scores
+    sets of any name (``test_clean``) as ASR."""
+    r = (scores or {}).get("subsets", {}).get(subset) or {}
+    if "task" in r:
+        return r["task"]
+    return "st_" + subset.split("_st_")[-1] if "_st_" in subset else "asr" if subset.endswith("_asr") else ""
+
+
+def set_tasks(scores: dict, subsets: Iterable[str]) -> Dict[str, str]:
+    """``set_task`` of each subset in one ``scores.json``."""
+    return {s: set_task(s, scores) for s in subsets}
 
 
 def wer_norm(scores: Optional[dict], subset: str) -> Optional[str]:
     """The text convention of an ASR set's WER in a ``scores.json`` (``ours`` before
     ``--wer_norm`` existed); None for an ST set or a set it lacks."""
     r = (scores or {}).get("subsets", {}).get(subset)
-    return None if r is None or "_st_" in subset else r.get("wer_norm", "ours")
+    return None if r is None or set_task(subset, scores).startswith("st_") else r.get("wer_norm", "ours")
 
 
 def norm_legend(names: Iterable[str]) -> str:
@@ -420,7 +450,8 @@ def counted(s: str, n: int, counts: Dict[str, dict]) -> str:
     c = counts.get(s)
     if not c:
         return f"{s} {n}"
-    long = f", {c['long']} longer than {c['speech_length']} s (decoded trimmed)" if c.get("long") else ""
+    how = "decoded whole" if c.get("long_utts") == "whole" else "decoded trimmed"  # whole: ASR task
+    long = f", {c['long']} longer than {c['speech_length']} s ({how})" if c.get("long") else ""
     return f"{s} {n} of {c['official']} official{long}"
 
 
@@ -430,8 +461,9 @@ def score_tables(scores: Dict[str, dict], models: List[str], subsets: List[str],
     """BLEU/chrF of the ST sets and WER/CER of the ASR sets, a row per model (and the base's);
     ``counts``: stage 2's utterance counts per set (``utt_counts``)."""
     md = []
-    st = [s for s in subsets if "_st_" in s]
-    asr = [s for s in subsets if s.endswith("_asr")]
+    tasks = set_tasks(scores[models[0]], subsets)
+    st = [s for s in subsets if tasks[s].startswith("st_")]
+    asr = [s for s in subsets if tasks[s] == "asr"]
     for sets, metrics, title, note in ((st, ["bleu", "chrf"], "Speech translation (BLEU / chrF, sacrebleu)",
                                         "Per direction (source -> English), corpus level."),
                                        (asr, ["wer", "cer"], "ASR (WER / CER %, jiwer)", "Per language.")):
@@ -512,7 +544,9 @@ def compare_section(comparison: dict, models: List[str], subsets: List[str],
     shown = [m for m in models if m in rows]
     if not shown:
         return []
-    norms = {s: wer_norm(scores.get(ref), s) or "ours" for s in subsets if "_st_" not in s}
+    tasks = set_tasks(scores.get(ref) or scores[shown[0]], subsets)
+    st = {s for s in subsets if tasks[s].startswith("st_")}
+    norms = {s: wer_norm(scores.get(ref), s) or "ours" for s in subsets if s not in st}
     md = [f"## Difference vs {ref} (paired bootstrap, 95% CI, p)", "",
           f"Model - {ref} per test set: BLEU points for ST (higher is better), WER points for "
           f"ASR (lower is better); paired bootstrap over the set's utterances "
@@ -525,7 +559,7 @@ def compare_section(comparison: dict, models: List[str], subsets: List[str],
           "(`scripts/retrain.py --from_model <model> --name <model>_seed1 -- --seed 1`) "
           "shows how far training randomness alone moves a score."
           + (" " + norm_legend(set(norms.values())) if norms else ""), "",
-          "| model | " + " | ".join(f"{short(s)} BLEU" if "_st_" in s else
+          "| model | " + " | ".join(f"{short(s)} BLEU" if s in st else
                                    f"{short(s)} WER ({norms[s]})" for s in subsets) + " |",
           "| --- |" + " ---: |" * len(subsets)]
     for m in shown:
@@ -546,8 +580,12 @@ def compare_section(comparison: dict, models: List[str], subsets: List[str],
 
 
 def efficiency_section(exp: Path, models: List[str], subsets: List[str], reference: str,
-                       efficiency: Path) -> List[str]:
-    """Stage 9's profile (same utterances, models interleaved) and stage 7's GFLOPs and seconds."""
+                       efficiency: Path, profiled: bool = True) -> List[str]:
+    """Stage 9's profile (same utterances, models interleaved) and stage 7's GFLOPs and seconds.
+
+    ``profiled``: False where no profile is expected (an ASR-task experiment, no --efficiency):
+    nothing said of a missing one.
+    """
     md = ["## Efficiency", "", "GFLOPs in fvcore's convention (the papers' tool): one multiply-add = one flop.", ""]
     eff = read_json(efficiency)
     if eff:
@@ -568,12 +606,13 @@ def efficiency_section(exp: Path, models: List[str], subsets: List[str], referen
             md += ["", f"Profiled on {settings['num_utts_note']}."]
         md += ["", "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()
                                             if k not in ("data_dir", "config", "model_file", "num_utts_note")), ""]
-    else:
+    elif profiled:
         md += [f"(no {efficiency}: stage 9's profile did not run)", ""]
     ref = decode_stats(exp / reference, subsets)
     md += ["From stage 7's decoding of all test subsets (GFLOPs actually spent per utterance "
            "and the fraction of gated units closed; the seconds come from --nj models decoded "
-           "side by side, so use the profile above for timing):", "",
+           + ("side by side, so use the profile above for timing):" if profiled else
+              "side by side, so they are no timing):"), "",
            "| model | closed units | GFLOPs / utt | ratio | decode s / utt | ratio |",
            "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for m in models:
@@ -661,7 +700,8 @@ def baselines_section(exp: Path, out: Path) -> List[str]:
     return md
 
 
-def runs_section(exp: Path, stage_names: Dict[str, str], preset: Optional[str]) -> List[str]:
+def runs_section(exp: Path, stage_names: Dict[str, str], preset: Optional[str],
+                 decode_config: str = "conf/decode_s2t.yaml") -> List[str]:
     """Wall time per stage and the commands the recipe ran (the last of each repeated one)."""
     md = ["## Wall time per stage", "", "| stage | what | seconds |", "| --- | --- | ---: |"]
     total = 0
@@ -674,7 +714,7 @@ def runs_section(exp: Path, stage_names: Dict[str, str], preset: Optional[str]) 
            "(A stage's time is recorded when it last did work; a rerun that skips finished "
            "work keeps the earlier figure.)", "", "## Commands", ""]
     md += [f"`./run.sh --preset {preset}` ran, in order (configs: `conf/{preset}/`, "
-           "`conf/decode_s2t.yaml`):" if preset else "run.sh ran, in order:", "", "```"]
+           f"`{decode_config}`):" if preset else "run.sh ran, in order:", "", "```"]
     cmds = (exp / "commands.sh").read_text() if (exp / "commands.sh").exists() else ""
     seen: List[str] = []
     for line in cmds.splitlines():  # a resumed run repeats commands: keep the last of each
@@ -711,7 +751,8 @@ def write_results(out: Path, exp: Path, models: List[str], subsets: List[str], t
         exp: Experiment root: ``<model>/{scores.json,decode_<set>/,train_seconds}``,
             ``stage_times/<K>``, ``commands.sh``, ``plots/``, the baselines' JSON.
         models: Model dirs under ``exp``, in table order.
-        subsets: Test sets, ``<set>_<lang>_<task>``.
+        subsets: Test sets, ``<set>_<lang>_<task>``; of any name in an ASR-task experiment
+            (``scores.json`` of ``scripts/score.py --task asr``: ``"task": "asr"``).
         title: The heading, after "RESULTS: ".
         reference: The model that ratios and the paired bootstrap refer to.
         efficiency: Stage 9's profile JSON (default: ``<exp>/efficiency/<first ST set>.json``).
@@ -732,41 +773,52 @@ def write_results(out: Path, exp: Path, models: List[str], subsets: List[str], t
     scores = {m: json.loads((exp / m / "scores.json").read_text()) for m in models}
     base = read_json(base_scores) if base_scores else None
     owsm = read_json((pretrained or exp / "owsm") / "model.json")
+    asr = scores[models[0]].get("task") == "asr"  # an ASR-task experiment (LibriSpeech)
+    tasks = set_tasks(scores[models[0]], subsets)
+    profiled = efficiency is not None or not asr
     if efficiency is None:
-        st = [s for s in subsets if "_st_" in s]
+        st = [s for s in subsets if tasks[s].startswith("st_")]
         efficiency = exp / "efficiency" / f"{(st or subsets)[0]}.json"
-    md = [f"# RESULTS: {title}", "",
-          "Context-aware dynamic pruning (gated E-Branchformer/Transformer) vs the full "
-          "fine-tune, all initialised from the same pre-trained model. Generated by "
-          "`scripts/report.py` (stage 9 of `run.sh`).", ""]
+    if asr:
+        md = [f"# RESULTS: {title}", "",
+              f"Dynamic pruning (gated encoder) vs `{reference}`, ESPnet's ASR task. Generated by "
+              "`scripts/report.py` (the last stage of `run.sh`).", ""]
+    else:
+        md = [f"# RESULTS: {title}", "",
+              "Context-aware dynamic pruning (gated E-Branchformer/Transformer) vs the full "
+              "fine-tune, all initialised from the same pre-trained model. Generated by "
+              "`scripts/report.py` (stage 9 of `run.sh`).", ""]
     if owsm:
         md += [f"- pre-trained model: `{owsm.get('model', '?')}` ({owsm.get('encoder')} "
                f"{owsm.get('encoder_blocks')} + {owsm.get('decoder')} {owsm.get('decoder_blocks')} "
                f"blocks, d={owsm.get('output_size')}, {owsm.get('num_tokens')} tokens)"]
     md += [f"- machine: {platform.machine()}, {platform.system()}, {os.cpu_count()} CPUs, python "
            f"{platform.python_version()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')}",
-           "- decoding: `conf/decode_s2t.yaml` (beam 5, ctc_weight 0, maxlenratio 0.0), "
-           "one run per test subset with its `--lang_sym/--task_sym`", "",
+           "- decoding: " + ("`conf/decode_asr.yaml` (`scripts/decode.py --task asr`), one run "
+                             "per test set" if asr else
+                             "`conf/decode_s2t.yaml` (beam 5, ctc_weight 0, maxlenratio 0.0), "
+                             "one run per test subset with its `--lang_sym/--task_sym`"), "",
            "## Models", "", "| model | what | config | train s |", "| --- | --- | --- | ---: |"]
     # the base row: a base trained here (exp/base) or scored when it was made (base_scores)
-    for m in (["base"] if base or (exp / "base").is_dir() else []) + models:
+    for m in (["base"] if (base or (exp / "base").is_dir()) and "base" not in models else []) + models:
         t = exp / m / "train_seconds"
-        md.append(f"| {m} | {describe(m)} | {train_config(exp / m)} | "
+        md.append(f"| {m} | {describe(m, ASR_DESCRIPTIONS if asr else None)} | {train_config(exp / m)} | "
                   f"{t.read_text().strip() if t.exists() else '-'} |")
     md += [""]
     md += score_tables(scores, models, subsets, base, base_name, utt_counts(dump, subsets))
-    sets = [s for s in subsets if "_st_" in s] + [s for s in subsets if s.endswith("_asr")]
+    sets = [s for s in subsets if tasks[s].startswith("st_")] + [s for s in subsets if tasks[s] == "asr"]
     md += listen_section(scores, models, sets)
     if reference in models:
-        comparison = compare(exp, models, reference, sets, resamples, seed)
+        comparison = compare(exp, models, reference, sets, resamples, seed, tasks)
         (exp / "compare.json").write_text(json.dumps(comparison, indent=2) + "\n")
         logging.info(f"wrote {exp / 'compare.json'}")
         md += compare_section(comparison, models, sets, scores)
-    md += efficiency_section(exp, models, subsets, reference, efficiency)
+    md += efficiency_section(exp, models, subsets, reference, efficiency, profiled)
     if corpus is not None:
         md += patterns_section(exp, models, subsets, corpus)
     md += baselines_section(exp, out)
-    md += runs_section(exp, stage_names or STAGES, preset)
+    md += runs_section(exp, stage_names or STAGES, preset,
+                       "conf/decode_asr.yaml" if asr else "conf/decode_s2t.yaml")
     text = "\n".join(md)
     Path(out).write_text(text)
     logging.info(f"wrote {out}")

@@ -1,14 +1,17 @@
-"""OWSM-style special tokens and BPE token lists (``s2t.sh`` stage 5).
+"""OWSM-style special tokens and BPE token lists (``s2t.sh`` / ``asr.sh`` stage 5).
 
 Token list layout (as ESPnet writes it): ``<blank>``, ``<unk>``, the
 sentencepiece pieces (special symbols first, as user-defined symbols, so
-each is a single token), then ``<sos>``, ``<eos>``, ``<sop>``.
+each is a single token), then ``<sos>``, ``<eos>``, ``<sop>`` (S2T) or
+``<sos/eos>`` (ASR: ``ASR_TAIL``).
 """
 
 from pathlib import Path
 from typing import Iterable, List, Sequence
 
 OWSM_LANGS = ("eng", "deu", "fra", "ita")
+S2T_TAIL = ("<sos>", "<eos>", "<sop>")  # s2t.sh: tokenize_text --add_symbol for each
+ASR_TAIL = ("<sos/eos>",)  # asr.sh
 
 
 def special_tokens(
@@ -52,6 +55,7 @@ def train_bpe(
     vocab_size: int,
     nlsyms: Sequence[str],
     model_type: str = "unigram",
+    tail: Sequence[str] = S2T_TAIL,
 ) -> Path:
     """Trains sentencepiece and writes ``bpe.model`` and ``tokens.txt``.
 
@@ -61,6 +65,7 @@ def train_bpe(
         vocab_size: sentencepiece vocabulary size (special symbols included).
         nlsyms: Special symbols, each kept as one token.
         model_type: "unigram" (as OWSM) or "bpe".
+        tail: Symbols after the pieces (``S2T_TAIL``, or ``ASR_TAIL`` for ESPnet's ASR task).
 
     Returns:
         Path to ``tokens.txt``.
@@ -80,13 +85,13 @@ def train_bpe(
         model_prefix=str(out_dir / "bpe"),
         character_coverage=1.0,
         input_sentence_size=100_000_000,
-        user_defined_symbols=",".join(nlsyms),
+        **({"user_defined_symbols": ",".join(nlsyms)} if nlsyms else {}),
         hard_vocab_limit=False,
         minloglevel=2,
     )
     sp = spm.SentencePieceProcessor(model_file=str(out_dir / "bpe.model"))
     pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
-    tokens = ["<blank>", "<unk>"] + pieces[3:] + ["<sos>", "<eos>", "<sop>"]
+    tokens = ["<blank>", "<unk>"] + pieces[3:] + list(tail)
     path = out_dir / "tokens.txt"
     path.write_text("\n".join(tokens) + "\n", encoding="utf-8")
     return path

@@ -2,7 +2,8 @@
 """Checks that a pre-trained state dict initialises a (gated) model completely.
 
 ESPnet loads ``--init_param`` with ``strict=False``: a renamed or missing parameter
-would silently stay random. This builds the model exactly as ``s2t_train`` would
+would silently stay random. This builds the model exactly as ``s2t_train`` (``--task asr``:
+``asr_train``, ESPnet's ASRTask with the gated ASR model) would
 (same arguments), loads the state dict and fails unless the only missing keys belong
 to the new gate modules (``gate_predictor.*``, ``gate_schedule.*``) and nothing is
 unexpected.
@@ -10,6 +11,8 @@ unexpected.
 Usage (the arguments after ``--`` are those of s2t_train):
     python scripts/check_init.py --init exp/base/valid.acc.ave.pth -- \\
         --config conf/demo/train_gated.yaml --token_list data/token_list/bpe_unigram300/tokens.txt ...
+    python scripts/check_init.py --task asr --init exp/base/valid.acc.ave.pth -- \\
+        --config conf/train_asr_transformer_gated.yaml --token_list data/token_list/bpe_unigram5000/tokens.txt ...
 """
 
 import argparse
@@ -25,10 +28,12 @@ startup.command(__name__)  # before ESPnet is imported: ~11 s less start-up
 quiet.install()  # no flash-attention line, no NLTK download (espnet_ext/quiet.py)
 espnet_ext.register()
 
+from espnet2.tasks.asr import ASRTask  # noqa: E402
 from espnet2.tasks.s2t import S2TTask  # noqa: E402
 
 PROG = "check_init"
 NEW_MODULES = ("gate_predictor", "gate_schedule")
+TASKS = {"s2t": S2TTask, "asr": ASRTask}  # ESPnet's, with our models registered
 
 
 def is_new(key: str) -> bool:
@@ -36,18 +41,21 @@ def is_new(key: str) -> bool:
     return any(part in NEW_MODULES for part in key.split("."))
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--init", required=True, help="State dict (.pth) to load.")
+    parser.add_argument("--task", choices=TASKS, default="s2t",
+                        help="The training task: s2t (s2t_train) or asr (asr_train).")
     parser.add_argument("train_args", nargs=argparse.REMAINDER,
-                        help="-- followed by the s2t_train arguments.")
-    args = parser.parse_args()
+                        help="-- followed by the s2t_train (asr_train) arguments.")
+    args = parser.parse_args(argv)
     logging.basicConfig(level="INFO", format=f"%(asctime)s ({PROG}) %(levelname)s: %(message)s")
     train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
-    targs = S2TTask.get_parser().parse_args(train_args)
-    model = S2TTask.build_model(targs)
+    task = TASKS[args.task]
+    targs = task.get_parser().parse_args(train_args)
+    model = task.build_model(targs)
     state = torch.load(args.init, map_location="cpu")
     result = model.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not is_new(k)]

@@ -26,6 +26,11 @@ gets the ((j - 1) mod #GPUs)-th GPU this process may use: an entry of its own
 ``CUDA_VISIBLE_DEVICES`` when set, e.g. 4,5,6,7 -> jobs on 4, 5, 6, 7, 4, ...), then merged into ``decode_<subset>/``: the same
 files as one job writes (``decode_seconds`` aside). Each job resumes on its own.
 
+``--task asr`` (ESPnet's ASR task, e.g. LibriSpeech): every set (its name as it is, no
+``<lang>/<task>``) is decoded by ``python -m espnet_ext.asr.inference --asr_train_config ...
+--asr_model_file ...`` (the ASR twin of ``s2t_inference``: the same loop, files, resuming,
+``--nj`` and ``--cmd``).
+
 ``--cmd "<job command>"`` (with ``--nj``): each job is submitted through a job backend with
 run.pl's calling convention instead, as ``<cmd> --gpu <0|1> logdir/decode.<j>.log python -m
 espnet_ext.bin.s2t_inference ...`` (e.g. ``local/slurm.pl --config conf/slurm.conf``): its
@@ -37,6 +42,8 @@ Usage:
         test_deu_st_eng test_eng_asr -- --config conf/decode_s2t.yaml --ngpu 0 --batch_size 8
     python scripts/decode.py --nj 4 --model_dir exp/gated --dump dump/raw test_deu_st_eng \\
         -- --config conf/decode_s2t.yaml --ngpu 1 --batch_size 16
+    python scripts/decode.py --task asr --model_dir exp/gated --dump dump/raw test_clean test_other \\
+        -- --config conf/decode_asr.yaml --ngpu 0
 """
 
 import argparse
@@ -63,6 +70,7 @@ from espnet_ext.bin import s2t_inference  # noqa: E402
 from espnet_ext.kaldi import read_table  # noqa: E402
 
 PROG = "decode"
+MODULES = {"s2t": "espnet_ext.bin.s2t_inference", "asr": "espnet_ext.asr.inference"}  # per --task
 
 
 def split_keys(wav_scp: Path, nj: int, logdir: Path) -> List[Path]:
@@ -104,7 +112,7 @@ def visible_gpus(parent: Optional[str], count: int) -> List[str]:
 
 
 def decode_split(cmd: List[str], out: Path, wav_scp: Path, nj: int, gpu: bool,
-                 backend: Optional[str] = None) -> dict:
+                 backend: Optional[str] = None, task: str = "s2t") -> dict:
     """Decodes ``cmd``'s input in ``nj`` processes (jobs of ``backend``, a run.pl-style
     command, when given) and merges their outputs into ``out``."""
     logdir = out / "logdir"
@@ -124,7 +132,7 @@ def decode_split(cmd: List[str], out: Path, wav_scp: Path, nj: int, gpu: bool,
             env["CUDA_VISIBLE_DEVICES"] = gpus[(j - 1) % len(gpus)]
         job_cmd = cmd + ["--key_file", str(keys), "--output_dir", str(job_out)]
         log = logdir / f"decode.{j}.log"
-        argv = [sys.executable, "-m", "espnet_ext.bin.s2t_inference", *job_cmd]
+        argv = [sys.executable, "-m", MODULES[task], *job_cmd]
         if backend:  # the backend writes the job's output to the log (appending)
             log.unlink(missing_ok=True)
             proc = subprocess.Popen(shlex.split(backend) + ["--gpu", "1" if gpu else "0", str(log), *argv])
@@ -161,6 +169,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--task", choices=MODULES, default="s2t",
+                        help="s2t: test_<lang>_<task> subsets (s2t_inference); asr: ESPnet's ASR "
+                             "task, any set name (espnet_ext.asr.inference).")
     parser.add_argument("--model_dir", "--model-dir", required=True, type=Path, help="exp/<model>.")
     parser.add_argument("--model_file", "--model-file", default="valid.acc.ave.pth", help="In --model-dir.")
     parser.add_argument("--dump", required=True, type=Path, help="dump/raw.")
@@ -172,7 +183,7 @@ def main(argv=None):
                         help="Job backend for the --nj jobs (run.pl convention), e.g. "
                              "'local/slurm.pl --config conf/slurm.conf'; the backend picks each job's GPU.")
     parser.add_argument("subsets", nargs="+",
-                        help="Subsets, then -- and further s2t_inference options.")
+                        help="Subsets, then -- and further s2t_inference (asr_inference) options.")
     argv = sys.argv[1:] if argv is None else list(argv)
     i = argv.index("--") if "--" in argv else len(argv)
     args, extra = parser.parse_args(argv[:i]), argv[i + 1:]
@@ -184,29 +195,31 @@ def main(argv=None):
         out = args.model_dir / f"decode_{subset}"
         if (out / ".done").exists():
             continue
-        _, lang, task = subset.split("_", 2)
         data = args.dump / subset
         cmd = extra + [
-            "--s2t_train_config", str(args.model_dir / "config.yaml"),
-            "--s2t_model_file", str(args.model_dir / args.model_file),
+            f"--{args.task}_train_config", str(args.model_dir / "config.yaml"),
+            f"--{args.task}_model_file", str(args.model_dir / args.model_file),
             "--data_path_and_name_and_type", f"{data}/wav.scp,speech,sound",
         ]
         for name in args.npy:
             cmd += ["--data_path_and_name_and_type", f"{data}/{name}.scp,{name},npy"]
         if args.npy:
             cmd += ["--allow_variable_data_keys", "true"]
-        cmd += ["--lang_sym", lang, "--task_sym", task]
+        if args.task == "s2t":
+            _, lang, task = subset.split("_", 2)
+            cmd += ["--lang_sym", lang, "--task_sym", task]
         n = sum(1 for _ in open(data / "wav.scp"))
         start = time.perf_counter()
         if args.nj > 1:
-            print(f"{args.nj} jobs of: python -m espnet_ext.bin.s2t_inference " + shlex.join(cmd)
+            print(f"{args.nj} jobs of: python -m {MODULES[args.task]} " + shlex.join(cmd)
                   + f" --key_file {out}/logdir/keys.JOB.scp --output_dir {out}/logdir/output.JOB",
                   flush=True)
-            summary = decode_split(cmd, out, data / "wav.scp", args.nj, gpus_requested(extra), args.cmd)
+            summary = decode_split(cmd, out, data / "wav.scp", args.nj, gpus_requested(extra), args.cmd,
+                                   args.task)
         else:
             cmd += ["--output_dir", str(out)]
-            print("python -m espnet_ext.bin.s2t_inference " + shlex.join(cmd), flush=True)
-            summary = s2t_inference.main(cmd)
+            print(f"python -m {MODULES[args.task]} " + shlex.join(cmd), flush=True)
+            summary = s2t_inference.main(cmd, args.task)
         (out / ".done").touch()
         print(f"decoded {args.model_dir.name} {subset}: {n} utts in "
               f"{time.perf_counter() - start:.1f} s, {s2t_inference.describe(summary)}", flush=True)

@@ -27,6 +27,11 @@ each atomically. With ``--split_by_lang_task`` it also writes one dir per
 (source language, task), ``<out>_<lang>_<task>`` (e.g. ``dump/raw/test_deu_st_eng``),
 so every test subset is decoded with its own ``--lang_sym/--task_sym``.
 
+``--asr`` (ESPnet's ASR task, asr.sh stage 4): ``text`` is the plain transcript (no
+``<lang><task>`` prefix, no time token); a training set drops the utterances longer than
+``--max_wav_duration`` (asr.sh's, 20 s) instead of ``speech_length``; an evaluation set keeps
+them, decoded whole (the ASR task does not trim its input).
+
 Every set and subset dir gets ``utt_counts.json`` (see ``utt_counts``): the
 utterances of the input dir (the corpus's list, as stage 1 prepared it), those
 kept, how many of them are longer than ``speech_length``, and what was dropped.
@@ -37,6 +42,8 @@ Usage:
         --langs eng,deu,fra,ita --tasks asr,st_eng [--skip_bad_utts]
     python scripts/format_data.py --data_dir data/dev --out dump/raw/dev \\
         --config conf/base/train_base.yaml --eval_set
+    python scripts/format_data.py --asr --data_dir data/test_clean --out dump/raw/test_clean \\
+        --config conf/train_asr_transformer.yaml --eval_set
 """
 
 import argparse
@@ -63,6 +70,7 @@ MIN_SECONDS = 0.1
 UTT_FILES = ("wav.scp", "text", "text.ctc", "text.prev", "utt2spk", "utt2lang",
              "utt2task", "utt2event", "utt2snr", "utt2corpus")
 REQUIRED = ("wav.scp", "text", "utt2spk")
+MAX_WAV_DURATION = 20.0  # asr.sh: --max_wav_duration (seconds)
 PREFIX = re.compile(r"^<([^<>\s]+)><([^<>\s]+)>(<notimestamps>|<\d+\.\d\d>)")
 COUNTS = "utt_counts.json"
 
@@ -128,7 +136,8 @@ def check_text(text: str, langs: Optional[Sequence[str]],
 
 
 def utt_counts(name: str, role: str, speech_length: float, official: int, kept: int,
-               long: int, dropped_long: int, dropped_short: int, bad: int) -> dict:
+               long: int, dropped_long: int, dropped_short: int, bad: int,
+               asr: bool = False) -> dict:
     """The ``utt_counts.json`` of one set or subset.
 
     Keys: ``set`` (dir name), ``role`` ("eval": dev/test, every utterance kept;
@@ -137,12 +146,13 @@ def utt_counts(name: str, role: str, speech_length: float, official: int, kept: 
     trained on), ``long`` (kept utterances longer than ``speech_length``; eval: decoded
     on their first ``speech_length`` seconds), ``dropped_long`` / ``dropped_short``
     (length filter), ``bad`` (left out by ``--skip_bad_utts``), ``speech_length``
-    (seconds), ``long_utts`` ("trimmed" or "dropped").
+    (seconds; ``--asr``: ``--max_wav_duration``), ``long_utts`` ("trimmed", "whole" (eval,
+    ``--asr``: decoded whole) or "dropped").
     """
     return {"set": name, "role": role, "official": official, "utts": kept, "long": long,
             "dropped_long": dropped_long, "dropped_short": dropped_short, "bad": bad,
             "speech_length": speech_length,
-            "long_utts": "trimmed" if role == "eval" else "dropped"}
+            "long_utts": ("whole" if asr else "trimmed") if role == "eval" else "dropped"}
 
 
 def write_counts(path: Path, counts: dict) -> None:
@@ -154,7 +164,8 @@ def write_counts(path: Path, counts: dict) -> None:
 def format_data(data_dir: Path, out: Path, speech_length: float, split: bool,
                 min_samples: Tuple[int, str] = (1, "at least one sample"),
                 skip_bad_utts: bool = False, langs: Optional[Sequence[str]] = None,
-                tasks: Optional[Sequence[str]] = None, eval_set: bool = False) -> dict:
+                tasks: Optional[Sequence[str]] = None, eval_set: bool = False,
+                asr: bool = False) -> dict:
     """Checks and formats one data dir (see the module docstring).
 
     Args:
@@ -170,6 +181,8 @@ def format_data(data_dir: Path, out: Path, speech_length: float, split: bool,
             None: any well-formed token.
         eval_set: A dev/test set: utterances longer than ``speech_length`` are kept
             (listed in ``<out>/long_utts``) and decoded trimmed, as by ``Speech2Text``.
+        asr: ESPnet's ASR task: ``text`` is a plain transcript (no prefix check); long
+            utterances of an evaluation set are decoded whole. No ``split``.
 
     Returns:
         dict: {"kept", "long" (kept, longer than speech_length), "dropped" (length
@@ -178,6 +191,8 @@ def format_data(data_dir: Path, out: Path, speech_length: float, split: bool,
     Raises:
         BadDataError: Bad utterances and ``skip_bad_utts`` off.
     """
+    if asr and split:
+        raise ValueError("--split_by_lang_task needs <lang><task> texts: not with --asr")
     eval_set = eval_set or split
     role = "eval" if eval_set else "train"
     if not data_dir.is_dir():
@@ -199,12 +214,13 @@ def format_data(data_dir: Path, out: Path, speech_length: float, split: bool,
     info_cache: dict = {}
     floor = max(int(MIN_SECONDS * FS), min_samples[0])
     max_samples = int(round(speech_length * FS))
+    limit = "max_wav_duration" if asr else "speech_length"
     shapes, kept, dropped, long = {}, [], {}, {}
     too_long = set()  # dropped for their length (training sets)
     for utt in keys:
         if utt in bad:
             continue
-        reason = check_text(tables["text"][utt], langs, tasks)
+        reason = None if asr else check_text(tables["text"][utt], langs, tasks)
         if reason:
             bad[utt] = f"{data_dir / 'text'}: {reason}"
             continue
@@ -212,8 +228,8 @@ def format_data(data_dir: Path, out: Path, speech_length: float, split: bool,
         if reason:
             bad[utt] = reason
         elif frames > max_samples and not eval_set:
-            dropped[utt] = (f"too long: {frames / FS:.2f} s > speech_length {speech_length} s "
-                            "(training set; evaluation sets keep it, trimmed)")
+            dropped[utt] = (f"too long: {frames / FS:.2f} s > {limit} {speech_length} s "
+                            f"(training set; evaluation sets keep it, {'whole' if asr else 'trimmed'})")
             too_long.add(utt)
         elif frames < floor:
             dropped[utt] = (f"too short: {frames} samples ({frames / FS:.3f} s) < {floor} "
@@ -246,7 +262,7 @@ def format_data(data_dir: Path, out: Path, speech_length: float, split: bool,
         return utt_counts(name, role, speech_length, len(members),
                           len(members & set(kept)), len(members & set(long)),
                           len(members & too_long), len(members & (set(dropped) - too_long)),
-                          len(members & set(bad)))
+                          len(members & set(bad)), asr)
 
     write_dir(out, kept_tables, kept)
     write_table(out / "speech_shape", shapes)
@@ -273,10 +289,12 @@ def format_data(data_dir: Path, out: Path, speech_length: float, split: bool,
     n_short = len(dropped) - len(too_long)
     logging.info(f"{out} ({'evaluation' if eval_set else 'training'} set): {len(all_utts)} "
                  f"utterances, kept {len(kept)}"
-                 + (f" ({len(long)} longer than speech_length {speech_length} s: decoded on "
-                    "their first speech_length seconds, as ESPnet's Speech2Text)"
+                 + ((f" ({len(long)} longer than max_wav_duration {speech_length} s: decoded whole)"
+                     if asr else
+                     f" ({len(long)} longer than speech_length {speech_length} s: decoded on "
+                     "their first speech_length seconds, as ESPnet's Speech2Text)")
                     if eval_set else "")
-                 + f", dropped {len(too_long)} longer than speech_length {speech_length} s and "
+                 + f", dropped {len(too_long)} longer than {limit} {speech_length} s and "
                  f"{n_short} too short, skipped {len(bad)} bad utterances "
                  f"({seconds / 3600:.2f} h kept; counts in {out / COUNTS})"
                  + (f"; subsets {', '.join(sorted(subsets))}" if subsets else ""))
@@ -305,6 +323,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--skip_bad_utts", "--skip-bad-utts", action="store_true",
                         help="Leave bad utterances out (listed in <out>/bad_utts) instead of "
                              "stopping.")
+    parser.add_argument("--asr", action="store_true",
+                        help="ESPnet's ASR task: text is the plain transcript (no <lang><task> "
+                             "prefix); the length limit is --max_wav_duration, not speech_length.")
+    parser.add_argument("--max_wav_duration", "--max-wav-duration", type=float,
+                        default=MAX_WAV_DURATION,
+                        help="--asr: the longest utterance a training set keeps (seconds; "
+                             "asr.sh's default).")
     parser.add_argument("--langs", default=None,
                         help="Comma-separated <lang> tokens allowed in text, those of the "
                              f"token list (e.g. {','.join(OWSM_LANGS)}; default: any).")
@@ -315,14 +340,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level="INFO", format=f"%(asctime)s ({PROG}) %(levelname)s: %(message)s")
     try:
         conf = yaml.safe_load(args.config.read_text())
-        try:
-            speech_length = float(conf["preprocessor_conf"]["speech_length"])
-        except (KeyError, TypeError, ValueError):
-            raise BadDataError(f"{args.config}: needs a number at preprocessor_conf.speech_length")
+        if args.asr:
+            speech_length = args.max_wav_duration
+        else:
+            try:
+                speech_length = float(conf["preprocessor_conf"]["speech_length"])
+            except (KeyError, TypeError, ValueError):
+                raise BadDataError(f"{args.config}: needs a number at preprocessor_conf.speech_length")
         format_data(args.data_dir, args.out, speech_length, args.split_by_lang_task,
                     min_samples_for(conf), args.skip_bad_utts,
                     args.langs.split(",") if args.langs else None,
-                    args.tasks.split(",") if args.tasks else None, args.eval_set)
+                    args.tasks.split(",") if args.tasks else None, args.eval_set, args.asr)
     except (OSError, ValueError, yaml.YAMLError) as e:  # BadDataError is a ValueError
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1

@@ -22,6 +22,8 @@ Usage:
         --variant conf/train_s2t_ebf_gated_spk.yaml --embed_dir dump/raw/train
     # the npy inputs it reads (one name a line), e.g. of a trained model's config
     python scripts/model_yaml.py inputs exp/gated_spk/config.yaml
+    # its model class (ESPnet's `model:`; left out: espnet), e.g. espnet_gated
+    python scripts/model_yaml.py model conf/train_s2t_ebf_gated.yaml --variant conf/train_s2t_ebf_gated_spk.yaml
 """
 
 import argparse
@@ -167,12 +169,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     o = sub.add_parser("options", parents=[yamls], help="The s2t_train options a model adds to --config.")
     o.add_argument("--embed_dir", type=Path, help="Where stage 3's <spk|event>_embed.scp are.")
     sub.add_parser("inputs", parents=[yamls], help="The npy inputs a model reads.")
+    sub.add_parser("model", parents=[yamls], help="Its model class (model:; default espnet).")
     a = p.parse_args(argv)
     try:
         if a.cmd == "options":
             lines = options(a.config, a.variant, a.embed_dir)
         else:
-            lines = inputs(merged(load(a.config), load(a.variant) if a.variant else {}))
+            conf = merged(load(a.config), load(a.variant) if a.variant else {})
+            lines = inputs(conf) if a.cmd == "inputs" else [str(conf.get("model", "espnet"))]
     except ValueError as e:  # ConfigError; an empty embeddings scp
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1

@@ -18,6 +18,9 @@ whitespace; special tokens removed), ``whisper_basic`` / ``whisper_english`` (op
 Each ASR set records the convention it was scored with (``wer_norm``), and RESULTS.md prints
 it beside every WER. BLEU/chrF do not depend on it (``--st_normalise``).
 
+``--task asr`` (ESPnet's ASR task, e.g. LibriSpeech): every set is scored as ASR whatever its
+name (``test_clean``), its language ``--lang``; ``scores.json`` then also records ``"task": "asr"``.
+
 A model that ignores its input (the same text for every utterance), loops, or writes text
 unrelated to the audio can still get a BLEU or WER, which then means nothing. So each subset
 also gets, on the normalised text (``espnet_ext.results.listen_check``): ``distinct_hyp`` /
@@ -40,6 +43,7 @@ The listening checks always run on the ``ours`` text, whatever ``--wer_norm``.
 Usage:
     python scripts/score.py --exp exp/gated --dump dump/raw test_deu_st_eng test_eng_asr
     python scripts/score.py --wer_norm whisper_english --exp exp/gated --dump dump/raw test_eng_asr
+    python scripts/score.py --task asr --wer_norm raw --exp exp/gated --dump dump/raw test_clean test_other
 """
 
 import argparse
@@ -48,7 +52,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from espnet_ext import wer_norm as wn
 from espnet_ext.kaldi import read_table
@@ -72,12 +76,16 @@ def word_errors(words) -> List[int]:
 
 
 def score_subset(exp: Path, dump: Path, subset: str, st_normalise: str = "lc_nopunct",
-                 wer_norm: str = wn.DEFAULT) -> Tuple[dict, dict, dict]:
-    """Scores of one subset, the metrics' signatures, and the per-utterance data."""
+                 wer_norm: str = wn.DEFAULT, asr_lang: Optional[str] = None) -> Tuple[dict, dict, dict]:
+    """Scores of one subset, the metrics' signatures, and the per-utterance data.
+
+    ``asr_lang``: score ``subset`` (any name) as ASR in this language (``--task asr``); None:
+    its task and language from its name, ``test_<lang>_<task>``.
+    """
     import jiwer
     import sacrebleu
 
-    _, lang, task = subset.split("_", 2)
+    lang, task = (asr_lang, "asr") if asr_lang else subset.split("_", 2)[1:]
     refs = read_table(dump / subset / "text", allow_empty=True)
     hyp_file = exp / f"decode_{subset}" / "1best_recog" / "text"
     hyps = read_table(hyp_file, allow_empty=True, missing_ok=True)
@@ -129,13 +137,18 @@ def score_subset(exp: Path, dump: Path, subset: str, st_normalise: str = "lc_nop
     return out, signatures, utts
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--exp", required=True, type=Path, help="Model dir (exp/<model>).")
     parser.add_argument("--dump", required=True, type=Path, help="dump/raw (references).")
-    parser.add_argument("subsets", nargs="+", help="test_<lang>_<task> subset names.")
+    parser.add_argument("subsets", nargs="+", help="test_<lang>_<task> subset names (--task asr: any).")
+    parser.add_argument("--task", choices=["s2t", "asr"], default="s2t",
+                        help="s2t: each subset's task from its name; asr: every set scored as ASR.")
+    parser.add_argument("--lang", default="eng",
+                        help="--task asr: the sets' language (ISO 639-3; --wer_norm whisper_english "
+                             "applies to eng only).")
     parser.add_argument("--st_normalise", "--st-normalise",
                         default="lc_nopunct", choices=["lc_nopunct", "none"],
                         help="ST text normalisation before BLEU/chrF: lower case, no punctuation "
@@ -146,18 +159,22 @@ def main():
                              "whisper_english (openai-whisper's BasicTextNormalizer / "
                              "EnglishTextNormalizer; whisper_english scores non-English sets "
                              "with whisper_basic). Recorded with every WER.")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logging.basicConfig(level="INFO", format=f"%(asctime)s ({PROG}) %(levelname)s: %(message)s")
     asr = wn.description(args.wer_norm)
-    if args.st_normalise == "lc_nopunct":
+    if args.task == "asr":  # no ST set
+        norm = asr
+    elif args.st_normalise == "lc_nopunct":
         norm = NORMALISATION if args.wer_norm == "ours" else f"ST: {NORMALISATION}; ASR: {asr}"
     else:
         norm = ST_NONE + asr
     result = {"subsets": {}, "signatures": {}, "normalisation": norm, "wer_norm": args.wer_norm,
               "wer_norms": {}}
+    if args.task == "asr":  # report.py: set names carry no task
+        result["task"] = "asr"
     for subset in args.subsets:
         scores, signatures, utts = score_subset(args.exp, args.dump, subset, args.st_normalise,
-                                                args.wer_norm)
+                                                args.wer_norm, args.lang if args.task == "asr" else None)
         result["subsets"][subset] = scores
         result["signatures"].update(signatures)
         shown = ", ".join(f"{k} {v:.2f}" for k, v in scores.items() if isinstance(v, float))

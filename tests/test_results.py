@@ -63,20 +63,6 @@ def test_decode_stats_agree_with_the_decoders_own_summary(s2t_decode):
     assert empty == {"gflops": None, "seconds": None, "closed": None}
 
 
-def test_read_decode_of_the_asr_layout(tmp_path):
-    """espnet_ext.asr.inference: one gates table (the encoder's), no decode_seconds."""
-    d = tmp_path / "gated" / "decode_test_clean"
-    (d / "1best_recog").mkdir(parents=True)
-    (d / "1best_recog" / "text").write_text("a HELLO\nb \n")
-    (d / "gates").write_text("a 11 10\nb 00 11\n")
-    (d / "gflops").write_text("a 0.5\nb 0.25\n")
-    dec = results.read_decode(d)
-    assert dec.hyps == {"a": "HELLO", "b": ""}
-    assert dec.gates == {"encoder": {"a": "11 10", "b": "00 11"}} and dec.seconds == {}
-    stats = results.decode_stats(tmp_path / "gated", ["test_clean"])
-    assert stats == {"gflops": 0.375, "seconds": None, "closed": 3 / 8}
-
-
 def test_gate_patterns_per_corpus(tmp_path):
     exp = tmp_path / "exp" / "gated"
     gates = {  # 2 encoder layers x 2 units, 1 decoder layer x 3 units

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The shared S2T recipe pipeline (as ESPnet's egs2/TEMPLATE/s2t1/s2t.sh): stages 1-10 of every
-# S2T recipe, run from the recipe's directory (path.sh, cmd.sh, local/data.sh, conf/):
+# The shared recipe pipeline (as ESPnet's egs2/TEMPLATE/s2t1/s2t.sh; --task asr: as asr.sh):
+# stages 1-10 of every recipe, run from the recipe's directory (path.sh, cmd.sh, local/data.sh, conf/):
 #   1 data (local/data.sh --out <datadir> <local_data_opts>; validated)
 #   2 audio (16 kHz check or conversion, segments, length filter; test split by language/task)
 #   3 context embeddings (speaker, event), 4 the pre-trained model (or a new BPE), 5 stats,
@@ -12,7 +12,7 @@
 # Every unit of work leaves a .done file (with the hash of its inputs where they can change): a
 # rerun skips what is finished. Every command goes through `run` (or `run_job`), which records
 # it in ${expdir}/commands.sh; a $(...) whose command fails stops the run (inherit_errexit).
-# Sourced (`. pipeline.sh`: tests, egs2/librispeech_100), it defines the functions and the
+# Sourced (`. pipeline.sh`: tests), it defines the functions and the
 # defaults of the options the caller has not set, and runs nothing.
 #
 # Usage: cd egs2/<corpus>/s2t1 && "${MAIN_ROOT}/egs2/TEMPLATE/pipeline.sh" [--name value ...]
@@ -33,6 +33,7 @@ pipeline_options() {
     ngpu=0                      # GPUs per node (0: CPU)
     num_nodes=1                 # > 1: multi-node training through espnet2.bin.launch (cluster backend)
     cmd_backend=${cmd_backend:-local}  # job backend (cmd.sh; or in the environment): local | slurm
+    task=s2t                    # s2t (s2t_train/s2t_inference, texts <lang><task>...) | asr (asr_train/asr inference, plain transcripts)
     # stage 1
     local_data_opts=""          # options of local/data.sh (after --out ${datadir})
     data_inputs=""              # files or dirs local/data.sh reads: stage 1 is redone when they change
@@ -40,7 +41,7 @@ pipeline_options() {
     tasks=""                    # <task> tokens stage 1 checks (--tasks; empty: any)
     # stage 2
     audio_format=any            # any (ffmpeg: any format and rate, segments) | 16k (16 kHz mono wav.scp, checked)
-    length_config=""            # YAML with the audio length limits (speech_length); empty: the full model's
+    length_config=""            # YAML with the audio length limits (speech_length); empty: the reference model's
     format_opts=""              # extra scripts/format_data.py options (e.g. --langs eng --tasks asr)
     skip_bad_utts=false         # leave out utterances format_data.py cannot use (dump/raw/<set>/bad_utts)
     sets="train dev test"       # Kaldi dirs formatted (with ${train_sets}) and given context embeddings
@@ -48,6 +49,7 @@ pipeline_options() {
     # models and training
     owsm_model=espnet/owsm_v3.1_ebf  # pre-trained model: hub tag | dir (hub layout) | whisper:<name> | scratch
     models="full gated"         # full gated gated_lang gated_frame gated_spk gated_event zeroshot | base
+    reference=full              # the model the others are compared with (stage 9; must be in --models)
     baselines=false             # + l0 and layerprune at the gated model's measured GFLOPs (6f-6h)
     config_prefix=conf/train_s2t_ebf_  # the conf set: model <m> trains from <prefix><m>.yaml (model_yaml)
     gated_config=""             # the gated model's YAML (its variants follow); empty: <prefix>gated.yaml
@@ -60,9 +62,11 @@ pipeline_options() {
     nbpe=5000                   # --owsm_model scratch: the BPE size of stage 4
     specials=""                 # <lang>/<task> tokens of the data; empty: those of ${datadir}/{sets}/text
     train_sets=train            # sets the base model, event tagger and token list see
+    base_set=pretrain           # --owsm_model scratch: the set model base trains on (6a)
+    finetune_set=train          # the set the fine-tunes and baselines train on
     stat_sets=""                # sets stage 5 collects stats of; empty: ${train_sets}
     first_label=a               # letter of the first fine-tune in stage 6 (6a, 6b, ...)
-    train_opts=""               # s2t_train options of every model and stage 5; empty: the pre-trained model's
+    train_opts=""               # <task>_train options of every model and stage 5; empty: the pre-trained model's
     norm_opts=""                # training only: feature normalisation (stats of stage 5)
     s2t_args=""                 # appended to every training command (e.g. "--seed 1 --max_epoch 5")
     train_nj=1                  # models trained side by side (CPU runs)
@@ -252,17 +256,17 @@ check_models() {  # check_models [<allowed...>]: ${models} only holds those (non
             model_config "${m}" > /dev/null  # a variant's model too
         fi
     done
-    [[ " ${models} " = *" full "* ]] || die "--models must include full (the reference)"
+    [[ " ${models} " = *" ${reference} "* ]] || die "--models must include ${reference} (--reference: the model the others are compared with)"
 }
 
-# Data options of s2t_train for a set, as s2t.sh stages 10/11 pass them: the four S2T
+# Data options of <task>_train for a set, as s2t.sh stages 10/11 pass them: the four S2T
 # tables, the shape files (collect_stats: the key list), the npy context inputs. With
-# data_kind=asr (asr_train, as asr.sh): wav.scp and text, the key list wav.scp.
+# --task asr (asr_train, as asr.sh): wav.scp and text, the key list wav.scp.
 data_opts() {  # data_opts <mode: train|valid> <dir> [<shape dir>] [npy names...]
     local mode=$1 dir=$2 shapes=${3:-} name keys=speech_shape
     local tables=(wav.scp,speech,sound text.prev,text_prev,text text.ctc,text_ctc,text text,text,text)
     local shape_files=(speech_shape text_shape.bpe text_prev_shape.bpe text_ctc_shape.bpe)
-    if [ "${data_kind:-s2t}" = asr ]; then
+    if [ "${task}" = asr ]; then
         tables=(wav.scp,speech,sound text,text,text); shape_files=(speech_shape text_shape.bpe); keys=wav.scp
     fi
     for name in "${tables[@]}"; do echo "--${mode}_data_path_and_name_and_type ${dir}/${name}"; done
@@ -279,16 +283,20 @@ data_opts() {  # data_opts <mode: train|valid> <dir> [<shape dir>] [npy names...
 # Stage 2: one Kaldi dir -> ${raw}/<set> (16 kHz mono check, length filter, speech_shape;
 # test sets also split into test_<lang>_<task>), validated.
 format_set() {  # format_set <kaldi dir> <set> <config: audio length limits> [format_data opts]
-    local src=$1 dset=$2 config=$3 hash
+    local src=$1 dset=$2 config=$3 hash check=()
     hash=$(inputs_hash "${*:4}" "${config}" "${MAIN_ROOT}/scripts/format_data.py" \
         "${src}"/{wav.scp,text,text.ctc,text.prev,utt2spk,utt2lang,utt2task} \
         "$(audio_stamp "${src}/wav.scp")")
     is_done "${raw}/${dset}/.done" "${hash}" && return 0
     run ${python} "${MAIN_ROOT}/scripts/format_data.py" --data_dir "${src}" \
         --out "${raw}/${dset}" --config "${config}" "${@:4}"
+    set -- "${@:4}"
+    while [ $# -gt 0 ]; do  # the options of format_data.py that validate_data_dir.py takes too
+        case $1 in --asr) check+=("$1") ;; --langs|--tasks) check+=("$1" "$2"); shift ;; esac
+        shift
+    done
     # shellcheck disable=SC2046
-    run ${python} "${MAIN_ROOT}/scripts/validate_data_dir.py" --config "${config}" \
-        $(printf '%s\n' "${@:4}" | grep -v -e --split_by_lang_task -e --skip_bad_utts -e --eval_set) \
+    run ${python} "${MAIN_ROOT}/scripts/validate_data_dir.py" --config "${config}" ${check[@]+"${check[@]}"} \
         "${raw}/${dset}" $(ls -d "${raw}/${dset}"_*_* 2>/dev/null)
     mark_done "${raw}/${dset}/.done" "${hash}"
 }
@@ -362,12 +370,13 @@ prepare_base() {  # prepare_base <model> <out> <fine-tuning yaml> <special token
     mark_done "${out}/.done" "${hash}"
 }
 
-# Stage 4 (a model pre-trained from scratch): a unigram BPE with OWSM's special tokens.
+# Stage 4 (a model pre-trained from scratch): a unigram BPE with OWSM's special tokens (ASR: none).
 make_token_list() {  # make_token_list <out> <vocab size> <set dir...>
     local out=$1 hash
     hash=$(inputs_hash "$2" $(for d in "${@:3}"; do echo "${d}/text" "${d}/text.ctc"; done))
     is_done "${out}/.done" "${hash}" && return 0
-    run ${python} "${MAIN_ROOT}/scripts/make_token_list.py" --vocab_size "$2" --out "${out}" "${@:3}"
+    run ${python} "${MAIN_ROOT}/scripts/make_token_list.py" ${asr_data[@]+"${asr_data[@]}"} --vocab_size "$2" \
+        --out "${out}" "${@:3}"
     mark_done "${out}/.done" "${hash}"
 }
 
@@ -380,12 +389,12 @@ collect_stats() {  # collect_stats <config> <train dir> <valid dir> <out> <token
     stage_did_work=true
     mkdir -p "$(dirname "${out}")"
     # shellcheck disable=SC2046
-    run ${python} -m espnet_ext.bin.s2t_train --collect_stats true --ngpu 0 \
+    run ${python} -m "espnet_ext.bin.${task}_train" --collect_stats true --ngpu 0 \
         --config "${config}" "${train_opts[@]}" --output_dir "${out}" \
         $(data_opts train "${train}") $(data_opts valid "${valid}") \
         > "${out}.log" 2>&1 || { tail -n 30 "${out}.log"; return 1; }
     for mode in train valid; do  # as s2t.sh stage 10: token shapes get the vocab size
-        for f in text text_prev text_ctc; do
+        for f in text $([ "${task}" = asr ] || echo text_prev text_ctc); do
             awk -v N="${ntok}" '{ print $0 "," N }' "${out}/${mode}/${f}_shape" \
                 > "${out}/${mode}/${f}_shape.bpe"
         done
@@ -397,7 +406,7 @@ collect_stats() {  # collect_stats <config> <train dir> <valid dir> <out> <token
 
 # Stage 6: every model trains from one YAML of the recipe's conf set named after it,
 # ${config_prefix}<model>.yaml (base: ${base_config}; l0_train trains l0): a full ESPnet config,
-# or a variant, `variant_of: <model>` and the keys it changes, given to s2t_train as overrides
+# or a variant, `variant_of: <model>` and the keys it changes, given to <task>_train as overrides
 # of that model's config (conf/tuning/, docs/design.md). scripts/model_yaml.py reads them: the
 # npy inputs come from the gate_context, a null <spk|event>_embed_dim from stage 3's embeddings.
 model_yaml() {  # model_yaml <model>: its file
@@ -411,16 +420,20 @@ model_config() {  # model_config <model>: the YAML given to --config (a variant'
     yaml=$(model_yaml "$1")
     [ -f "${yaml}" ] || die "no ${yaml}: the YAML of model $1 (a full ESPnet config, or variant_of: <model> and its changes)"
     of=$(variant_of "${yaml}")
-    if [ -n "${of}" ]; then model_config "${of}"; else echo "${yaml}"; fi
+    [ -n "${of}" ] || { echo "${yaml}"; return 0; }
+    # a variant changes a full config: one of a variant would lose that variant's keys (or loop)
+    [ -z "$(variant_of "$(model_yaml "${of}")" 2>/dev/null)" ] || die "${yaml}: variant_of ${of}, itself a variant: name the model ${of} varies"
+    model_config "${of}"
 }
-model_yaml_py() {  # model_yaml_py <inputs|options> <model> [<options>]: scripts/model_yaml.py on its YAMLs
+model_yaml_py() {  # model_yaml_py <inputs|options|model> <model> [<options>]: scripts/model_yaml.py on its YAMLs
     local yaml config variant=()
     yaml=$(model_yaml "$2") && config=$(model_config "$2") || return 1
     [ -z "$(variant_of "${yaml}")" ] || variant=(--variant "${yaml}")
     ${python} "${MAIN_ROOT}/scripts/model_yaml.py" "$1" "${config}" ${variant[@]+"${variant[@]}"} "${@:3}"
 }
 context_names() { model_yaml_py inputs "$1"; }  # the npy inputs a model reads
-context_opts() {  # a model's s2t_train options on top of --config: its variant's changes, embedding sizes
+trained_gated() { grep -qx 'model: espnet_gated' "${expdir}/$1/config.yaml" 2>/dev/null; }  # a gated model in ${expdir}
+context_opts() {  # a model's <task>_train options on top of --config: its variant's changes, embedding sizes
     model_yaml_py options "$1" --embed_dir "${raw}/train"
 }
 model_init() {  # model_init <model>: the weights it starts from: base ${base_init} (none: random),
@@ -428,15 +441,16 @@ model_init() {  # model_init <model>: the weights it starts from: base ${base_in
     if [ "$1" = base ]; then echo ${base_init:+--init_param "${base_init}"}; else echo "--init_param ${base_model}"; fi
 }
 
-# Stage 6: one model, trained on <set> (stats: ${stats_dir}/<set>), valid on dev; resumes.
+# Stage 6: one model, trained on <set> (default ${finetune_set}; stats: ${stats_dir}/<set>), valid on
+# dev; resumes.
 # <options>: what the run computed for it (train_baselines: l0's FLOPs target; layerprune's
 # layers and --init_param), after its YAML's.
 train_model() {  # train_model <model> <stage label, e.g. 6b> <torch threads> [<set> [<options>...]]
-    local model=$1 label=$2 threads=$3 dset=${4:-train} out=${expdir}/$1 names config init ctx opts=() extra=()
+    local model=$1 label=$2 threads=$3 dset=${4:-${finetune_set}} out=${expdir}/$1 names config init ctx cls opts=() extra=()
     names=$(context_names "${model}") && config=$(model_config "${model}") && ctx=$(context_opts "${model}") \
-        && init=$(model_init "${model}") || return 1
+        && init=$(model_init "${model}") && cls=$(model_yaml_py model "${model}") || return 1
     [[ " ${*:5} " = *" --init_param "* ]] && init=""  # computed: instead of the pre-trained model
-    # the options of s2t_train (and of check_init, which builds the same model)
+    # the options of <task>_train (and of check_init, which builds the same model)
     # shellcheck disable=SC2206
     opts=(--config "${config}" "${train_opts[@]}" "${norm_opts[@]}" ${init} ${ctx} "${@:5}")
     [ -n "${names}" ] && opts+=(--allow_variable_data_keys true)
@@ -446,12 +460,14 @@ train_model() {  # train_model <model> <stage label, e.g. 6b> <torch threads> [<
            $(data_opts valid "${raw}/dev" "${stats_dir}/${dset}/valid" ${names}))
     extra=("${s2t_args[@]}")  # --s2t_args: last, so they win (ESPnet's parser keeps the last value)
     mkdir -p "${out}"
-    if [ "${model}" = full ] || [[ ${model} = gated* ]]; then
+    # A model that starts from the pre-trained weights has no new parameter but its gates (L0's
+    # masks are new too: espnet_l0 is not checked).
+    if [ "${init}" = "--init_param ${base_model}" ] && [ "${cls}" != espnet_l0 ]; then
         log "Stage ${label}: checking that the pre-trained model initialises ${model} (only gate parameters new)"
         # shellcheck disable=SC2086
         rm -f "${out}/check_init.log"
         run_job "${train_cmd} --gpu 0" "${out}/check_init.log" ${python} "${MAIN_ROOT}/scripts/check_init.py" \
-            --init "${base_model}" -- "${opts[@]}" ${extra[@]+"${extra[@]}"} || { cat "${out}/check_init.log"; return 1; }
+            --task "${task}" --init "${base_model}" -- "${opts[@]}" ${extra[@]+"${extra[@]}"} || { cat "${out}/check_init.log"; return 1; }
         grep "(check_init)" "${out}/check_init.log" | sed 's/^.*INFO: /  /'
     fi
     log "Stage ${label}: training ${model} on ${dset}, ngpu ${ngpu}, ${threads} thread(s) (log: ${out}/train.log)"
@@ -473,10 +489,10 @@ train_model() {  # train_model <model> <stage label, e.g. 6b> <torch threads> [<
     # MKL_NUM_THREADS too: with both set, torch follows it (path.sh exports both).
     # shellcheck disable=SC2086
     if [ ${#launcher[@]} -gt 0 ]; then
-        run "${launcher[@]}" ${python} -m espnet_ext.bin.s2t_train "${opts[@]}" --ngpu "${ngpu}" ${extra[@]+"${extra[@]}"} \
+        run "${launcher[@]}" ${python} -m "espnet_ext.bin.${task}_train" "${opts[@]}" --ngpu "${ngpu}" ${extra[@]+"${extra[@]}"} \
             || { tail -n 30 "${out}/train.log"; log "training ${model} failed"; return 1; }
         grep "epoch results" "${out}/train.log" | sed -E "s/^.*INFO: (.{0,200}).*$/  ${model} \1/" || true
-    elif ! OMP_NUM_THREADS=${threads} MKL_NUM_THREADS=${threads} run ${python} -m espnet_ext.bin.s2t_train \
+    elif ! OMP_NUM_THREADS=${threads} MKL_NUM_THREADS=${threads} run ${python} -m "espnet_ext.bin.${task}_train" \
             "${opts[@]}" --ngpu "${ngpu}" ${extra[@]+"${extra[@]}"} 2>&1 | tee -a "${out}/train.log" \
             | { grep --line-buffered "epoch results" \
                 | sed -u -E "s/^.*INFO: (.{0,200}).*$/  ${model} \1/" || true; }; then
@@ -547,12 +563,12 @@ train_baselines() {  # train_baselines <label letter of the target, e.g. f: 6f t
     keep=$(cat "${init}/train_opts")
     if ! is_done "${expdir}/l0_train/.done"; then
         stage_did_work=true
-        train_model l0_train "6${l0l}" "${threads}" train --model_conf "target_flops=${fraction}" & spawned
+        train_model l0_train "6${l0l}" "${threads}" "${finetune_set}" --model_conf "target_flops=${fraction}" & spawned
     fi
     if ! is_done "${expdir}/layerprune/.done"; then
         stage_did_work=true
         # shellcheck disable=SC2086
-        train_model layerprune "6${lpl}" "${threads}" train --init_param "${init}/model.pth" ${keep} & spawned
+        train_model layerprune "6${lpl}" "${threads}" "${finetune_set}" --init_param "${init}/model.pth" ${keep} & spawned
     fi
     wait_all
     if ! is_done "${expdir}/l0/.done"; then
@@ -567,7 +583,7 @@ train_baselines() {  # train_baselines <label letter of the target, e.g. f: 6f t
 }
 
 # Stage 7: every model x every set of ${test_sets} not decoded yet (decode_<set>/.done):
-# beam 5, maxlenratio 0. One process per model (ESPnet's import costs more than a small
+# S2T beam 5, maxlenratio 0 (ASR: the search of ${decode_config}). One process per model (ESPnet's import costs more than a small
 # set), ${decode_parallel} at a time with ${threads} threads each; with fewer models than
 # that, each model's sets are dealt out to ${decode_parallel} processes. Each set is split
 # into ${inference_nj} jobs (GPUs: job j on the ((j-1) mod #GPUs)-th GPU of CUDA_VISIBLE_DEVICES,
@@ -579,7 +595,7 @@ train_baselines() {  # train_baselines <label letter of the target, e.g. f: 6f t
 # model, stock or gated. --src_kv_cache false matters only with --search espnet: the gated
 # decoders then recompute them at every step, as the stock one does (like for like).
 decode_models() {
-    local nmodels parts=1 running=0 model tset todo part sets i dlog dcmd=${decode_cmd} gpu=0 job submit runner npy
+    local nmodels parts=1 running=0 model tset todo part sets i dlog dcmd=${decode_cmd} gpu=0 job submit runner npy search=()
     nmodels=$(echo ${models} | wc -w)
     [ "${ngpu}" -gt 0 ] && { dcmd=${cuda_cmd}; gpu=1; }
     if [ "${cmd_backend}" != local ] && [ "${inference_nj}" -gt 1 ]; then
@@ -588,6 +604,7 @@ decode_models() {
         job=(${dcmd} --gpu ${gpu} --num_threads ${threads}); submit=()
     fi
     [ "${nmodels}" -lt "${decode_parallel}" ] && parts=${decode_parallel}
+    [ "${task}" = asr ] || search=(--beam_size 5 --maxlenratio 0.0 --batch_size "${inference_batch_size}" --src_kv_cache false)
     for model in ${models}; do
         todo=()
         for tset in ${test_sets}; do
@@ -606,12 +623,10 @@ decode_models() {
                 runner=(run); [ ${#job[@]} -gt 0 ] && runner=(run_job "${job[*]}" "${dlog}")
                 # shellcheck disable=SC2046,SC2086
                 OMP_NUM_THREADS=${threads} MKL_NUM_THREADS=${threads} "${runner[@]}" \
-                    ${python} "${MAIN_ROOT}/scripts/decode.py" ${submit[@]+"${submit[@]}"} \
+                    ${python} "${MAIN_ROOT}/scripts/decode.py" --task "${task}" ${submit[@]+"${submit[@]}"} \
                     --model_dir "${expdir}/${model}" --dump "${raw}" --nj "${inference_nj}" \
-                    ${npy} ${sets} -- \
-                    --config "${decode_config}" --ngpu "${gpu}" --beam_size 5 \
-                    --maxlenratio 0.0 --batch_size "${inference_batch_size}" --src_kv_cache false \
-                    "${inference_args[@]}" >> "${dlog}" 2>&1 || { tail -n 30 "${dlog}"; log "decoding ${model} failed"; exit 1; }
+                    ${npy} ${sets} -- --config "${decode_config}" --ngpu "${gpu}" \
+                    ${search[@]+"${search[@]}"} "${inference_args[@]}" >> "${dlog}" 2>&1 || { tail -n 30 "${dlog}"; log "decoding ${model} failed"; exit 1; }
                 grep -h "^decoded " "${dlog}" | sed 's/^/  /'
             ) & spawned
             running=$(( running + 1 ))
@@ -639,8 +654,8 @@ score_models() {
         hash=$(inputs_hash "${score_opts[*]} ${test_sets}" "${decoded}")
         [ -f "${scores}" ] && is_done "${expdir}/${model}/scores.opts" "${hash}" && continue
         # shellcheck disable=SC2086
-        run ${python} "${MAIN_ROOT}/scripts/score.py" --exp "${expdir}/${model}" --dump "${raw}" \
-            "${score_opts[@]}" ${test_sets}
+        run ${python} "${MAIN_ROOT}/scripts/score.py" --task "${task}" --exp "${expdir}/${model}" \
+            --dump "${raw}" "${score_opts[@]}" ${test_sets}
         mark_done "${expdir}/${model}/scores.opts" "${hash}"
     done
 }
@@ -667,7 +682,7 @@ profile_models() {  # profile_models <set> <lang> <task> <out json>
     rm -f "${plog}"
     # shellcheck disable=SC2086
     run_job "${job} --num_threads ${OMP_NUM_THREADS}" "${plog}" ${python} -m espnet_ext.bin.profile "${opts[@]}" \
-        --reference full --espnet_reference \
+        --reference "${reference}" --espnet_reference \
         --data_dir "${raw}/$1" --lang_sym "$2" --task_sym "$3" --num_utts "${profile_num_utts}" \
         --threads "${OMP_NUM_THREADS}" --warmup 1 --repeats "${profile_repeats}" --beam_size 5 \
         --device "${device}" "${profile_opts[@]}" --out "${eff}" || { tail -n 30 "${plog}"; return 1; }
@@ -680,7 +695,7 @@ profile_models() {  # profile_models <set> <lang> <task> <out json>
 plot_gate_patterns() {
     local model
     for model in ${models}; do
-        [[ ${model} = gated* ]] || continue
+        trained_gated "${model}" || continue
         # shellcheck disable=SC2086
         run ${python} "${MAIN_ROOT}/scripts/plot_gates.py" --exp "${expdir}" --model "${model}" \
             --dump "${raw}" --test_sets ${test_sets} --out_dir "${expdir}/plots" | sed 's/^/  /'
@@ -702,25 +717,27 @@ data_stage() {
     run local/data.sh --out "${datadir}" "${local_data_opts[@]}"
     [ -z "${langs}" ] || check+=(--langs "${langs}")
     [ -z "${tasks}" ] || check+=(--tasks "${tasks}")
+    check+=(${asr_data[@]+"${asr_data[@]}"})
     for d in ${data_sets}; do dirs+=("${datadir}/${d}"); done
     run ${python} scripts/validate_data_dir.py "${check[@]}" "${dirs[@]}"
     mark_done "${datadir}/.done" "${hash}"
 }
 # Stage 2: every set -> ${raw}/<set>: checked (--audio_format 16k: format_set) or converted
-# (any: prepare_audio); ${split_sets} also split by language and task; dev keeps every utterance.
+# (any: prepare_audio); ${split_sets} also split by language and task; dev and ${test_sets} keep
+# every utterance (evaluation sets).
 audio_stage() {
     local dset opts prep=prepare_audio
     [ "${audio_format}" = 16k ] && prep=format_set
     for dset in ${data_sets}; do
         opts=("${format_opts[@]}")
         [[ " ${split_sets} " = *" ${dset} "* ]] && opts+=(--split_by_lang_task)
-        [ "${dset}" = dev ] && opts+=(--eval_set)
+        [ "${dset}" = dev ] || [[ " ${test_sets} " = *" ${dset} "* ]] && opts+=(--eval_set)
         ${skip_bad_utts} && opts+=(--skip_bad_utts)
         ${prep} "${datadir}/${dset}" "${dset}" "${length_config}" "${opts[@]}"
     done
 }
-# Stages 3-9 of a recipe that fine-tunes a pre-trained OWSM-format model, on ${raw}/{<sets>}
-# and the test subsets of stage 2.
+# Stages 3-9: the pre-trained OWSM-format model (or one trained here from scratch) and its
+# fine-tunes, on ${raw}/{<sets>} and the test (sub)sets of stage 2.
 owsm_stages() {
     context_stage
     base_stage
@@ -734,7 +751,7 @@ owsm_stages() {
     fi
     run_stage 5 "Collect stats (shapes; feature statistics) of ${stat_sets}" stats_stage
     run_stage 6 "Training from ${owsm_model}: ${models}" train_stage "${first_label}"
-    run_stage 7 "Decoding: beam 5, maxlenratio 0.0, every model x ${test_sets}, ${inference_nj} job(s) per set" decode_models
+    run_stage 7 "Decoding: $([ "${task}" = s2t ] && echo 'beam 5, maxlenratio 0.0' || echo "${decode_config}"), every model x ${test_sets}, ${inference_nj} job(s) per set" decode_models
     run_stage 8 "Scoring: BLEU/chrF (sacrebleu) for ST, WER/CER (jiwer) for ASR (${score_opts[*]})" score_models
     report_stage
 }
@@ -763,30 +780,30 @@ context_stage() {
 base_stage() {
     if [ "${owsm_model}" = scratch ]; then
         # shellcheck disable=SC2046
-        run_stage 4 "Token list: unigram BPE (${nbpe}) with OWSM special tokens -> ${token_dir}" \
+        run_stage 4 "Token list: unigram BPE (${nbpe})$([ "${task}" = asr ] || echo ' with OWSM special tokens') -> ${token_dir}" \
             make_token_list "${token_dir}" "${nbpe}" $(for d in ${train_sets}; do echo "${raw}/${d}"; done)
     else
         run_stage 4 "Pre-trained model ${owsm_model}: BPE, token list, stats, weights -> ${token_dir}" \
             prepare_base "${owsm_model}" "${token_dir}" "$(model_config gated)" "${specials}"
     fi
 }
-# Stage 5: stats of each of ${stat_sets} (side by side), valid on dev; the set "pretrain" (the
-# base model's) with its YAML, the others with the full model's.
+# Stage 5: stats of each of ${stat_sets} (side by side), valid on dev; ${base_set} (the base
+# model's) with its YAML, the others with the reference model's.
 stats_stage() {
     local dset config
     for dset in ${stat_sets}; do
-        config=$(model_config full); [ "${dset}" = pretrain ] && config=$(model_config base)
+        config=$(model_config "${reference}"); [ "${dset}" = "${base_set}" ] && config=$(model_config base)
         is_done "${stats_dir}/${dset}/.done" || stage_did_work=true
         collect_stats "${config}" "${raw}/${dset}" "${raw}/dev" "${stats_dir}/${dset}" "${token_dir}/tokens.txt" & spawned
     done
     wait_all
 }
-# Stage 6: the base model (owsm_model scratch: 6a, on pretrain), the zero-shot model (the
+# Stage 6: the base model (owsm_model scratch: 6a, on ${base_set}), the zero-shot model (the
 # pre-trained model as it is), the fine-tunes (6<first>, ...) and the baselines (6f-6h).
 train_stage() {  # train_stage <first label letter>
     if [ "${owsm_model}" = scratch ] && ! is_done "${expdir}/base/.done"; then
         stage_did_work=true
-        train_model base 6a $(( threads * train_nj )) pretrain  # alone on the machine: all threads
+        train_model base 6a $(( threads * train_nj )) "${base_set}"  # alone on the machine: all threads
     fi
     if [[ " ${models} " = *" zeroshot "* ]] && ! is_done "${expdir}/zeroshot/valid.acc.ave.pth"; then
         mkdir -p "${expdir}/zeroshot"
@@ -796,42 +813,47 @@ train_stage() {  # train_stage <first label letter>
     train_models "$1"
     if ${baselines}; then train_baselines f; fi
 }
-# Stage 9 (with a full model to compare with): efficiency on the first ST set (else the first
-# set), the trade-off plot (tradeoff_plot=true), the gate patterns, then ${results}.
+# Stage 9 (with the reference model to compare with): efficiency on the first ST set (else the
+# first set), the trade-off plot (tradeoff_plot=true), the gate patterns, then ${results}.
+# ASR (--task asr): ${results} alone (GFLOPs and gates from stage 7's decodings; the profiler
+# and the gate plots take S2T sets, <set>_<lang>_<task>).
 report_stage() {
-    local prof lang task eff
-    stage_in 9 && [[ " ${models} " = *" full "* ]] || return 0
-    stage_start 9 "Efficiency (GFLOPs, wall-clock; vs full), gate patterns, ${results}"
-    prof=$(echo ${test_sets} | tr ' ' '\n' | grep _st_ | head -n 1 || true); prof=${prof:-${test_sets%% *}}
-    lang=$(echo "${prof}" | cut -d_ -f2); task=$(echo "${prof}" | cut -d_ -f3-)
-    eff=${expdir}/efficiency/${prof}.json
-    profile_models "${prof}" "${lang}" "${task}" "${eff}"
-    if ${tradeoff_plot:-false}; then
+    local prof lang sym eff=() 
+    stage_in 9 && [[ " ${models} " = *" ${reference} "* ]] || return 0
+    stage_start 9 "Efficiency (GFLOPs, wall-clock; vs ${reference}), gate patterns, ${results}"
+    if [ "${task}" = s2t ]; then
+        prof=$(echo ${test_sets} | tr ' ' '\n' | grep _st_ | head -n 1 || true); prof=${prof:-${test_sets%% *}}
+        lang=$(echo "${prof}" | cut -d_ -f2); sym=$(echo "${prof}" | cut -d_ -f3-)
+        eff=(--efficiency "${expdir}/efficiency/${prof}.json")
+        profile_models "${prof}" "${lang}" "${sym}" "${eff[1]}"
+    fi
+    if ${tradeoff_plot}; then
         # shellcheck disable=SC2086
         run ${python} "${MAIN_ROOT}/scripts/plot_tradeoff.py" --exp "${expdir}" --models ${models} \
             --test_sets ${test_sets} --out "${expdir}/plots/tradeoff.png"
     fi
-    plot_gate_patterns
+    [ "${task}" = asr ] || plot_gate_patterns
     stage_end 9
     # shellcheck disable=SC2086
     run ${python} "${MAIN_ROOT}/scripts/report.py" --exp "${expdir}" --dump "${raw}" \
         ${report_args[@]+"${report_args[@]}"} --models ${models} --test_sets ${test_sets} \
-        --efficiency "${eff}" --out "${results}"
+        --reference "${reference}" ${eff[@]+"${eff[@]}"} --out "${results}"
     log "Wrote ${results}"
 }
 
 # Stage 10 (--base_out): the base model pre-trained here (--owsm_model scratch), in OWSM's hub
-# layout, with the feature statistics of its pretrain set.
+# layout, with the feature statistics of its training set (${base_set}).
 pack_stage() {
     [ -n "${base_out}" ] || return 0
     run_stage 10 "Pack the base model (OWSM hub layout) -> ${base_out}" \
         run ${python} local/pack_base.py --exp "${expdir}/base" \
-            --stats "${stats_dir}/pretrain/train/feats_stats.npz" --out "${base_out}"
+            --stats "${stats_dir}/${base_set}/train/feats_stats.npz" --out "${base_out}"
 }
 
 # The options' checks, each a one-line error before anything is written.
 check_options() {
     local m c want
+    case ${task} in s2t|asr) ;; *) die "--task ${task}: s2t or asr" ;; esac
     case ${audio_format} in any|16k) ;; *) die "--audio_format ${audio_format}: any or 16k" ;; esac
     case ${skip_bad_utts} in true|false) ;; *) die "--skip_bad_utts ${skip_bad_utts}: true or false" ;; esac
     case ${tradeoff_plot} in true|false) ;; *) die "--tradeoff_plot ${tradeoff_plot}: true or false" ;; esac
@@ -839,6 +861,7 @@ check_options() {
     check_event_model
     check_wer_norm
     add_baselines
+    [ "${task}" = s2t ] || ! ${baselines} || die "--baselines true: S2T models only (layer pruning by convexity, L0 of the E-Branchformer)"
     if [ -n "${gated_config}" ]; then  # the gated model's YAML instead of <prefix>gated.yaml; its
         # variants (gated_lang, ...: variant_of: gated) follow it
         [ -f "${gated_config}" ] || die "--gated_config ${gated_config}: no such file"
@@ -848,7 +871,7 @@ check_options() {
     # A gated model already in ${expdir} was trained with the YAML its config.yaml names (ESPnet
     # records --config there); resumed or skipped with another, it would be reported as this one.
     for m in ${models}; do
-        [[ ${m} = gated* ]] && [ -f "${expdir}/${m}/config.yaml" ] || continue
+        trained_gated "${m}" || continue
         c=$(sed -n 's/^config: //p' "${expdir}/${m}/config.yaml")
         want=$(model_config "${m}")
         [ "$(realpath -m "${c}")" = "$(realpath -m "${want}")" ] \
@@ -879,9 +902,11 @@ main() {
     base_dir=${base_dir:-${expdir}/owsm}; base_model=${base_model:-${base_dir}/model.pth}
     token_dir=${token_dir:-${base_dir}}; stats_dir=${stats_dir:-${expdir}/s2t_stats}
     stat_sets=${stat_sets:-${train_sets}}
-    length_config=${length_config:-$(model_config full)}
+    length_config=${length_config:-$(model_config "${reference}")}
     [ ${#report_args[@]} -gt 0 ] || report_args=(--data "${datadir}")
     score_opts=(${st_normalise:+--st_normalise "${st_normalise}"} --wer_norm "${wer_norm}" "${score_opts[@]}")
+    asr_data=(); [ "${task}" = s2t ] || asr_data=(--asr)  # the data tools: plain transcripts
+    format_opts=(${asr_data[@]+"${asr_data[@]}"} "${format_opts[@]}")
     # the sets of stages 1-2: ${train_sets}, then ${sets}
     data_sets=$(printf '%s\n' ${train_sets} ${sets} | awk '!seen[$0]++' | tr '\n' ' ')
 

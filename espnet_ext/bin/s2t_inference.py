@@ -32,6 +32,10 @@ is resampled to the model's, stereo down-mixed (``--audio_mismatch convert``,
 the default, one log line) or refused (``error``); unreadable or empty audio
 ends in one line naming the utterance and the file.
 
+ASR (ESPnet's ASR task, ``python -m espnet_ext.asr.inference``, ESPnet's
+``asr_inference`` options): the same loop, records and files (``inference(args, "asr")``),
+decoded by ``espnet_ext.asr.inference.Speech2TextGated``; no ``<lang>/<task>``.
+
 Resumable: every finished utterance is appended to
 ``<output_dir>/logdir/decoded.jsonl``; a killed run, rerun with the same
 command, skips the utterances found there. The final files are written at the
@@ -76,11 +80,25 @@ S2T_KEYS = (
     "normalize_length quantize_s2t_model quantize_lm quantize_modules quantize_dtype lang_sym "
     "task_sym predict_time partial_ar threshold_probability max_seq_len max_mask_parallel"
 ).split()
+# ASR: those of the stock asr_inference (what its inference() hands Speech2Text).
+ASR_KEYS = (
+    "asr_train_config asr_model_file transducer_conf lm_train_config lm_file ngram_file token_type "
+    "bpemodel maxlenratio minlenratio dtype beam_size ctc_weight lm_weight ngram_weight penalty nbest "
+    "normalize_length streaming enh_s2t_task multi_asr quantize_asr_model quantize_lm quantize_modules "
+    "quantize_dtype hugging_face_decoder hugging_face_decoder_conf time_sync prompt_token_file "
+    "lang_prompt_token nlp_prompt_token partial_ar threshold_probability max_seq_len max_mask_parallel"
+).split()
+TASKS = ("s2t", "asr")
 
 
-def get_parser():
-    parser = _stock_parser()
-    parser.description = "S2T decoding with gate decisions and GFLOPs per utterance"
+def get_parser(task: str = "s2t"):
+    """The stock ``s2t_inference`` (``asr_inference``) options plus ours."""
+    if task == "asr":
+        from espnet2.bin.asr_inference import get_parser as stock
+    else:
+        stock = _stock_parser
+    parser = stock()
+    parser.description = f"{task.upper()} decoding with gate decisions and GFLOPs per utterance"
     parser.add_argument(
         "--search", choices=SEARCHES, default="lean",
         help="lean: espnet_ext's beam search (tensor ops over all hypotheses of a batch, keys/values "
@@ -261,34 +279,50 @@ def _decode(s2t: Speech2TextGated, batch, nbest: int):
     return records
 
 
-def inference(args) -> Dict[str, float]:
-    """Decodes ``args``' inputs into ``args.output_dir``; returns ``summarize`` of them."""
+def build(args, device: str, task: str = "s2t"):
+    """(Speech2TextGated, ESPnet task class, train args, model) of ``args`` (S2T or ASR)."""
+    if task == "asr":  # imported here: S2T decoding does not pay for ESPnet's ASR modules
+        from espnet2.tasks.asr import ASRTask
+
+        from espnet_ext.asr.inference import Speech2TextGated as ASRSpeech2TextGated
+
+        s2t = ASRSpeech2TextGated(device=device, search=args.search, src_kv_cache=args.src_kv_cache,
+                                  **{k: getattr(args, k) for k in ASR_KEYS})
+        return s2t, ASRTask, s2t.asr_train_args, s2t.asr_model
+    kwargs = {k: getattr(args, k) for k in S2T_KEYS}
+    # '<' and '>' are awkward on command lines: accept deu as <deu>
+    for k in ("lang_sym", "task_sym"):
+        kwargs[k] = f"<{kwargs[k].lstrip('<').rstrip('>')}>"
+    s2t = Speech2TextGated(device=device, search=args.search, src_kv_cache=args.src_kv_cache, **kwargs)
+    return s2t, S2TTask, s2t.s2t_train_args, s2t.s2t_model
+
+
+def inference(args, task: str = "s2t") -> Dict[str, float]:
+    """Decodes ``args``' inputs into ``args.output_dir``; returns ``summarize`` of them.
+
+    ``task``: "s2t" (``args`` of ``get_parser()``) or "asr" (of ``get_parser("asr")``).
+    """
     if args.ngpu > 1:
         raise ValueError("only single-GPU decoding is supported (--ngpu 0 or 1)")
     if args.word_lm_train_config is not None:
         raise ValueError("word LMs are not supported")
     device = "cuda" if args.ngpu >= 1 else "cpu"
     set_all_random_seed(args.seed)
-    kwargs = {k: getattr(args, k) for k in S2T_KEYS}
-    # '<' and '>' are awkward on command lines: accept deu as <deu>
-    for k in ("lang_sym", "task_sym"):
-        kwargs[k] = f"<{kwargs[k].lstrip('<').rstrip('>')}>"
-    s2t = Speech2TextGated(device=device, search=args.search, src_kv_cache=args.src_kv_cache, **kwargs)
+    s2t, espnet_task, train_args, model = build(args, device, task)
     output_dir = Path(args.output_dir)
-    inputs = check_sound_inputs(args.data_path_and_name_and_type, model_rate(s2t.s2t_train_args),
+    inputs = check_sound_inputs(args.data_path_and_name_and_type, model_rate(train_args),
                                 args.audio_mismatch, output_dir / "logdir" / "audio")
-    loader = S2TTask.build_streaming_iterator(
+    loader = espnet_task.build_streaming_iterator(
         inputs,
         dtype=args.dtype,
         batch_size=args.batch_size,
         key_file=args.key_file,
         num_workers=args.num_workers,
-        preprocess_fn=S2TTask.build_preprocess_fn(s2t.s2t_train_args, False),
-        collate_fn=S2TTask.build_collate_fn(s2t.s2t_train_args, False),
+        preprocess_fn=espnet_task.build_preprocess_fn(train_args, False),
+        collate_fn=espnet_task.build_collate_fn(train_args, False),
         allow_variable_data_keys=args.allow_variable_data_keys,
         inference=True,
     )
-    model = s2t.s2t_model
     units = {
         name: " ".join(m.unit_names)
         for name, m in (("encoder", model.encoder), ("decoder", model.decoder))
@@ -317,17 +351,17 @@ def inference(args) -> Dict[str, float]:
     return summary
 
 
-def main(cmd=None):
-    parser = get_parser()
+def main(cmd=None, task: str = "s2t"):
+    parser = get_parser(task)
     args = parser.parse_args(cmd)
     logging.basicConfig(
         level=args.log_level,
         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
     )
     try:
-        return inference(args)
+        return inference(args, task)
     except AudioError as e:
-        print(f"s2t_inference: error: {e}", file=sys.stderr)
+        print(f"{task}_inference: error: {e}", file=sys.stderr)
         sys.exit(1)
 
 

@@ -1,4 +1,5 @@
-"""Gated ASR decoding (espnet_ext.asr.inference): gate records and encoder GFLOPs."""
+"""Gated ASR decoding (espnet_ext.asr.inference): gate records and GFLOPs, and its command (the
+loop, records and files of S2T decoding, espnet_ext.bin.s2t_inference)."""
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ def model_dir(tmp_path_factory):
                               "--token_list", ",".join(TOKENS), "--output_dir", str(out),
                               "--encoder_conf", "gate_predictor=local"])
     args.token_list = list(TOKENS)
+    args.token_type = "char"  # the tokens are letters: text without a BPE model
     torch.manual_seed(0)
     model = ASRTask.build_model(args)
     (out / "config.yaml").write_text(yaml.safe_dump(vars(args)))
@@ -48,7 +50,7 @@ def test_gflops_count_the_open_units_only(model_dir):
         with force_gates(dec.asr_model, value):
             dec(speech)
         seen[value] = dec.encoder_gflops
-        assert torch.equal(dec.gates, torch.full((2, 2), value, dtype=torch.float64))
+        assert torch.equal(dec.gates["encoder"], torch.full((2, 2), value))
     n_frames = int(enc.embed(torch.zeros(1, 12000 // 160 + 1, 20), None)[0].size(1))
     units = transformer_unit_costs(enc, n_frames)
     assert seen[0.0] == pytest.approx(sub / 1e9)  # fvcore: 1 multiply-add = 1 flop
@@ -60,35 +62,40 @@ def test_gflops_count_the_open_units_only(model_dir):
     assert dec.encoder_gflops == pytest.approx(expected / 1e9)
 
 
-def test_cli_writes_text_gates_and_gflops_per_set(model_dir, tmp_path):
-    sets = []
-    for name, n in (("a", 2), ("b", 3)):
-        d = tmp_path / name
-        d.mkdir()
-        lines = []
-        for i in range(n):
-            wav = d / f"u{i}.flac"
-            soundfile.write(wav, np.random.default_rng(i).standard_normal(9000 + 800 * i) * 0.1,
-                            16000)
-            lines.append(f"{name}{i} {wav}")
-        (d / "wav.scp").write_text("\n".join(lines) + "\n")
-        sets.append(d)
+def test_cli_writes_the_s2t_layout(model_dir, tmp_path):
+    d = tmp_path / "test_clean"
+    d.mkdir()
+    lines = []
+    for i in range(3):
+        wav = d / f"u{i}.flac"
+        soundfile.write(wav, np.random.default_rng(i).standard_normal(9000 + 800 * i) * 0.1, 16000)
+        lines.append(f"c{i} {wav}")
+    (d / "wav.scp").write_text("\n".join(lines) + "\n")
     conf = tmp_path / "decode.yaml"
     conf.write_text("beam_size: 2\nctc_weight: 0.3\nlm_weight: 0.0\nmaxlenratio: 0.3\n")
-    outs = [tmp_path / f"dec_{d.name}" for d in sets]
+    out = tmp_path / "dec"
     argv = ["--asr_train_config", str(model_dir / "config.yaml"), "--asr_model_file",
-            str(model_dir / "model.pth"), "--config", str(conf),
-            "--wav_scp", *[str(d / "wav.scp") for d in sets],
-            "--output_dir", *[str(o) for o in outs]]
-    assert main(argv) == 0
-    for d, out, n in zip(sets, outs, (2, 3)):
-        keys = [f"{d.name}{i}" for i in range(n)]
-        assert [l.split()[0] for l in (out / "1best_recog/text").read_text().splitlines()] == keys
-        gates = [l.split(maxsplit=1) for l in (out / "gates").read_text().splitlines()]
-        assert [k for k, _ in gates] == keys
-        assert all(len(b.split()) == 2 and set(b.replace(" ", "")) <= {"0", "1"} for _, b in gates)
-        gf = [float(l.split()[1]) for l in (out / "gflops").read_text().splitlines()]
-        assert len(gf) == n and all(v > 0 for v in gf)
+            str(model_dir / "model.pth"), "--config", str(conf), "--ngpu", "0",
+            "--data_path_and_name_and_type", f"{d / 'wav.scp'},speech,sound", "--output_dir", str(out)]
+    from espnet_ext.bin.s2t_inference import get_parser
+
+    args = get_parser("asr").parse_args(argv + ["--beam_size", "1"])  # options override the YAML
+    assert (args.beam_size, args.ctc_weight, args.maxlenratio) == (1, 0.3, 0.3)
+    summary = main(argv + ["--beam_size", "1"])
+    assert summary["utts"] == 3
+    keys = ["c0", "c1", "c2"]
+    for name in ("text", "token", "token_int", "score", "text_nospecial"):
+        assert [line.split()[0] for line in (out / "1best_recog" / name).read_text().splitlines()] == keys
+    assert (out / "gates/units").read_text() == "encoder attn ffn\n"
+    gates = dict(line.split(maxsplit=1) for line in (out / "gates/encoder").read_text().splitlines())
+    assert list(gates) == keys and all(len(b.split()) == 2 for b in gates.values())
+    dec = s2t(model_dir, beam_size=1)
+    for i, key in enumerate(keys):  # the records are the class's decode of each utterance
+        speech, _ = soundfile.read(d / f"u{i}.flac", dtype="float32")
+        text = dec(speech)[0][0]
+        assert (out / "1best_recog/text").read_text().splitlines()[i] == f"{key} {text}".rstrip()
+        assert float((out / "gflops").read_text().splitlines()[i].split()[1]) == pytest.approx(
+            dec.meter.gflops["total"], abs=5e-5)
     bad = tmp_path / "bad.yaml"
     bad.write_text("beam: 2\n")
     with pytest.raises(SystemExit):
@@ -107,9 +114,9 @@ def test_lean_search_gives_espnets_hypotheses(model_dir):
             speech = rng.standard_normal(n).astype("float32")
             a, b = lean(speech), espnet(speech)
             assert len(a) == 2 and [r[2] for r in a] == [r[2] for r in b]
-            assert [r[1] for r in a] == [r[1] for r in b]
-            assert all(abs(float(x[3].score) - float(y[3].score)) < 1e-4 for x, y in zip(a, b))
-            assert torch.equal(lean.gates, espnet.gates)
+            assert [r[1] for r in a] == [r[1] for r in b] and [r[3] for r in a] == [r[0] for r in a]
+            assert all(abs(float(x[4].score) - float(y[4].score)) < 1e-4 for x, y in zip(a, b))
+            assert torch.equal(lean.gates["encoder"], espnet.gates["encoder"])
             assert lean.encoder_gflops == pytest.approx(espnet.encoder_gflops, rel=1e-12)
             # the lean search caches keys/values; ESPnet's decoder recomputes the prefix's
             assert 0 < lean.meter.gflops["decoder"] < espnet.meter.gflops["decoder"]
@@ -169,8 +176,8 @@ def test_speaker_context_reaches_the_gates_in_both_searches(model_dir, tmp_path)
         for dec in (lean, espnet):
             with seen_gates() as seen:
                 results = dec(speech, spk_embed=spk)
-            assert torch.equal(dec.gates, seen["encoder"].double())
-            out.append((dec.gates, [r[2] for r in results]))
+            assert torch.equal(dec.gates["encoder"], seen["encoder"].float())
+            out.append((dec.gates["encoder"], [r[2] for r in results]))
         assert torch.equal(out[0][0], out[1][0]) and out[0][1] == out[1][1]
         gates.append(out[0][0])
     assert len({str(g.tolist()) for g in gates}) >= 2

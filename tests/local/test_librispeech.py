@@ -1,6 +1,5 @@
-"""LibriSpeech data preparation, BPE and scoring (local/librispeech/) on a miniature tree."""
+"""LibriSpeech data preparation (local/librispeech/) on a miniature tree."""
 
-import json
 import shutil
 from pathlib import Path
 
@@ -17,7 +16,7 @@ def load(name):
     return load_file(ROOT / "local/librispeech" / f"{name}.py")
 
 
-prepare, bpe, score, make_mini = (load(n) for n in ("prepare", "bpe", "score", "make_mini"))
+prepare, make_mini = (load(n) for n in ("prepare", "make_mini"))
 
 
 @pytest.fixture(scope="module")
@@ -94,37 +93,3 @@ def test_prepare_fails_clearly_on_a_missing_part(mini, tmp_path, caplog):
     assert "test-other: missing" in caplog.text
     with pytest.raises(FileNotFoundError, match="no LibriSpeech parts"):
         prepare.find_root(tmp_path / "d")
-
-
-def test_bpe_writes_an_espnet_asr_token_list(tmp_path):
-    text = tmp_path / "text"
-    text.write_text("".join(f"u{i} THE CAT SAT ON THE MAT NUMBER {i % 7}\n" for i in range(50)))
-    assert bpe.main(["--vocab_size", "40", "--out", str(tmp_path / "bpe"), str(text)]) == 0
-    tokens = (tmp_path / "bpe/tokens.txt").read_text().split("\n")[:-1]
-    assert tokens[:2] == ["<blank>", "<unk>"] and tokens[-1] == "<sos/eos>"
-    import sentencepiece as spm
-
-    sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "bpe/bpe.model"))
-    # <unk> <s> </s> of sentencepiece -> <blank> <unk> ... <sos/eos>
-    assert tokens[2:-1] == [sp.id_to_piece(i) for i in range(3, sp.get_piece_size())]
-    assert len(set(tokens)) == len(tokens) <= 40
-
-
-def test_score_counts_wer_and_writes_the_table(tmp_path):
-    data, exp = tmp_path / "data", tmp_path / "exp"
-    (data / "test_clean").mkdir(parents=True)
-    (data / "test_clean/text").write_text("a A B C D\nb E F\n")
-    dec = exp / "gated/decode_test_clean"
-    (dec / "1best_recog").mkdir(parents=True)
-    (dec / "1best_recog/text").write_text("a a x c\n")  # b missing: 2 deletions
-    (dec / "gates").write_text("a 11 10\n")
-    (dec / "gflops").write_text("a 0.5\n")
-    out = tmp_path / "RESULTS.md"
-    assert score.main(["--exp", str(exp), "--data", str(data), "--models", "gated",
-                       "--sets", "test_clean", "--out", str(out)]) == 0
-    res = json.loads((dec / "wer.json").read_text())
-    # 6 words: B->X (sub), D deleted, E F deleted -> 4 / 6
-    assert (res["sub"], res["del"], res["ins"], res["ref_words"]) == (1, 3, 0, 6)
-    assert res["wer"] == pytest.approx(400 / 6) and res["missing"] == ["b"]
-    rows = out.read_text().splitlines()
-    assert rows[-1] == "| gated | 66.67 | 0.5 | 0.250 |"

@@ -1,5 +1,7 @@
-"""egs2/librispeech_100/asr1 end to end (preset tiny) on a miniature LibriSpeech tree."""
+"""egs2/librispeech_100/asr1 end to end (preset tiny) on a miniature LibriSpeech tree: the
+shared pipeline with --task asr."""
 
+import json
 import os
 import re
 import shutil
@@ -10,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+from espnet_ext.results import read_decode
 from script_loader import load_file
 
 pytestmark = pytest.mark.slow
@@ -33,8 +36,8 @@ def recipe(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("librispeech")
     load_file(ROOT / "local/librispeech/make_mini.py").make_mini(tmp / "corpus", utts=6)
     cmd = ["./run.sh", "--preset", "tiny", "--nbpe", "30", "--librispeech_root",
-           str(tmp / "corpus"), "--datadir", str(tmp / "data"), "--expdir", str(tmp / "exp"),
-           "--results", str(tmp / "RESULTS.md")]
+           str(tmp / "corpus"), "--datadir", str(tmp / "data"), "--dumpdir", str(tmp / "dump"),
+           "--expdir", str(tmp / "exp"), "--results", str(tmp / "RESULTS.md")]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     out = subprocess.run(cmd, cwd=RECIPE, env=env, capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -48,6 +51,13 @@ def test_data_and_token_list(recipe):
     assert len(table(data / "dev/text")) == 6 and len(table(data / "test_other/text")) == 3
     tokens = (data / "token_list/bpe_unigram30/tokens.txt").read_text().split()
     assert tokens[:2] == ["<blank>", "<unk>"] and tokens[-1] == "<sos/eos>"
+    assert not [t for t in tokens if t in ("<eng>", "<asr>", "<notimestamps>")]  # no OWSM specials
+    # stage 2: every set checked and formatted (the FLACs stay where they are), every test
+    # utterance kept
+    raw = tmp / "dump/raw"
+    for s in ("train_clean_100", "dev") + SETS:
+        assert set(table(raw / s / "speech_shape")) == set(table(data / s / "text")), s
+        assert table(raw / s / "wav.scp") == table(data / s / "wav.scp")
 
 
 def test_models_are_the_configured_ones(recipe):
@@ -82,54 +92,59 @@ def test_gated_training_reports_the_schedule(recipe):
 
 
 def test_decoding_outputs_parse(recipe):
+    # the layout of S2T decoding (one reader: espnet_ext.results.read_decode)
     tmp, _, _ = recipe
     exp, data = tmp / "exp", tmp / "data"
-    gflops = {}
     for m in MODELS:
         for s in SETS:
-            dec = exp / m / f"decode_{s}"
+            dec = read_decode(exp / m / f"decode_{s}")
             refs = table(data / s / "text")
-            assert set(table(dec / "1best_recog/text")) == set(refs)
-            gates = table(dec / "gates")
-            assert set(gates) == set(refs)
-            for bits in gates.values():  # 2 layers x (attn, ffn)
-                assert re.fullmatch(r"[01]{2} [01]{2}", bits), bits
-            if m == "base":
-                assert set(gates.values()) == {"11 11"}
-            g = {u: float(v) for u, v in table(dec / "gflops").items()}
-            assert set(g) == set(refs) and all(v > 0 for v in g.values())
-            gflops[m, s] = g
-            assert (dec / "wer.json").exists()
-    # same encoder shape: an utterance costs at most the base model's GFLOPs
-    for s in SETS:
-        for m in ("gated", "gated_local"):
-            for u, v in gflops[m, s].items():
-                assert v <= gflops["base", s][u] * (1 + 1e-6)
+            assert set(dec.hyps) == set(refs)
+            if m == "base":  # a stock model: no gates
+                assert not dec.gates
+            else:
+                gates = dec.gates["encoder"]
+                assert set(gates) == set(refs) and list(dec.gates) == ["encoder"]
+                for bits in gates.values():  # 2 layers x (attn, ffn)
+                    assert re.fullmatch(r"[01]{2} [01]{2}", bits), bits
+            assert set(dec.gflops) == set(refs) and all(v > 0 for v in dec.gflops.values())
+            assert set(dec.seconds) == set(refs)
 
 
 def test_results_table(recipe):
+    # RESULTS.md of scripts/report.py: each figure recomputed here from the decoding outputs
     tmp, _, _ = recipe
     rows = (tmp / "RESULTS.md").read_text().splitlines()
-    assert rows[2] == ("| model | test_clean WER (%) | test_other WER (%) | "
-                       "encoder GFLOPs/utt | gate sparsity |")
-    body = [r for r in rows[4:] if r.startswith("| ")]
-    assert [r.split(" | ")[0][2:] for r in body] == list(MODELS)
     exp, data = tmp / "exp", tmp / "data"
-    for model, r in zip(MODELS, body):
-        cells = [float(c) for c in r.strip("| ").split(" | ")[1:]]
-        # each figure recomputed here from the decoding outputs and the references
-        for s, wer in zip(SETS, cells[:2]):
+
+    def table_after(head: str) -> dict:
+        i = rows.index(head)
+        body = [r for r in rows[i + 2:]]
+        body = body[:next(k for k, r in enumerate(body) if not r.startswith("| "))]
+        return {r.split(" | ")[0][2:]: r.strip("| ").split(" | ")[1:] for r in body}
+
+    wers = table_after("| model | test_clean wer (raw) | test_clean cer (raw) | "
+                       "test_other wer (raw) | test_other cer (raw) |")
+    assert list(wers) == list(MODELS)
+    for model in MODELS:
+        scores = json.loads((exp / model / "scores.json").read_text())["subsets"]
+        for s, wer in zip(SETS, wers[model][::2]):
             refs = table(data / s / "text")
-            hyps = table(exp / model / f"decode_{s}" / "1best_recog" / "text")
-            errors = sum(edit_distance(refs[u].upper().split(), hyps.get(u, "").upper().split())
-                         for u in refs)
+            hyps = read_decode(exp / model / f"decode_{s}").hyps
+            # --wer_norm raw: the transcripts as they are (upper case, as LibriSpeech scores)
+            errors = sum(edit_distance(refs[u].split(), hyps.get(u, "").split()) for u in refs)
             words = sum(len(v.split()) for v in refs.values())
-            assert wer == pytest.approx(100 * errors / words, abs=0.006), (model, s)
-        gflops = [float(v) for s in SETS for v in table(exp / model / f"decode_{s}" / "gflops").values()]
-        assert cells[2] == pytest.approx(sum(gflops) / len(gflops), rel=1e-3)
-        bits = [b.replace(" ", "") for s in SETS for b in table(exp / model / f"decode_{s}" / "gates").values()]
-        assert cells[3] == pytest.approx(sum(b.count("0") / len(b) for b in bits) / len(bits), abs=6e-4)
-    assert body[0].endswith("| 0.000 |")  # the base model has no gates
+            assert float(wer) == pytest.approx(100 * errors / words, abs=0.006), (model, s)
+            assert scores[s]["task"] == "asr" and scores[s]["wer_norm"] == "raw"
+            assert scores[s]["wer"] == pytest.approx(float(wer), abs=0.006)
+    eff = table_after("| model | closed units | GFLOPs / utt | ratio | decode s / utt | ratio |")
+    assert eff["base"][:3] == ["-", eff["base"][1], "1.000"]
+    for model in ("gated", "gated_local"):
+        bits = [b.replace(" ", "") for s in SETS
+                for b in read_decode(exp / model / f"decode_{s}").gates["encoder"].values()]
+        closed = 100 * sum(b.count("0") for b in bits) / sum(len(b) for b in bits)
+        assert float(eff[model][0].rstrip(" %")) == pytest.approx(closed, abs=0.06)
+    assert "| gated | " in "\n".join(rows[rows.index("## Difference vs base (paired bootstrap, 95% CI, p)"):])
 
 
 def edit_distance(ref, hyp) -> int:
@@ -144,7 +159,8 @@ def edit_distance(ref, hyp) -> int:
 
 def test_rerun_skips_finished_work(recipe):
     tmp, _, (cmd, env) = recipe
-    out = subprocess.run(cmd + ["--stop_stage", "5"], cwd=RECIPE, env=env,
+    out = subprocess.run(cmd + ["--stop_stage", "8"], cwd=RECIPE, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "trained before" in out.stdout and "decoding" not in out.stdout.replace("Decoding", "")
+    for k in (1, 2, 4, 5, 6, 7, 8):
+        assert f"Stage {k}: nothing to do (finished before)" in out.stdout, k

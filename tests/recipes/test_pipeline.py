@@ -40,10 +40,11 @@ def test_models_are_checked_with_one_line_errors(tmp_path):
     # the known models: those with a YAML in the conf set (${config_prefix}<model>.yaml)
     assert bash('models="full gated_spk l0"; check_models; echo ok', tmp_path).stdout == "ok\n"
     assert bash('models="full zeroshot"; check_models zeroshot full; echo ok', tmp_path).stdout == "ok\n"
+    assert bash('models="base gated"; reference=base; check_models base gated; echo ok', tmp_path).stdout == "ok\n"
     for models, allowed, error in (
             ("full gated_nope", "", f"--models: unknown gated_nope (no {EP_CONF}/train_s2t_ebf_gated_nope.yaml)"),
             ("full gated_spk", "full gated", "--models: unknown gated_spk (full gated)"),
-            ("gated", "", "--models must include full (the reference)")):
+            ("gated", "", "--models must include full (--reference: the model the others are compared with)")):
         proc = bash(f'models="{models}"; check_models {allowed}', tmp_path, check=False)
         assert proc.returncode == 1 and proc.stderr.strip().endswith(error), proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
@@ -123,11 +124,17 @@ def test_a_new_variant_yaml_is_picked_up_and_its_errors_are_one_line(tmp_path):
     wide.write_text("variant_of: gated\nencoder_conf:\n    gate_context: [lang, spk]\n    spk_embed_dim: 192\n")
     broken = conf / "train_gated_typo.yaml"
     broken.write_text("variant_of: gatd\n")
+    (conf / "train_gated_loop.yaml").write_text("variant_of: gated_loop\n")
+    (conf / "train_gated_wider.yaml").write_text("variant_of: gated_wide\nsparsity_end: 0.6\n")
     for script, error in (
             ("context_opts gated_wide", f"model_yaml: error: {wide}: encoder_conf.spk_embed_dim is 192, but the "
              f"spk embeddings in {tmp_path}/raw/train have 256 (stage 3): set it to 256, or null"),
             ("train_model gated_wide 6d 1", "set it to 256, or null"),
             ('models="full gated_typo"; check_models', f"no {conf}/train_gatd.yaml: the YAML of model gatd"),
+            ('models="full gated_loop"; check_models', f"{conf}/train_gated_loop.yaml: variant_of gated_loop, "
+             "itself a variant: name the model gated_loop varies"),
+            ('models="full gated_wider"; check_models', f"{conf}/train_gated_wider.yaml: variant_of gated_wide, "
+             "itself a variant: name the model gated_wide varies"),
             ('models="full gated_nope"; check_models',
              f"--models: unknown gated_nope (no {conf}/train_gated_nope.yaml)")):
         proc = bash(setup + script + "; echo unreachable", tmp_path, check=False)
@@ -145,6 +152,12 @@ def test_data_opts_are_the_s2t_tables_shapes_and_npy_inputs(tmp_path):
     assert out[8] == "--train_data_path_and_name_and_type /d/train/spk_embed.scp,spk_embed,npy"
     # collect_stats: no shape dir yet, the key list is the data dir's speech_shape
     assert bash("data_opts valid /d/dev", tmp_path).stdout.split("\n")[4] == "--valid_shape_file /d/dev/speech_shape"
+    # --task asr (asr_train, as asr.sh): wav.scp and text; collect_stats keys on wav.scp
+    assert bash("task=asr; data_opts train /d/train /s/train", tmp_path).stdout.split("\n")[:4] == [
+        "--train_data_path_and_name_and_type /d/train/wav.scp,speech,sound",
+        "--train_data_path_and_name_and_type /d/train/text,text,text",
+        "--train_shape_file /s/train/speech_shape", "--train_shape_file /s/train/text_shape.bpe"]
+    assert bash("task=asr; data_opts valid /d/dev", tmp_path).stdout.split("\n")[2] == "--valid_shape_file /d/dev/wav.scp"
 
 
 def test_input_hashes_redo_a_unit_when_an_input_changes(tmp_path):
@@ -352,3 +365,39 @@ def test_run_sh_passes_pipeline_options_on_and_the_users_win_over_the_presets(tm
                           cwd=recipe, capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stderr == f"{ROOT}/egs2/TEMPLATE/pipeline.sh: unknown option --bogus\n"
     assert not (tmp_path / "nothing").exists()
+
+
+def test_task_asr_runs_the_asr_tools_from_the_same_stages(tmp_path):
+    """--task asr (LibriSpeech): the same train_model/decode_models/score_models with ESPnet's
+    ASR task: asr_train, check_init --task asr for the models from the base weights (gated and its
+    variant gated_local, by their YAML's model class; not base), the ASR decoder with the search of
+    the decoding YAML (no S2T beam 5), every set scored as ASR."""
+    ls_conf = ROOT / "egs2/librispeech_100/asr1/conf/tiny"
+    fake = tmp_path / "python"
+    fake.write_text(FAKE)
+    fake.chmod(0o755)
+    for m in ("base", "gated", "gated_local"):
+        (tmp_path / m).mkdir()
+        (tmp_path / m / "valid.acc.ave.pth").write_text("")
+        (tmp_path / m / "config.yaml").write_text(yaml.safe_dump({"model": "espnet"}))
+    bash(f"python={fake}; ngpu=0; task=asr; base_model={tmp_path}/base/valid.acc.ave.pth; stats_dir=s; "
+         f"config_prefix={ls_conf}/train_asr_transformer_; base_config={ls_conf}/train_asr_transformer.yaml; "
+         "reference=base; finetune_set=train_clean_100; split_options; "
+         'models="base gated gated_local"; check_models; test_sets="test_clean test_other"; '
+         "train_model base 6a 1 train_clean_100; train_model gated 6b 1; train_model gated_local 6c 1; "
+         "decode_models; score_models", tmp_path)
+    rec = [" ".join(shlex.split(c)) for c in (tmp_path / "commands.sh").read_text().splitlines()]
+    train = {c.split("--output_dir ")[1].split()[0]: c for c in rec if "-m espnet_ext.bin.asr_train" in c}
+    assert sorted(train) == [str(tmp_path / m) for m in ("base", "gated", "gated_local")]
+    assert not [c for c in rec if "s2t_train" in c]
+    assert (f"--config {ls_conf}/train_asr_transformer_gated.yaml --init_param {tmp_path}/base/valid.acc.ave.pth "
+            "--encoder_conf gate_predictor=local") in train[str(tmp_path / "gated_local")]
+    assert f"--train_data_path_and_name_and_type {tmp_path}/raw/train_clean_100/text,text,text" in train[str(tmp_path / "gated")]
+    checks = [c for c in rec if "check_init.py" in c]
+    assert len(checks) == 2 and all(" --task asr --init " in c for c in checks)
+    assert [c.split("--output_dir ")[1].split()[0] for c in checks] == [str(tmp_path / m) for m in ("gated", "gated_local")]
+    decode = [c for c in rec if "decode.py" in c]
+    assert len(decode) == 3 and all(" --task asr " in c for c in decode)
+    assert decode[0].endswith("test_clean test_other -- --config conf/decode_s2t.yaml --ngpu 0")  # the YAML's search
+    score = [c for c in rec if "score.py" in c]
+    assert len(score) == 3 and all(" --task asr " in c and c.endswith(" test_clean test_other") for c in score)

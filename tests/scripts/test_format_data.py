@@ -114,3 +114,68 @@ def test_skipped_bad_utterances_are_counted_in_their_subset(data, tmp_path):
     assert counts(out)["bad"] == 1 and counts(out)["official"] == 5
     assert not (out.parent / "test_deu_st_eng").exists()  # nothing of it left to decode
     assert counts(out.parent / "test_deu_asr")["bad"] == 0
+
+
+@pytest.fixture
+def asr_data(data) -> Path:
+    """``data`` as a Kaldi ASR dir (LibriSpeech's layout): plain upper-case transcripts."""
+    text = table(data / "text")
+    (data / "text").write_text("".join(f"{u} {t.split('> ', 1)[1].upper()}\n" for u, t in text.items()))
+    return data
+
+
+def asr_config(tmp_path) -> Path:
+    path = tmp_path / "asr.yaml"  # an ASR training YAML: no preprocessor speech_length
+    path.write_text("frontend_conf:\n  hop_length: 160\nencoder_conf:\n  input_layer: conv2d\n")
+    return path
+
+
+def test_asr_eval_set_keeps_long_utterances_whole(asr_data, tmp_path):
+    out = tmp_path / "dump" / "test_clean"
+    assert format_data.main(["--asr", "--data_dir", str(asr_data), "--out", str(out), "--config",
+                             str(asr_config(tmp_path)), "--eval_set", "--max_wav_duration", "3"]) == 0
+    assert sorted(table(out / "text")) == ["a_deu_asr", "b_deu_asr", "c_deu_st_eng", "e_fra_asr"]
+    assert table(out / "text")["a_deu_asr"] == "WORD0" and table(out / "wav.scp") == {
+        u: str(asr_data / "wav" / f"{u}.wav") for u in table(out / "text")}  # audio not copied
+    assert table(out / "long_utts") == {"b_deu_asr": "3.50"}
+    assert list(table(out / "bad_utts")) == ["d_fra_asr"]
+    assert table(out / "spk2utt") == {"spk0": "a_deu_asr c_deu_st_eng e_fra_asr", "spk1": "b_deu_asr"}
+    assert counts(out) == {"set": "test_clean", "role": "eval", "official": 5, "utts": 4, "long": 1,
+                           "dropped_long": 0, "dropped_short": 1, "bad": 0,
+                           "speech_length": 3.0, "long_utts": "whole"}
+    assert validate_data_dir.validate(out, min_samples=(960, "conv2d"), asr=True) == []
+    with pytest.raises(ValueError, match="not with --asr"):
+        format_data.format_data(asr_data, out, 3.0, True, asr=True)
+
+
+def test_asr_training_set_drops_beyond_max_wav_duration(asr_data, tmp_path, caplog):
+    out = tmp_path / "dump" / "train"
+    caplog.set_level("INFO")
+    argv = ["--asr", "--data_dir", str(asr_data), "--out", str(out), "--config", str(asr_config(tmp_path))]
+    assert format_data.main(argv) == 0  # asr.sh's 20 s: every one kept but the short one
+    assert sorted(table(out / "text")) == ["a_deu_asr", "b_deu_asr", "c_deu_st_eng", "e_fra_asr"]
+    assert table(out / "speech_shape")["b_deu_asr"] == str(int(3.5 * 16000))
+    assert format_data.main(argv + ["--max_wav_duration", "3"]) == 0
+    assert table(out / "bad_utts")["b_deu_asr"].startswith("too long: 3.50 s > max_wav_duration 3.0 s")
+    assert counts(out)["dropped_long"] == 1 and counts(out)["long_utts"] == "dropped"
+    assert "kept 3, dropped 1 longer than max_wav_duration 3.0 s" in caplog.text
+    # without --asr the plain transcripts are refused, each named
+    assert format_data.main(argv[1:]) == 1
+
+
+def test_asr_bad_rows_stop_or_are_skipped(asr_data, tmp_path, capsys):
+    (asr_data / "wav" / "c_deu_st_eng.wav").unlink()
+    sf.write(asr_data / "wav" / "a_deu_asr.wav", np.zeros((16000, 2), "float32"), 16000)  # stereo
+    (asr_data / "utt2spk").write_text("".join(
+        line + "\n" for line in (asr_data / "utt2spk").read_text().splitlines() if not line.startswith("e_")))
+    out = tmp_path / "dump" / "test_other"
+    argv = ["--asr", "--data_dir", str(asr_data), "--out", str(out), "--config", str(asr_config(tmp_path)),
+            "--eval_set"]
+    assert format_data.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("format_data: error: 3 bad utterance(s)") and "first: a_deu_asr" in err
+    bad = table(out / "bad_utts")
+    assert "2 channel(s); expected 16000 Hz mono" in bad["a_deu_asr"]
+    assert "no such file" in bad["c_deu_st_eng"] and "not in" in bad["e_fra_asr"]
+    assert format_data.main(argv + ["--skip_bad_utts"]) == 0
+    assert sorted(table(out / "text")) == ["b_deu_asr"] and counts(out)["bad"] == 3
