@@ -374,6 +374,7 @@ ASR_DESCRIPTIONS = {
     "base": "ESPnet ASR model trained from scratch (stock modules)",
     "gated": "gated fine-tune of base, global gate predictor (I3D-style dynamic depth)",
     "gated_local": "gated fine-tune of base, local gate predictor (one per layer)",
+    "gated_spk": "gated fine-tune of base, global gate predictor reading a speaker embedding",
 }
 
 

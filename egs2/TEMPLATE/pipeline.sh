@@ -434,7 +434,7 @@ model_yaml_py() {  # model_yaml_py <inputs|options|model> <model> [<options>]: s
 context_names() { model_yaml_py inputs "$1"; }  # the npy inputs a model reads
 trained_gated() { grep -qx 'model: espnet_gated' "${expdir}/$1/config.yaml" 2>/dev/null; }  # a gated model in ${expdir}
 context_opts() {  # a model's <task>_train options on top of --config: its variant's changes, embedding sizes
-    model_yaml_py options "$1" --embed_dir "${raw}/train"
+    model_yaml_py options "$1" --embed_dir "${raw}/${finetune_set}"
 }
 model_init() {  # model_init <model>: the weights it starts from: base ${base_init} (none: random),
     # the others the pre-trained model (an init computed in the run comes with train_model's options)

@@ -164,3 +164,23 @@ def test_rerun_skips_finished_work(recipe):
     assert out.returncode == 0, out.stderr[-2000:]
     for k in (1, 2, 4, 5, 6, 7, 8):
         assert f"Stage {k}: nothing to do (finished before)" in out.stdout, k
+
+
+def test_speaker_conditioned_gates(recipe):
+    # --models "base gated_spk": stage 3 extracts a speaker embedding of every set, the variant
+    # trains with them (its size from the data) and decoding reads them; base is not retrained
+    tmp, _, (cmd, env) = recipe
+    out = subprocess.run(cmd + ["--models", "base gated_spk"], cwd=RECIPE, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    raw, exp = tmp / "dump/raw", tmp / "exp"
+    for s in ("train_clean_100", "dev") + SETS:
+        assert set(table(raw / s / "spk_embed.scp")) == set(table(raw / s / "wav.scp")), s
+    conf = yaml.safe_load((exp / "gated_spk/config.yaml").read_text())
+    assert conf["encoder_conf"]["gate_context"] == ["spk"] and conf["encoder_conf"]["spk_embed_dim"] == 256
+    assert "Stage 6a" not in out.stdout  # base trained before
+    decode = [c for c in (exp / "commands.sh").read_text().splitlines() if "decode.py" in c and "gated_spk" in c]
+    assert len(decode) == 1 and "--npy spk_embed" in decode[0]
+    for s in SETS:
+        dec = read_decode(exp / "gated_spk" / f"decode_{s}")
+        assert set(dec.hyps) == set(dec.gates["encoder"]) == set(table(tmp / "data" / s / "text"))

@@ -16,7 +16,7 @@
 #   4 BPE token list, 5 collect stats (shapes, global MVN), 6 training (6a base Transformer,
 #   6b gated fine-tune with the global predictor, 6c the local predictor), 7 decoding (test sets;
 #   per utterance: text, encoder gate decisions, GFLOPs), 8 scoring (jiwer WER), 9 RESULTS.md
-#   (paired bootstrap vs base). Stage 3 (context embeddings) has nothing to do: no gate reads any.
+#   (paired bootstrap vs base). Stage 3 (speaker embeddings) only for --models ... gated_spk.
 # Finished units leave a .done file and are skipped on a rerun; training resumes (--resume true).
 # Options this file does not declare go to the pipeline (./run.sh --help; pipeline.sh --help).
 set -euo pipefail
@@ -47,7 +47,7 @@ data_opts="--download_dir ${download_dir}${librispeech_root:+ --librispeech_root
 "${MAIN_ROOT}/egs2/TEMPLATE/pipeline.sh" --task asr --invocation "${invocation}" \
     --stage "${stage}" --stop_stage "${stop_stage}" --datadir "${datadir}" --expdir "${expdir}" \
     --local_data_opts "${data_opts}" --audio_format 16k --format_opts "--max_wav_duration 35" \
-    --train_sets train_clean_100 --sets "dev test_clean test_other" --split_sets "" \
+    --train_sets train_clean_100 --sets "train_clean_100 dev test_clean test_other" --split_sets "" \
     --owsm_model scratch --models "base gated gated_local" --reference base --first_label b \
     --config_prefix "${conf}/train_asr_transformer_" --base_config "${conf}/train_asr_transformer.yaml" \
     --base_set train_clean_100 --finetune_set train_clean_100 \
