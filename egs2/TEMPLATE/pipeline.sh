@@ -818,7 +818,7 @@ train_stage() {  # train_stage <first label letter>
 # ASR (--task asr): ${results} alone (GFLOPs and gates from stage 7's decodings; the profiler
 # and the gate plots take S2T sets, <set>_<lang>_<task>).
 report_stage() {
-    local prof lang sym eff=() 
+    local prof lang sym eff=()
     stage_in 9 && [[ " ${models} " = *" ${reference} "* ]] || return 0
     stage_start 9 "Efficiency (GFLOPs, wall-clock; vs ${reference}), gate patterns, ${results}"
     if [ "${task}" = s2t ]; then
