@@ -20,7 +20,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from espnet_ext.tokens import ASR_TAIL, special_tokens, text_lines, train_bpe
+from espnet_ext.tokens import ASR_TAIL, S2T_TAIL, special_tokens, text_lines, train_bpe
 
 PROG = "make_token_list"
 
@@ -40,19 +40,17 @@ def main(argv=None):
                              "<sos/eos> (asr.sh).")
     args = parser.parse_args(argv)
     logging.basicConfig(level="INFO", format=f"%(asctime)s ({PROG}) %(levelname)s: %(message)s")
-    if args.asr:
-        texts = text_lines(d / "text" for d in args.data_dirs)
-        tokens = train_bpe(texts, args.out, args.vocab_size, [], args.model_type, ASR_TAIL)
-        n = len(tokens.read_text().split())
-        logging.info(f"{tokens}: {n} tokens from {len(texts)} lines")
-        return
-    nlsyms = special_tokens(time_tokens=False)
-    files = [d / n for d in args.data_dirs for n in ("text", "text.ctc")]
-    texts = text_lines(files)
-    tokens = train_bpe(texts, args.out, args.vocab_size, nlsyms, args.model_type)
-    (args.out / "nlsyms.txt").write_text("\n".join(nlsyms) + "\n")
+    if args.asr:  # asr.sh: the transcripts alone, no special symbol, <sos/eos>
+        nlsyms, names, tail = [], ("text",), ASR_TAIL
+    else:
+        nlsyms, names, tail = special_tokens(time_tokens=False), ("text", "text.ctc"), S2T_TAIL
+    texts = text_lines(d / n for d in args.data_dirs for n in names)
+    tokens = train_bpe(texts, args.out, args.vocab_size, nlsyms, args.model_type, tail)
+    if nlsyms:
+        (args.out / "nlsyms.txt").write_text("\n".join(nlsyms) + "\n")
     n = len(tokens.read_text().split())
-    logging.info(f"{tokens}: {n} tokens from {len(texts)} lines; specials: {' '.join(nlsyms)}")
+    logging.info(f"{tokens}: {n} tokens from {len(texts)} lines"
+                 + (f"; specials: {' '.join(nlsyms)}" if nlsyms else ""))
 
 
 if __name__ == "__main__":
