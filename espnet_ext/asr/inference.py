@@ -7,7 +7,7 @@ open attention/FFN units for the real number of frames, and the decoder's beam-s
 It decodes as S2T does: with ``espnet_ext.s2t.lean_search`` where it applies (no CTC prefix
 scoring, no LM), else with ESPnet's own beam search, unchanged. Its interface is that of
 ``espnet_ext.s2t.inference.Speech2TextGated`` (n-best with ``text_nospecial``, ``gates`` per
-gated side, ``decode_batch`` / ``decode_one``), so S2T and ASR share one decode loop, record and
+gated side, ``decode_batch``), so S2T and ASR share one decode loop, record and
 writer (``espnet_ext.bin.s2t_inference``). Stock (ungated) Transformer models work too, counted
 with every unit open.
 
@@ -39,7 +39,7 @@ from espnet2.bin.asr_inference import Speech2Text  # noqa: E402
 from espnet_ext.gating import GatedModule, GateRecord, gate_inputs  # noqa: E402
 from espnet_ext.gating.model import encode  # noqa: E402
 from espnet_ext.nets.transformer_decoder_token_condition import GatedScorer  # noqa: E402
-from espnet_ext.s2t.inference import UttDecode  # noqa: E402
+from espnet_ext.s2t.inference import UttDecode, is_special  # noqa: E402
 from espnet_ext.s2t.lean_search import LeanBeamSearch  # noqa: E402
 from espnet_ext.s2t.meter import DecodeMeter, decoder_macs  # noqa: E402
 
@@ -114,7 +114,7 @@ class Speech2TextGated(Speech2Text):
         """The text without special tokens (``<...>``), as S2T's ``text_nospecial``."""
         if self.tokenizer is None:
             return None
-        return self.tokenizer.tokens2text([x for x in token if not (x[0] == "<" and x[-1] == ">")])
+        return self.tokenizer.tokens2text([x for x in token if not is_special(x)])
 
     def _lean_decode(self, speech, context, record: GateRecord) -> list:
         """``__call__``'s n-best with the lean search."""
@@ -155,11 +155,6 @@ class Speech2TextGated(Speech2Text):
                            None if event_embed is None else event_embed[u])
             out.append(UttDecode(results, dict(self.gates), self.meter.gflops))
         return out
-
-    def decode_one(self, speech, spk_embed=None, event_embed=None) -> UttDecode:
-        """One utterance: ``decode_batch`` of one."""
-        return self.decode_batch([speech], None if spk_embed is None else [spk_embed],
-                                 None if event_embed is None else [event_embed])[0]
 
 
 def main(cmd=None):

@@ -57,6 +57,11 @@ class UttDecode:
     gflops: Dict[str, float]
 
 
+def is_special(token: str) -> bool:
+    """A special token (``<eng>``, ``<asr>``, ``<0.00>``, ...): not in ``text_nospecial``."""
+    return token[0] == "<" and token[-1] == ">"
+
+
 def token_id(s2t: Speech2Text, sym: str, what: str) -> int:
     """Id of a special token ("<deu>") in ``s2t``'s token list; one-line error if absent."""
     if sym not in s2t.converter.token2id:
@@ -281,7 +286,7 @@ class Speech2TextGated(Speech2Text):
                 token_int = token_int[token_int.index(model.sos) + 1 :]
             token_int = [t for t in token_int if t != model.blank_id]
             token = self.converter.ids2tokens(token_int)
-            nospecial = [x for x in token if not (x[0] == "<" and x[-1] == ">")]
+            nospecial = [x for x in token if not is_special(x)]
             text = text_nospecial = None
             if self.tokenizer is not None:
                 text, text_nospecial = self.tokenizer.tokens2text(token), self.tokenizer.tokens2text(nospecial)
